@@ -1,0 +1,31 @@
+package actions
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ExpireDue moves every pending request whose ExpiresAt has passed to
+// expired, saying so in its thread; it returns their ids.
+func ExpireDue(s Store, now time.Time) ([]string, error) {
+	due, err := s.List(func(r *Request) bool { return r.State == Pending && !r.ExpiresAt.After(now) })
+	if err != nil {
+		return nil, fmt.Errorf("listing pending requests: %w", err)
+	}
+	var ids []string
+	for _, r := range due {
+		_, err := s.Transition(r.ID, []State{Pending}, Expired, func(q *Request) {
+			q.Decision = &Decision{Action: "expired", At: now.UTC()}
+		}, Event{Kind: Card}, Event{Kind: Message, Text: fmt.Sprintf(":alarm_clock: %s expired: no decision within the approval window. Nothing ran.", r.ID)})
+		var c *StateConflict
+		if errors.As(err, &c) {
+			continue // decided meanwhile
+		}
+		if err != nil {
+			return ids, fmt.Errorf("expiring %s: %w", r.ID, err)
+		}
+		ids = append(ids, r.ID)
+	}
+	return ids, nil
+}

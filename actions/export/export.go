@@ -1,0 +1,612 @@
+// Package export is the /osio-export job: a cross-account DynamoDB export
+// from the production account to the dev account's bucket, by AWS Data
+// Pipeline exactly as the runbook does it (section "DynamoDB cross account
+// export").
+package export
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/datapipeline"
+	dptypes "github.com/aws/aws-sdk-go-v2/service/datapipeline/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/osio/osio-bot/actions"
+	"github.com/osio/osio-bot/config"
+)
+
+// Kind is the request kind of exports.
+const Kind = "export"
+
+// DynamoDB is what the export needs of the production account's DynamoDB.
+type DynamoDB interface {
+	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+}
+
+// DataPipeline is what the export needs of the production account's Data
+// Pipeline.
+type DataPipeline interface {
+	ListPipelines(ctx context.Context, in *datapipeline.ListPipelinesInput, optFns ...func(*datapipeline.Options)) (*datapipeline.ListPipelinesOutput, error)
+	CreatePipeline(ctx context.Context, in *datapipeline.CreatePipelineInput, optFns ...func(*datapipeline.Options)) (*datapipeline.CreatePipelineOutput, error)
+	PutPipelineDefinition(ctx context.Context, in *datapipeline.PutPipelineDefinitionInput, optFns ...func(*datapipeline.Options)) (*datapipeline.PutPipelineDefinitionOutput, error)
+	GetPipelineDefinition(ctx context.Context, in *datapipeline.GetPipelineDefinitionInput, optFns ...func(*datapipeline.Options)) (*datapipeline.GetPipelineDefinitionOutput, error)
+	ActivatePipeline(ctx context.Context, in *datapipeline.ActivatePipelineInput, optFns ...func(*datapipeline.Options)) (*datapipeline.ActivatePipelineOutput, error)
+	QueryObjects(ctx context.Context, in *datapipeline.QueryObjectsInput, optFns ...func(*datapipeline.Options)) (*datapipeline.QueryObjectsOutput, error)
+	DescribeObjects(ctx context.Context, in *datapipeline.DescribeObjectsInput, optFns ...func(*datapipeline.Options)) (*datapipeline.DescribeObjectsOutput, error)
+}
+
+// S3 is what the export needs of the dev account's S3, to verify.
+type S3 interface {
+	ListObjectsV2(ctx context.Context, in *s3.ListObjectsV2Input, optFns ...func(*s3.Options)) (*s3.ListObjectsV2Output, error)
+}
+
+// Args are an export request's arguments.
+type Args struct {
+	Tables []string `json:"tables"`
+	Method string   `json:"method"`
+}
+
+// Exporter checks export requests and runs them.
+type Exporter struct {
+	cfg      config.Export
+	source   config.Account
+	dest     config.Account
+	region   string
+	ddb      DynamoDB
+	dp       DataPipeline
+	devS3    S3
+	now      func() time.Time
+	cacheTTL time.Duration
+
+	mu     sync.Mutex
+	exists map[string]time.Time // table -> when DescribeTable last said it exists
+}
+
+// Deps are the exporter's clients: production DynamoDB and Data Pipeline,
+// dev-account S3 (each through its account's assumed role).
+type Deps struct {
+	DynamoDB     DynamoDB
+	DataPipeline DataPipeline
+	DevS3        S3
+	Now          func() time.Time
+}
+
+// New builds an Exporter.
+func New(cfg config.Config, d Deps) (*Exporter, error) {
+	src, ok := cfg.Account(cfg.Export.SourceAccount)
+	if !ok {
+		return nil, fmt.Errorf("export.source_account %q is not configured", cfg.Export.SourceAccount)
+	}
+	dst, ok := cfg.Account(cfg.Export.DestAccount)
+	if !ok {
+		return nil, fmt.Errorf("export.dest_account %q is not configured", cfg.Export.DestAccount)
+	}
+	e := &Exporter{cfg: cfg.Export, source: src, dest: dst, region: src.Region, ddb: d.DynamoDB, dp: d.DataPipeline,
+		devS3: d.DevS3, now: d.Now, cacheTTL: 5 * time.Minute, exists: map[string]time.Time{}}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	return e, nil
+}
+
+var tableNameRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
+
+// CheckNames validates table names as DynamoDB defines them. It returns
+// the names deduplicated, or a message for the requester.
+func (e *Exporter) CheckNames(tables []string) ([]string, string) {
+	if len(tables) == 0 {
+		return nil, "Name at least one table: `/osio-export TABLE [TABLE...]`."
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range tables {
+		if !tableNameRe.MatchString(t) {
+			shown := t
+			if len(shown) > 60 {
+				shown = shown[:60] + "…"
+			}
+			return nil, fmt.Sprintf("`%s` is not a valid DynamoDB table name: use 3 to 255 characters from a-z, A-Z, 0-9, `_`, `-` and `.` (this one has %d characters).",
+				strings.ReplaceAll(shown, "`", "'"), len(t))
+		}
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	if len(out) > e.cfg.MaxTables {
+		return nil, fmt.Sprintf("One request may export at most %d tables; you named %d. Split the request.", e.cfg.MaxTables, len(out))
+	}
+	return out, ""
+}
+
+// CheckTables checks that every table exists in the source account. A
+// missing table is a message for the requester; an error means AWS could
+// not be asked. Positive answers are cached briefly.
+func (e *Exporter) CheckTables(ctx context.Context, tables []string) (string, error) {
+	var missing []string
+	for _, t := range tables {
+		e.mu.Lock()
+		at, ok := e.exists[t]
+		e.mu.Unlock()
+		if ok && e.now().Sub(at) < e.cacheTTL {
+			continue
+		}
+		_, err := e.ddb.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(t)})
+		var nf *ddbtypes.ResourceNotFoundException
+		switch {
+		case errors.As(err, &nf):
+			missing = append(missing, t)
+		case err != nil:
+			return "", fmt.Errorf("describing table %s: %w", t, err)
+		default:
+			e.mu.Lock()
+			e.exists[t] = e.now()
+			e.mu.Unlock()
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Sprintf("No such table in account %s (%s, %s): %s. Check the name (it is case-sensitive); nothing was requested.",
+			e.source.Name, e.source.ID, e.region, "`"+strings.Join(missing, "`, `")+"`"), nil
+	}
+	return "", nil
+}
+
+// Locks are the resources an export of tables holds while it lives.
+func Locks(tables []string) []string {
+	out := make([]string, len(tables))
+	for i, t := range tables {
+		out[i] = "export:" + t
+	}
+	return out
+}
+
+// Plan says, per table, what approval will do.
+func (e *Exporter) Plan(ctx context.Context, tables []string) []string {
+	byName, err := e.pipelinesByName(ctx)
+	var out []string
+	for _, t := range tables {
+		dest := e.OutputLocation(t) + "/<activation time>/"
+		switch ids := byName[t]; {
+		case err != nil:
+			out = append(out, fmt.Sprintf("`%s`: could not list pipelines (%v); will find or create pipeline `%s` → `%s`", t, err, t, dest))
+		case len(ids) == 1:
+			out = append(out, fmt.Sprintf("`%s`: activate existing pipeline `%s` → `%s`", t, ids[0], dest))
+		case len(ids) > 1:
+			out = append(out, fmt.Sprintf("`%s`: %d pipelines share this name (%s); the job will stop until one is deleted", t, len(ids), strings.Join(ids, ", ")))
+		default:
+			out = append(out, fmt.Sprintf("`%s`: create pipeline `%s` from template \"Export DynamoDB table to S3\" → `%s`", t, t, dest))
+		}
+	}
+	return out
+}
+
+// pipelinesByName lists every pipeline, across all pages.
+func (e *Exporter) pipelinesByName(ctx context.Context) (map[string][]string, error) {
+	out := map[string][]string{}
+	var marker *string
+	for {
+		page, err := e.dp.ListPipelines(ctx, &datapipeline.ListPipelinesInput{Marker: marker})
+		if err != nil {
+			return nil, fmt.Errorf("listing pipelines: %w", err)
+		}
+		for _, p := range page.PipelineIdList {
+			out[aws.ToString(p.Name)] = append(out[aws.ToString(p.Name)], aws.ToString(p.Id))
+		}
+		if !page.HasMoreResults || aws.ToString(page.Marker) == "" {
+			return out, nil
+		}
+		marker = page.Marker
+	}
+}
+
+// tableState is one table's checkpoint.
+type tableState struct {
+	PipelineID string    `json:"pipeline_id,omitempty"`
+	ActivityID string    `json:"activity_id,omitempty"`
+	Created    bool      `json:"created,omitempty"`
+	Defined    bool      `json:"defined,omitempty"`
+	ActivateAt time.Time `json:"activate_at,omitempty"`
+	Activated  bool      `json:"activated,omitempty"`
+	Folder     string    `json:"folder,omitempty"`
+	Finished   bool      `json:"finished,omitempty"`
+	Files      int       `json:"files,omitempty"`
+	Bytes      int64     `json:"bytes,omitempty"`
+	Verified   bool      `json:"verified,omitempty"`
+	Failed     string    `json:"failed,omitempty"`
+}
+
+// Run runs an approved export: per table find or create the pipeline and
+// activate it; then watch each run, verify its folder from the dev account
+// and post the follow-up. Every step is checkpointed, and a resumed run
+// looks at the pipeline's instances before it would activate again.
+func (e *Exporter) Run(ctx context.Context, jc *actions.JobContext) error {
+	var args Args
+	if err := jc.Request.DecodeArgs(&args); err != nil {
+		return err
+	}
+	states := make([]*tableState, len(args.Tables))
+	for i, t := range args.Tables {
+		st := &tableState{}
+		if _, err := jc.Load("table:"+t, st); err != nil {
+			return err
+		}
+		states[i] = st
+		if st.Failed != "" || st.Activated {
+			continue
+		}
+		if err := e.start(ctx, jc, t, st); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			st.Failed = err.Error()
+			if err := jc.Save("table:"+t, st); err != nil {
+				return err
+			}
+			if err := jc.Say(":x: `%s`: %s", t, err.Error()); err != nil {
+				return err
+			}
+		}
+	}
+	for i, t := range args.Tables {
+		st := states[i]
+		if st.Failed != "" || st.Verified {
+			continue
+		}
+		err := e.finishTable(ctx, jc, t, st)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			st.Failed = err.Error()
+			if err := jc.Save("table:"+t, st); err != nil {
+				return err
+			}
+			if err := jc.Say(":x: `%s`: %s", t, err.Error()); err != nil {
+				return err
+			}
+		}
+	}
+	var failed, done []string
+	var folders []string
+	for i, t := range args.Tables {
+		if states[i].Failed != "" {
+			failed = append(failed, t)
+			continue
+		}
+		done = append(done, t)
+		folders = append(folders, fmt.Sprintf("• `%s/%s/` (%d files, %d bytes)", e.OutputLocation(t), states[i].Folder, states[i].Files, states[i].Bytes))
+	}
+	if len(done) > 0 {
+		if err := jc.Say("%s", e.followUp(jc.Request.Requester, folders)); err != nil {
+			return err
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d tables failed: %s", len(failed), len(args.Tables), strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+// start finds or creates the table's pipeline and activates it.
+func (e *Exporter) start(ctx context.Context, jc *actions.JobContext, table string, st *tableState) error {
+	key := "table:" + table
+	if st.PipelineID == "" {
+		byName, err := e.pipelinesByName(ctx)
+		if err != nil {
+			return err
+		}
+		switch ids := byName[table]; len(ids) {
+		case 0:
+			if err := e.create(ctx, jc, table, st); err != nil {
+				return err
+			}
+		case 1:
+			st.PipelineID = ids[0]
+		default:
+			sort.Strings(ids)
+			return fmt.Errorf("%d pipelines are named `%s` (%s); delete the extra ones and request again", len(ids), table, strings.Join(ids, ", "))
+		}
+		if err := jc.Save(key, st); err != nil {
+			return err
+		}
+	}
+	if st.Created && !st.Defined {
+		if err := e.define(ctx, jc, table, st); err != nil {
+			return err
+		}
+	}
+	if st.ActivityID == "" {
+		def, err := e.dp.GetPipelineDefinition(ctx, &datapipeline.GetPipelineDefinitionInput{PipelineId: aws.String(st.PipelineID)})
+		if err != nil {
+			return fmt.Errorf("reading the definition of pipeline %s: %w", st.PipelineID, err)
+		}
+		activity, problems := e.checkDefinition(table, def.PipelineObjects, def.ParameterValues)
+		if len(problems) > 0 {
+			return fmt.Errorf("pipeline %s does not match the runbook: %s. Fix it or delete it so that the bot creates a new one", st.PipelineID, strings.Join(problems, "; "))
+		}
+		st.ActivityID = activity
+		if err := jc.Save(key, st); err != nil {
+			return err
+		}
+		if !st.Created {
+			if err := jc.Say("`%s`: found existing pipeline `%s`; its definition writes to `%s/` with the post-step ACL command.", table, st.PipelineID, e.OutputLocation(table)); err != nil {
+				return err
+			}
+		}
+	}
+	// Write-ahead: record when we activate before doing it, so a resumed
+	// job can tell from the pipeline's instances whether it happened.
+	if st.ActivateAt.IsZero() {
+		st.ActivateAt = e.now().UTC().Truncate(time.Second)
+		if err := jc.Save(key, st); err != nil {
+			return err
+		}
+	} else if inst, err := e.runInstance(ctx, st); err != nil {
+		return err
+	} else if inst != nil {
+		jc.Log.Info("activation already happened before restart; not activating again")
+		return e.markActivated(jc, table, st, inst.scheduled)
+	}
+	_, err := e.dp.ActivatePipeline(ctx, &datapipeline.ActivatePipelineInput{PipelineId: aws.String(st.PipelineID), StartTimestamp: aws.Time(st.ActivateAt)})
+	if err != nil {
+		return fmt.Errorf("activating pipeline %s: %w", st.PipelineID, err)
+	}
+	return e.markActivated(jc, table, st, st.ActivateAt.Format(dpTimeLayout))
+}
+
+func (e *Exporter) markActivated(jc *actions.JobContext, table string, st *tableState, scheduled string) error {
+	st.Activated = true
+	if t, err := time.Parse(dpTimeLayout, scheduled); err == nil {
+		st.Folder = t.Format(FolderLayout)
+	}
+	if err := jc.Save("table:"+table, st); err != nil {
+		return err
+	}
+	return jc.Say("`%s`: activated pipeline `%s`; output `%s/%s/`.", table, st.PipelineID, e.OutputLocation(table), st.Folder)
+}
+
+// create makes the table's pipeline from the template. The uniqueId is
+// derived from the request, so a retried create returns the same pipeline.
+func (e *Exporter) create(ctx context.Context, jc *actions.JobContext, table string, st *tableState) error {
+	out, err := e.dp.CreatePipeline(ctx, &datapipeline.CreatePipelineInput{
+		Name:        aws.String(table),
+		UniqueId:    aws.String(jc.Request.ID + "/" + table),
+		Description: aws.String(fmt.Sprintf("Export of DynamoDB table %s to %s (osio-bot %s)", table, e.OutputLocation(table), jc.Request.ID)),
+	})
+	if err != nil {
+		return fmt.Errorf("creating pipeline %s: %w", table, err)
+	}
+	st.PipelineID, st.Created = aws.ToString(out.PipelineId), true
+	return jc.Save("table:"+table, st)
+}
+
+// define puts the template definition on a pipeline the bot created.
+// PutPipelineDefinition replaces the whole definition, so it is safe to
+// repeat after a restart.
+func (e *Exporter) define(ctx context.Context, jc *actions.JobContext, table string, st *tableState) error {
+	objs, params, values := e.Definition(table)
+	put, err := e.dp.PutPipelineDefinition(ctx, &datapipeline.PutPipelineDefinitionInput{
+		PipelineId: aws.String(st.PipelineID), PipelineObjects: objs, ParameterObjects: params, ParameterValues: values,
+	})
+	if err != nil {
+		return fmt.Errorf("putting the definition of pipeline %s: %w", st.PipelineID, err)
+	}
+	if put.Errored || len(put.ValidationErrors) > 0 {
+		return fmt.Errorf("pipeline %s's definition has validation errors: %s", st.PipelineID, validationText(put.ValidationErrors))
+	}
+	st.Defined = true
+	if err := jc.Save("table:"+table, st); err != nil {
+		return err
+	}
+	msg := fmt.Sprintf("`%s`: created pipeline `%s` from template \"Export DynamoDB table to S3\" with post-step command `%s`.", table, st.PipelineID, e.PostStepCommand(table))
+	if len(put.ValidationWarnings) > 0 {
+		msg += "\n:warning: Validation warnings (expected: the dev account's bucket cannot be validated from this account; not fatal):\n" + warningText(put.ValidationWarnings)
+	}
+	return jc.Say("%s", msg)
+}
+
+func validationText(ves []dptypes.ValidationError) string {
+	var b []string
+	for _, v := range ves {
+		b = append(b, fmt.Sprintf("%s: %s", aws.ToString(v.Id), strings.Join(v.Errors, "; ")))
+	}
+	return strings.Join(b, " | ")
+}
+
+func warningText(ws []dptypes.ValidationWarning) string {
+	var b []string
+	for _, w := range ws {
+		for _, m := range w.Warnings {
+			b = append(b, fmt.Sprintf("• %s: %s", aws.ToString(w.Id), m))
+		}
+	}
+	return strings.Join(b, "\n")
+}
+
+// finishTable watches the run to its end and verifies its folder.
+func (e *Exporter) finishTable(ctx context.Context, jc *actions.JobContext, table string, st *tableState) error {
+	key := "table:" + table
+	if !st.Finished {
+		if err := e.watch(ctx, jc, table, st); err != nil {
+			return err
+		}
+		st.Finished = true
+		if err := jc.Save(key, st); err != nil {
+			return err
+		}
+	}
+	prefix := fmt.Sprintf("%s/%s/%s/", e.cfg.BackupsPrefix, table, st.Folder)
+	files, bytes, success, err := e.countFolder(ctx, prefix)
+	if err != nil {
+		return fmt.Errorf("verifying s3://%s/%s from account %s: %w", e.cfg.Bucket, prefix, e.dest.Name, err)
+	}
+	if files == 0 {
+		return fmt.Errorf("the run finished but `s3://%s/%s` is empty when read from account %s", e.cfg.Bucket, prefix, e.dest.Name)
+	}
+	st.Files, st.Bytes, st.Verified = files, bytes, true
+	if err := jc.Save(key, st); err != nil {
+		return err
+	}
+	marker := "with the `_SUCCESS` marker"
+	if !success {
+		marker = "without a `_SUCCESS` marker"
+	}
+	return jc.Say(":white_check_mark: `%s`: verified from account %s (%s): `s3://%s/%s` holds %d files, %d bytes, %s.",
+		table, e.dest.Name, e.dest.ID, e.cfg.Bucket, prefix, files, bytes, marker)
+}
+
+type instance struct {
+	id, status, scheduled, errMsg string
+}
+
+// runInstance finds the activity's instance of the run started at
+// st.ActivateAt, or nil if there is none yet.
+func (e *Exporter) runInstance(ctx context.Context, st *tableState) (*instance, error) {
+	var ids []string
+	var marker *string
+	for {
+		q, err := e.dp.QueryObjects(ctx, &datapipeline.QueryObjectsInput{PipelineId: aws.String(st.PipelineID), Sphere: aws.String("INSTANCE"), Marker: marker})
+		if err != nil {
+			return nil, fmt.Errorf("querying instances of pipeline %s: %w", st.PipelineID, err)
+		}
+		ids = append(ids, q.Ids...)
+		if !q.HasMoreResults || aws.ToString(q.Marker) == "" {
+			break
+		}
+		marker = q.Marker
+	}
+	since := st.ActivateAt.Add(-time.Minute).Format(dpTimeLayout)
+	var best *instance
+	for i := 0; i < len(ids); i += 25 {
+		chunk := ids[i:min(i+25, len(ids))]
+		var marker *string
+		for {
+			d, err := e.dp.DescribeObjects(ctx, &datapipeline.DescribeObjectsInput{PipelineId: aws.String(st.PipelineID), ObjectIds: chunk, Marker: marker})
+			if err != nil {
+				return nil, fmt.Errorf("describing instances of pipeline %s: %w", st.PipelineID, err)
+			}
+			for _, o := range d.PipelineObjects {
+				if !contains(fieldValues(o.Fields, "@componentParent"), st.ActivityID) {
+					continue
+				}
+				in := &instance{id: aws.ToString(o.Id), status: first(fieldValues(o.Fields, "@status")),
+					scheduled: first(fieldValues(o.Fields, "@scheduledStartTime")), errMsg: first(fieldValues(o.Fields, "errorMessage"))}
+				if c := first(fieldValues(o.Fields, "@cascadeFailedOn")); in.errMsg == "" && c != "" {
+					in.errMsg = "cascade failed on " + c
+				}
+				if in.scheduled >= since && (best == nil || in.scheduled > best.scheduled) {
+					best = in
+				}
+			}
+			if !d.HasMoreResults || aws.ToString(d.Marker) == "" {
+				break
+			}
+			marker = d.Marker
+		}
+	}
+	return best, nil
+}
+
+func first(xs []string) string {
+	if len(xs) == 0 {
+		return ""
+	}
+	return xs[0]
+}
+
+// watch polls the run's @status with backoff until it ends.
+func (e *Exporter) watch(ctx context.Context, jc *actions.JobContext, table string, st *tableState) error {
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.RunTimeout.D())
+	defer cancel()
+	b := actions.Backoff{Next: e.cfg.PollInterval.D(), Max: e.cfg.PollMaxInterval.D(), Factor: e.cfg.PollBackoff}
+	last := ""
+	for {
+		inst, err := e.runInstance(ctx, st)
+		if err != nil {
+			return err
+		}
+		status := "WAITING_FOR_INSTANCE"
+		if inst != nil {
+			status = inst.status
+			if t, err := time.Parse(dpTimeLayout, inst.scheduled); err == nil && st.Folder != t.Format(FolderLayout) {
+				st.Folder = t.Format(FolderLayout)
+				if err := jc.Save("table:"+table, st); err != nil {
+					return err
+				}
+			}
+		}
+		if err := jc.Progress("`%s`: pipeline `%s` is %s (checked %s UTC)", table, st.PipelineID, status, e.now().UTC().Format("15:04:05")); err != nil {
+			return err
+		}
+		if status != last {
+			jc.Log.Info("pipeline status")
+			last = status
+		}
+		switch status {
+		case "FINISHED":
+			return jc.Say("`%s`: pipeline `%s` FINISHED.", table, st.PipelineID)
+		case "FAILED", "CANCELED", "CASCADE_FAILED", "TIMEDOUT", "SKIPPED":
+			msg := inst.errMsg
+			if msg == "" {
+				msg = "(no errorMessage)"
+			}
+			return fmt.Errorf("pipeline %s ended %s: errorMessage: %s", st.PipelineID, status, msg)
+		}
+		if err := b.Wait(ctx); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+				return fmt.Errorf("pipeline %s did not finish within %s (last status %s); check it in the Data Pipeline API", st.PipelineID, e.cfg.RunTimeout.D(), status)
+			}
+			return err
+		}
+	}
+}
+
+// countFolder lists the folder from the dev account: files, bytes and
+// whether _SUCCESS is there.
+func (e *Exporter) countFolder(ctx context.Context, prefix string) (int, int64, bool, error) {
+	var files int
+	var bytes int64
+	var success bool
+	var token *string
+	for {
+		out, err := e.devS3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(e.cfg.Bucket), Prefix: aws.String(prefix), ContinuationToken: token})
+		if err != nil {
+			return 0, 0, false, err
+		}
+		for _, o := range out.Contents {
+			files++
+			bytes += aws.ToInt64(o.Size)
+			if strings.HasSuffix(aws.ToString(o.Key), "/_SUCCESS") {
+				success = true
+			}
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			return files, bytes, success, nil
+		}
+		token = out.NextContinuationToken
+	}
+}
+
+// followUp is the runbook's "Follow up" text, addressed to the requester.
+func (e *Exporter) followUp(requester string, folders []string) string {
+	return fmt.Sprintf(`<@%s> I have created a backup of all the requested tables and used a Data Pipeline to have that backup created in the "%s" account.
+
+In order to restore the data to your tables, follow this manual:
+
+https://docs.aws.amazon.com/datapipeline/latest/DeveloperGuide/dp-importexport-ddb-part1.html
+
+The bucket name which holds all the backups is called "%s" (you should have read access to it).
+%s
+
+Good luck!`, requester, e.dest.Name, e.cfg.Bucket, strings.Join(folders, "\n"))
+}

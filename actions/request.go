@@ -1,0 +1,132 @@
+// Package actions is the Slack-free core of osio-bot: requests and their
+// states, audit events, and the durable job runner. One sub-package per
+// job (export, ...) does the AWS work; each declares the narrow SDK
+// interfaces it calls.
+package actions
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// State is where a request is in its life.
+type State string
+
+// The states. pending -> approved -> running -> succeeded | failed;
+// pending -> denied | cancelled | expired.
+const (
+	Pending   State = "pending"
+	Approved  State = "approved"
+	Running   State = "running"
+	Succeeded State = "succeeded"
+	Failed    State = "failed"
+	Denied    State = "denied"
+	Cancelled State = "cancelled"
+	Expired   State = "expired"
+)
+
+// Terminal reports whether nothing more happens to a request in s.
+func (s State) Terminal() bool {
+	switch s {
+	case Succeeded, Failed, Denied, Cancelled, Expired:
+		return true
+	}
+	return false
+}
+
+// Thread is the approval message; its replies are the audit trail.
+type Thread struct {
+	Channel   string `json:"channel"`
+	TS        string `json:"ts,omitempty"`
+	Permalink string `json:"permalink,omitempty"`
+}
+
+// Decision records who approved, denied or cancelled, and when.
+type Decision struct {
+	Action string    `json:"action"` // approved, denied, cancelled, expired
+	By     string    `json:"by,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// Request is one slash command's worth of work.
+type Request struct {
+	ID        string `json:"id"`
+	Kind      string `json:"kind"` // "export"
+	State     State  `json:"state"`
+	Requester string `json:"requester"` // Slack user id
+	// Origin is the channel the command was typed in.
+	Origin string `json:"origin"`
+	// Args are the job's own arguments (for export: tables and method).
+	Args json.RawMessage `json:"args"`
+	// Plan is what the approver is shown; nil until planned.
+	Plan      []string  `json:"plan,omitempty"`
+	Planned   bool      `json:"planned,omitempty"`
+	Thread    Thread    `json:"thread"`
+	Decision  *Decision `json:"decision,omitempty"`
+	Error     string    `json:"error,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// Locks are the resources the request holds until it ends, e.g.
+	// "export:prod_txlog".
+	Locks   []string `json:"locks,omitempty"`
+	Version int64    `json:"version"`
+}
+
+// DecodeArgs unmarshals the job arguments into v.
+func (r *Request) DecodeArgs(v any) error {
+	if err := json.Unmarshal(r.Args, v); err != nil {
+		return fmt.Errorf("decoding arguments of %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// EventKind says how the reporter delivers an event.
+type EventKind string
+
+// Event kinds.
+const (
+	// Card (re)renders the approval message from the request's state:
+	// posted when the request has no thread yet, edited afterwards.
+	Card EventKind = "card"
+	// Message is a new reply in the thread.
+	Message EventKind = "message"
+	// Progress edits the thread's one status message; consecutive progress
+	// events are folded into one edit.
+	Progress EventKind = "progress"
+)
+
+// Event is one audit record, stored before it reaches the thread.
+type Event struct {
+	Seq  uint64    `json:"seq"`
+	At   time.Time `json:"at"`
+	Kind EventKind `json:"kind"`
+	Text string    `json:"text,omitempty"`
+}
+
+// ErrNotFound is returned for an unknown request id.
+var ErrNotFound = errors.New("no such request")
+
+// StateConflict is returned when a compare-and-set finds the request in a
+// state other than the ones expected.
+type StateConflict struct {
+	ID      string
+	Current *Request
+}
+
+func (e *StateConflict) Error() string {
+	return fmt.Sprintf("request %s is %s", e.ID, e.Current.State)
+}
+
+// Created is the result of creating a request.
+type Created struct {
+	Request *Request
+	// Duplicate is true when the envelope was seen before; Request is then
+	// the request it created.
+	Duplicate bool
+	// LockedBy maps each lock already held to the request holding it; when
+	// not empty, nothing was created.
+	LockedBy map[string]*Request
+}

@@ -1,0 +1,159 @@
+// Package app is osio-bot's composition root: it builds every part from
+// the configuration and passes each its dependencies. cmd/osio-bot calls
+// it; tests and the demo call it too, so they run the real wiring.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/datapipeline"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+	"go.uber.org/zap"
+
+	"github.com/osio/osio-bot/actions"
+	"github.com/osio/osio-bot/actions/export"
+	"github.com/osio/osio-bot/bot"
+	"github.com/osio/osio-bot/config"
+	"github.com/osio/osio-bot/store"
+)
+
+// App is a built bot, ready to Run.
+type App struct {
+	cfg      config.Config
+	log      *zap.Logger
+	store    *store.Store
+	bot      *bot.Bot
+	runner   *actions.Runner
+	metrics  *http.Server
+	registry *prometheus.Registry
+	ackHist  *prometheus.HistogramVec
+}
+
+// Options are hooks for tests and benchmarks.
+type Options struct {
+	// AckObserved is told each slash command's envelope-to-ack latency.
+	AckObserved func(command string, d time.Duration)
+}
+
+// AccountConfig is the SDK configuration for one account: the base
+// credentials assume the account's role.
+func AccountConfig(base aws.Config, a config.Account, session string) aws.Config {
+	c := base.Copy()
+	c.Region = a.Region
+	c.Credentials = aws.NewCredentialsCache(stscreds.NewAssumeRoleProvider(sts.NewFromConfig(base), a.RoleARN, func(o *stscreds.AssumeRoleOptions) {
+		o.RoleSessionName = session
+	}))
+	return c
+}
+
+// Build wires the bot from cfg. It opens the store and checks the Slack
+// token with auth.test.
+func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (*App, error) {
+	if ps := cfg.Validate(); len(ps) > 0 {
+		return nil, fmt.Errorf("invalid config: %s (run check-config)", ps[0])
+	}
+	src, _ := cfg.Account(cfg.Export.SourceAccount)
+	dst, _ := cfg.Account(cfg.Export.DestAccount)
+	base, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(src.Region))
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS configuration: %w", err)
+	}
+	srcCfg := AccountConfig(base, src, cfg.AWS.SessionName)
+	dstCfg := AccountConfig(base, dst, cfg.AWS.SessionName)
+	pathStyle := func(o *s3.Options) { o.UsePathStyle = cfg.AWS.S3UsePathStyle }
+
+	st, err := store.Open(cfg.Store.Path, store.Options{})
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, store: st, registry: prometheus.NewRegistry()}
+	a.ackHist = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "osio_bot_ack_seconds", Help: "Slash command envelope-to-ack latency.",
+		Buckets: []float64{.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+	}, []string{"command"})
+	a.registry.MustRegister(a.ackHist, prometheus.NewGoCollector())
+
+	exp, err := export.New(cfg, export.Deps{
+		DynamoDB:     dynamodb.NewFromConfig(srcCfg),
+		DataPipeline: datapipeline.NewFromConfig(srcCfg),
+		DevS3:        s3.NewFromConfig(dstCfg, pathStyle),
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+
+	api := slack.New(cfg.Slack.BotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Slack.AppToken.Reveal()))
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := api.AuthTestContext(actx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("checking SLACK_BOT_TOKEN with auth.test: %w", err)
+	}
+	sock := socketmode.New(api)
+
+	kinds := map[string]bot.Kind{export.Kind: bot.ExportKind(exp)}
+	rep := bot.NewReporter(api, st, bot.ReporterOptions{
+		MinInterval: cfg.Slack.MinPostInterval.D(), ProgressInterval: cfg.Slack.ProgressInterval.D(),
+		Render: bot.RenderCard(kinds, cfg.Slack.ApproverGroups), Log: log.Named("reporter"),
+	})
+	a.runner = actions.NewRunner(st, rep, map[string]actions.Job{export.Kind: exp}, log.Named("runner"))
+	observe := func(cmd string, d time.Duration) {
+		a.ackHist.WithLabelValues(cmd).Observe(d.Seconds())
+		if o.AckObserved != nil {
+			o.AckObserved(cmd, d)
+		}
+	}
+	a.bot = bot.New(bot.Deps{
+		Settings: bot.Settings{
+			ApprovalsChannel: cfg.Slack.ApprovalsChannel, ApproverGroups: cfg.Slack.ApproverGroups,
+			Expiry: cfg.Approval.Expiry.D(), SweepInterval: cfg.Approval.SweepInterval.D(),
+		},
+		API: api, Socket: sock, Store: st, Runner: a.runner, Reporter: rep,
+		Approvers: bot.NewApprovers(api, cfg.Slack.ApproverGroups, cfg.Slack.ApproverCacheTTL.D(), time.Now),
+		Kinds:     kinds, Log: log.Named("bot"), AckObserved: observe,
+	})
+	a.bot.AddCommand(a.bot.ExportCommand(exp, src.Name, dst.Name))
+	return a, nil
+}
+
+// Run serves until ctx ends; then it drains handlers and jobs (jobs stop
+// at their next wait and resume on the next start) and closes the store.
+func (a *App) Run(ctx context.Context) error {
+	defer a.store.Close()
+	if a.cfg.Metrics.Listen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		a.metrics = &http.Server{Addr: a.cfg.Metrics.Listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := a.metrics.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("metrics server", zap.Error(err))
+			}
+		}()
+		defer a.metrics.Close()
+	}
+	if err := a.runner.Start(ctx); err != nil {
+		return err
+	}
+	err := a.bot.Run(ctx)
+	a.runner.Wait()
+	a.log.Info("stopped")
+	return err
+}
+
+// Store exposes the store (for tests that inspect it).
+func (a *App) Store() *store.Store { return a.store }

@@ -1,0 +1,124 @@
+package bot
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/osio/osio-bot/actions"
+)
+
+// Action ids of the buttons.
+const (
+	ActionApprove = "approve"
+	ActionDeny    = "deny"
+	ActionCancel  = "cancel"
+)
+
+// Describer gives a request kind's title and its facts for the card.
+type Describer func(r *actions.Request) (title string, facts []string)
+
+// maxSection keeps under Block Kit's 3000 characters per section text.
+const maxSection = 2900
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// cardRenderer renders approval cards; describe maps request kind to its
+// describer.
+type cardRenderer struct {
+	describe map[string]Describer
+	groups   []string
+}
+
+func (c cardRenderer) render(r *actions.Request) (string, []slack.Block) {
+	title, facts := r.Kind, []string(nil)
+	if d, ok := c.describe[r.Kind]; ok {
+		title, facts = d(r)
+	}
+	summary := fmt.Sprintf("%s request %s by <@%s>: %s", title, r.ID, r.Requester, r.State)
+	lines := append([]string{fmt.Sprintf("*Requester:* <@%s>", r.Requester)}, facts...)
+	blocks := []slack.Block{
+		slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, clip(fmt.Sprintf("%s · %s", title, r.ID), 140), false, false)),
+		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, clip(strings.Join(lines, "\n"), maxSection), false, false), nil, nil),
+	}
+	if len(r.Plan) > 0 {
+		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType,
+			clip("*Plan:*\n"+strings.Join(r.Plan, "\n"), maxSection), false, false), nil, nil))
+	} else if !r.Planned {
+		blocks = append(blocks, slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "_Planning…_", false, false), nil, nil))
+	}
+	blocks = append(blocks, slack.NewContextBlock("state", slack.NewTextBlockObject(slack.MarkdownType, clip(stateLine(r, c.groups), maxSection), false, false)))
+	if r.State == actions.Pending {
+		approve := slack.NewButtonBlockElement(ActionApprove, r.ID, slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false)).WithStyle(slack.StylePrimary)
+		approve.Confirm = slack.NewConfirmationBlockObject(
+			slack.NewTextBlockObject(slack.PlainTextType, "Approve "+r.ID+"?", false, false),
+			slack.NewTextBlockObject(slack.MarkdownType, clip(fmt.Sprintf("The bot will run %s for <@%s> as planned above.", strings.ToLower(title), r.Requester), 290), false, false),
+			slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false),
+			slack.NewTextBlockObject(slack.PlainTextType, "Back", false, false))
+		deny := slack.NewButtonBlockElement(ActionDeny, r.ID, slack.NewTextBlockObject(slack.PlainTextType, "Deny", false, false)).WithStyle(slack.StyleDanger)
+		deny.Confirm = slack.NewConfirmationBlockObject(
+			slack.NewTextBlockObject(slack.PlainTextType, "Deny "+r.ID+"?", false, false),
+			slack.NewTextBlockObject(slack.MarkdownType, "Nothing will run, and the requester is told in the thread.", false, false),
+			slack.NewTextBlockObject(slack.PlainTextType, "Deny", false, false),
+			slack.NewTextBlockObject(slack.PlainTextType, "Back", false, false))
+		blocks = append(blocks, slack.NewActionBlock("decide", approve, deny))
+	}
+	return summary, blocks
+}
+
+func stateLine(r *actions.Request, groups []string) string {
+	at := func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") }
+	var s string
+	switch r.State {
+	case actions.Pending:
+		s = fmt.Sprintf(":hourglass: Waiting for approval by %s · expires %s", groupMentions(groups), at(r.ExpiresAt))
+	case actions.Expired:
+		s = fmt.Sprintf(":alarm_clock: Expired at %s with no decision; nothing ran. Ask again if still needed.", at(r.ExpiresAt))
+	default:
+		if d := r.Decision; d != nil {
+			s = fmt.Sprintf("%s by <@%s> at %s", decisionWord(d.Action), d.By, at(d.At))
+		}
+		switch r.State {
+		case actions.Running, actions.Approved:
+			s += " · :gear: running"
+		case actions.Succeeded:
+			s += " · :white_check_mark: succeeded"
+		case actions.Failed:
+			s += " · :x: failed: " + r.Error
+		}
+	}
+	return s
+}
+
+func decisionWord(a string) string {
+	switch a {
+	case "approved":
+		return ":white_check_mark: Approved"
+	case "denied":
+		return ":no_entry: Denied"
+	case "cancelled":
+		return ":leftwards_arrow_with_hook: Cancelled"
+	}
+	return a
+}
+
+// cancelBlocks is the requester's ephemeral receipt with a Cancel button.
+func cancelBlocks(text, id string) []slack.Block {
+	cancel := slack.NewButtonBlockElement(ActionCancel, id, slack.NewTextBlockObject(slack.PlainTextType, "Cancel request", false, false))
+	cancel.Confirm = slack.NewConfirmationBlockObject(
+		slack.NewTextBlockObject(slack.PlainTextType, "Cancel "+id+"?", false, false),
+		slack.NewTextBlockObject(slack.PlainTextType, "The request ends and nothing runs.", false, false),
+		slack.NewTextBlockObject(slack.PlainTextType, "Cancel it", false, false),
+		slack.NewTextBlockObject(slack.PlainTextType, "Keep it", false, false))
+	return []slack.Block{
+		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, clip(text, maxSection), false, false), nil, nil),
+		slack.NewActionBlock("requester", cancel),
+	}
+}

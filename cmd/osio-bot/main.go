@@ -1,0 +1,107 @@
+// Command osio-bot is the interrupt catcher's chat-ops Slack bot.
+//
+//	osio-bot run --config FILE            serve (Socket Mode)
+//	osio-bot check-config --config FILE   print the resolved config, secrets redacted
+//
+// Secrets come from the environment: SLACK_APP_TOKEN, SLACK_BOT_TOKEN and
+// the AWS SDK's standard variables.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/osio/osio-bot/app"
+	"github.com/osio/osio-bot/config"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  osio-bot run --config FILE            serve Slack in Socket Mode
+  osio-bot check-config --config FILE   print the resolved config (secrets redacted); exit 1 if invalid
+Secrets come from the environment: SLACK_APP_TOKEN (xapp-), SLACK_BOT_TOKEN (xoxb-), and the AWS SDK's variables.
+`)
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stdout)
+		return 0
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet(sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/osio-bot/config.yaml", "configuration file")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path, os.LookupEnv)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	switch sub {
+	case "check-config":
+		fmt.Fprint(stdout, cfg.Redacted())
+		ps := cfg.Validate()
+		for _, p := range ps {
+			fmt.Fprintln(stderr, "invalid:", p)
+		}
+		if len(ps) > 0 {
+			fmt.Fprintf(stderr, "%d problem(s) in %s\n", len(ps), *path)
+			return 1
+		}
+		fmt.Fprintf(stderr, "%s is valid\n", *path)
+		return 0
+	case "run":
+		log, err := newLogger(cfg.Log, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer log.Sync()
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		a, err := app.Build(ctx, cfg, log, app.Options{})
+		if err != nil {
+			log.Error("cannot start", zap.Error(err))
+			return 1
+		}
+		log.Info("osio-bot started", zap.String("store", cfg.Store.Path))
+		if err := a.Run(ctx); err != nil {
+			log.Error("stopped with error", zap.Error(err))
+			return 1
+		}
+		return 0
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n", sub)
+		usage(stderr)
+		return 2
+	}
+}
+
+func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder = zapcore.NewJSONEncoder(ec)
+	if c.Format == "console" {
+		enc = zapcore.NewConsoleEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
+}

@@ -1,0 +1,405 @@
+// Package config holds osio-bot's one typed configuration: a YAML file for
+// everything that is not secret, and the environment for the secrets
+// (SLACK_APP_TOKEN, SLACK_BOT_TOKEN). Validate names every bad key, what is
+// wrong with it and how to fix it.
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Secret is a string that never prints: fmt, zap and YAML all see a
+// redacted form. Use Reveal where the real value must be passed on.
+type Secret string
+
+// Reveal returns the secret value itself.
+func (s Secret) Reveal() string { return string(s) }
+
+func (s Secret) String() string {
+	if s == "" {
+		return "(unset)"
+	}
+	return "(redacted)"
+}
+
+// GoString keeps %#v from printing the value.
+func (s Secret) GoString() string { return s.String() }
+
+// MarshalYAML redacts the secret in check-config output.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalText redacts the secret in JSON and zap output.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Duration is a time.Duration written as "30s", "5m", "24h" in YAML.
+type Duration time.Duration
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// UnmarshalYAML parses Go duration syntax.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (use forms like 30s, 5m, 24h)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML prints the duration in Go syntax.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Config is the whole configuration.
+type Config struct {
+	Slack    Slack     `yaml:"slack"`
+	Approval Approval  `yaml:"approval"`
+	Accounts []Account `yaml:"accounts"`
+	AWS      AWS       `yaml:"aws"`
+	Export   Export    `yaml:"export"`
+	Store    Store     `yaml:"store"`
+	Log      Log       `yaml:"log"`
+	Metrics  Metrics   `yaml:"metrics"`
+}
+
+// Slack is how the bot reaches Slack.
+type Slack struct {
+	// APIURL is the Web API base, https://slack.com/api/ in production; a
+	// local Slack server in tests and in the demo.
+	APIURL string `yaml:"api_url"`
+	// AppToken (xapp-) opens Socket Mode connections. From SLACK_APP_TOKEN.
+	AppToken Secret `yaml:"app_token"`
+	// BotToken (xoxb-) calls the Web API. From SLACK_BOT_TOKEN.
+	BotToken Secret `yaml:"bot_token"`
+	// ApprovalsChannel is the channel id where approval messages and
+	// their threads live.
+	ApprovalsChannel string `yaml:"approvals_channel"`
+	// ApproverGroups are user group ids (S...) whose members may approve.
+	ApproverGroups []string `yaml:"approver_groups"`
+	// ApproverCacheTTL is how long a usergroups.users.list answer is reused.
+	ApproverCacheTTL Duration `yaml:"approver_cache_ttl"`
+	// MinPostInterval is the least time between two posts to one channel.
+	MinPostInterval Duration `yaml:"min_post_interval"`
+	// ProgressInterval is the least time between two edits of a thread's
+	// status message; faster progress is folded into one edit.
+	ProgressInterval Duration `yaml:"progress_interval"`
+}
+
+// Approval governs pending requests.
+type Approval struct {
+	// Expiry is how long a request waits for a decision.
+	Expiry Duration `yaml:"expiry"`
+	// SweepInterval is how often expired requests are looked for.
+	SweepInterval Duration `yaml:"sweep_interval"`
+}
+
+// Account is one AWS account the bot works in, through an assumed role.
+type Account struct {
+	Name    string `yaml:"name"`
+	ID      string `yaml:"id"`
+	RoleARN string `yaml:"role_arn"`
+	Region  string `yaml:"region"`
+}
+
+// AWS holds SDK settings the standard configuration does not cover.
+// Endpoints come from the SDK's own configuration (AWS_ENDPOINT_URL,
+// AWS_ENDPOINT_URL_DATA_PIPELINE, ...).
+type AWS struct {
+	// S3UsePathStyle addresses buckets as host/bucket (needed by local
+	// emulators such as moto).
+	S3UsePathStyle bool `yaml:"s3_use_path_style"`
+	// SessionName names the bot's assumed-role sessions in CloudTrail.
+	SessionName string `yaml:"session_name"`
+}
+
+// EMR sizes the Data Pipeline's EMR cluster.
+type EMR struct {
+	ReleaseLabel       string `yaml:"release_label"`
+	MasterInstanceType string `yaml:"master_instance_type"`
+	CoreInstanceType   string `yaml:"core_instance_type"`
+	CoreInstanceCount  int    `yaml:"core_instance_count"`
+	TerminateAfter     string `yaml:"terminate_after"`
+}
+
+// Export configures /osio-export.
+type Export struct {
+	// Method is datapipeline (the runbook's) or native.
+	Method        string `yaml:"method"`
+	SourceAccount string `yaml:"source_account"`
+	DestAccount   string `yaml:"dest_account"`
+	Bucket        string `yaml:"bucket"`
+	BackupsPrefix string `yaml:"backups_prefix"`
+	LogsPrefix    string `yaml:"logs_prefix"`
+	// ReadThroughputRatio is the share of the table's read capacity the
+	// export may use (myDDBReadThroughputRatio).
+	ReadThroughputRatio float64 `yaml:"read_throughput_ratio"`
+	EMR                 EMR     `yaml:"emr"`
+	// PollInterval is the first wait between two status checks of a run;
+	// each wait is PollBackoff times the last, up to PollMaxInterval.
+	PollInterval    Duration `yaml:"poll_interval"`
+	PollMaxInterval Duration `yaml:"poll_max_interval"`
+	PollBackoff     float64  `yaml:"poll_backoff"`
+	// RunTimeout bounds one table's run.
+	RunTimeout Duration `yaml:"run_timeout"`
+	// MaxTables bounds one request.
+	MaxTables int `yaml:"max_tables"`
+}
+
+// Store is where requests, checkpoints and audit events live.
+type Store struct {
+	Path string `yaml:"path"`
+}
+
+// Log configures zap.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"` // json or console
+}
+
+// Metrics configures the Prometheus and health endpoint.
+type Metrics struct {
+	Listen string `yaml:"listen"` // empty: off
+}
+
+// Defaults returns the configuration used for every key a file leaves out.
+func Defaults() Config {
+	return Config{
+		Slack: Slack{
+			APIURL:           "https://slack.com/api/",
+			ApproverCacheTTL: Duration(time.Minute),
+			MinPostInterval:  Duration(time.Second),
+			ProgressInterval: Duration(3 * time.Second),
+		},
+		AWS:      AWS{SessionName: "osio-bot"},
+		Approval: Approval{Expiry: Duration(24 * time.Hour), SweepInterval: Duration(time.Minute)},
+		Export: Export{
+			Method:              "datapipeline",
+			SourceAccount:       "osio",
+			DestAccount:         "osio-dev",
+			BackupsPrefix:       "backups",
+			LogsPrefix:          "logs",
+			ReadThroughputRatio: 0.25,
+			EMR: EMR{
+				ReleaseLabel:       "emr-5.23.0",
+				MasterInstanceType: "m3.xlarge",
+				CoreInstanceType:   "m3.xlarge",
+				CoreInstanceCount:  1,
+				TerminateAfter:     "12 hours",
+			},
+			PollInterval:    Duration(30 * time.Second),
+			PollMaxInterval: Duration(5 * time.Minute),
+			PollBackoff:     1.5,
+			RunTimeout:      Duration(12 * time.Hour),
+			MaxTables:       20,
+		},
+		Store:   Store{Path: "/var/lib/osio-bot/osio-bot.db"},
+		Log:     Log{Level: "info", Format: "json"},
+		Metrics: Metrics{Listen: ":9090"},
+	}
+}
+
+// Parse reads YAML over the defaults and then takes secrets from env (a
+// lookup such as os.LookupEnv). Unknown keys are an error, so a typo does
+// not silently fall back to a default.
+func Parse(data []byte, env func(string) (string, bool)) (Config, error) {
+	c := Defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
+		return c, fmt.Errorf("parsing config: %w", err)
+	}
+	if c.Slack.AppToken != "" || c.Slack.BotToken != "" {
+		return c, fmt.Errorf("parsing config: slack.app_token and slack.bot_token must not be in the file; set SLACK_APP_TOKEN and SLACK_BOT_TOKEN in the environment")
+	}
+	if v, ok := env("SLACK_APP_TOKEN"); ok {
+		c.Slack.AppToken = Secret(strings.TrimSpace(v))
+	}
+	if v, ok := env("SLACK_BOT_TOKEN"); ok {
+		c.Slack.BotToken = Secret(strings.TrimSpace(v))
+	}
+	return c, nil
+}
+
+// Load reads the file at path; see Parse.
+func Load(path string, env func(string) (string, bool)) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Defaults(), fmt.Errorf("reading config: %w", err)
+	}
+	return Parse(data, env)
+}
+
+// Problem is one invalid or missing key.
+type Problem struct {
+	Key, Wrong, Fix string
+}
+
+func (p Problem) String() string { return fmt.Sprintf("%s: %s; fix: %s", p.Key, p.Wrong, p.Fix) }
+
+var (
+	accountIDRe = regexp.MustCompile(`^[0-9]{12}$`)
+	roleARNRe   = regexp.MustCompile(`^arn:aws[a-z-]*:iam::([0-9]{12}):role/[\w+=,.@/-]+$`)
+	bucketRe    = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
+	channelRe   = regexp.MustCompile(`^[CG][A-Z0-9]{2,}$`)
+	groupRe     = regexp.MustCompile(`^S[A-Z0-9]{2,}$`)
+	prefixRe    = regexp.MustCompile(`^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$`)
+	regionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
+)
+
+// Validate returns every problem in c; none means c is usable.
+func (c Config) Validate() []Problem {
+	var ps []Problem
+	add := func(key, wrong, fix string) { ps = append(ps, Problem{key, wrong, fix}) }
+
+	if !strings.HasPrefix(c.Slack.AppToken.Reveal(), "xapp-") {
+		add("SLACK_APP_TOKEN", missingOr(c.Slack.AppToken.Reveal(), "does not start with xapp-"),
+			"set SLACK_APP_TOKEN to the app-level token (Basic Information > App-Level Tokens, scope connections:write)")
+	}
+	if !strings.HasPrefix(c.Slack.BotToken.Reveal(), "xoxb-") {
+		add("SLACK_BOT_TOKEN", missingOr(c.Slack.BotToken.Reveal(), "does not start with xoxb-"),
+			"set SLACK_BOT_TOKEN to the Bot User OAuth Token (OAuth & Permissions)")
+	}
+	if !strings.HasPrefix(c.Slack.APIURL, "http://") && !strings.HasPrefix(c.Slack.APIURL, "https://") || !strings.HasSuffix(c.Slack.APIURL, "/") {
+		add("slack.api_url", fmt.Sprintf("%q is not an http(s) URL ending in /", c.Slack.APIURL), "use https://slack.com/api/ or leave it out")
+	}
+	if !channelRe.MatchString(c.Slack.ApprovalsChannel) {
+		add("slack.approvals_channel", missingOr(c.Slack.ApprovalsChannel, "is not a channel id"),
+			"set the channel id (C0123ABCD, from the channel's details), not its name")
+	}
+	if len(c.Slack.ApproverGroups) == 0 {
+		add("slack.approver_groups", "is missing", "list the interrupt-catcher user group id(s), e.g. [S0123ABCD]")
+	}
+	for i, g := range c.Slack.ApproverGroups {
+		if !groupRe.MatchString(g) {
+			add(fmt.Sprintf("slack.approver_groups[%d]", i), fmt.Sprintf("%q is not a user group id", g),
+				"use the group id (S0123ABCD), not its @handle")
+		}
+	}
+	positive(&ps, "slack.approver_cache_ttl", c.Slack.ApproverCacheTTL)
+	positive(&ps, "slack.min_post_interval", c.Slack.MinPostInterval)
+	positive(&ps, "slack.progress_interval", c.Slack.ProgressInterval)
+	positive(&ps, "approval.expiry", c.Approval.Expiry)
+	positive(&ps, "approval.sweep_interval", c.Approval.SweepInterval)
+
+	names := map[string]bool{}
+	if len(c.Accounts) == 0 {
+		add("accounts", "is missing", "list the osio and osio-dev accounts with name, id, role_arn and region")
+	}
+	for i, a := range c.Accounts {
+		k := fmt.Sprintf("accounts[%d]", i)
+		if a.Name == "" {
+			add(k+".name", "is missing", "name the account, e.g. osio")
+		} else if names[a.Name] {
+			add(k+".name", fmt.Sprintf("%q appears twice", a.Name), "give each account a unique name")
+		}
+		names[a.Name] = true
+		if !accountIDRe.MatchString(a.ID) {
+			add(k+".id", missingOr(a.ID, "is not a 12-digit account id"), "use the 12-digit AWS account id, quoted")
+		}
+		if m := roleARNRe.FindStringSubmatch(a.RoleARN); m == nil {
+			add(k+".role_arn", missingOr(a.RoleARN, "is not an IAM role ARN"), "use arn:aws:iam::ACCOUNT_ID:role/NAME")
+		} else if m[1] != a.ID {
+			add(k+".role_arn", fmt.Sprintf("is in account %s, not %s", m[1], a.ID), "use the role of this account")
+		}
+		if !regionRe.MatchString(a.Region) {
+			add(k+".region", missingOr(a.Region, "is not a region"), "set the region, e.g. us-east-1")
+		}
+	}
+	e := c.Export
+	if e.Method != "datapipeline" && e.Method != "native" {
+		add("export.method", fmt.Sprintf("%q is not a method", e.Method), "use datapipeline or native")
+	}
+	if !names[e.SourceAccount] {
+		add("export.source_account", fmt.Sprintf("%q is not one of accounts[].name", e.SourceAccount), "name the production account, e.g. osio")
+	}
+	if !names[e.DestAccount] {
+		add("export.dest_account", fmt.Sprintf("%q is not one of accounts[].name", e.DestAccount), "name the development account, e.g. osio-dev")
+	}
+	if e.SourceAccount == e.DestAccount && e.SourceAccount != "" {
+		add("export.dest_account", "is the same as export.source_account", "export from production to development")
+	}
+	if !bucketRe.MatchString(e.Bucket) {
+		add("export.bucket", missingOr(e.Bucket, "is not an S3 bucket name"), "set the bucket name only (no s3://), e.g. dynamodb-migration-backups-osio")
+	}
+	if !prefixRe.MatchString(e.BackupsPrefix) {
+		add("export.backups_prefix", fmt.Sprintf("%q is not a key prefix", e.BackupsPrefix), "use a prefix without leading or trailing slash, e.g. backups")
+	}
+	if !prefixRe.MatchString(e.LogsPrefix) {
+		add("export.logs_prefix", fmt.Sprintf("%q is not a key prefix", e.LogsPrefix), "use a prefix without leading or trailing slash, e.g. logs")
+	}
+	if e.ReadThroughputRatio <= 0 || e.ReadThroughputRatio > 1.5 {
+		add("export.read_throughput_ratio", fmt.Sprintf("%g is out of range", e.ReadThroughputRatio), "use a ratio above 0 and at most 1.5, e.g. 0.25")
+	}
+	if e.EMR.CoreInstanceCount < 1 {
+		add("export.emr.core_instance_count", fmt.Sprintf("%d is below 1", e.EMR.CoreInstanceCount), "use at least 1")
+	}
+	if e.EMR.ReleaseLabel == "" || e.EMR.MasterInstanceType == "" || e.EMR.CoreInstanceType == "" {
+		add("export.emr", "release_label, master_instance_type or core_instance_type is empty", "leave them out for the template's defaults")
+	}
+	positive(&ps, "export.poll_interval", e.PollInterval)
+	positive(&ps, "export.run_timeout", e.RunTimeout)
+	if e.PollMaxInterval < e.PollInterval {
+		add("export.poll_max_interval", "is below export.poll_interval", "make it at least poll_interval")
+	}
+	if e.PollBackoff < 1 {
+		add("export.poll_backoff", fmt.Sprintf("%g is below 1", e.PollBackoff), "use 1 (no backoff) or more, e.g. 1.5")
+	}
+	if e.MaxTables < 1 || e.MaxTables > 40 {
+		add("export.max_tables", fmt.Sprintf("%d is out of range", e.MaxTables), "use 1 to 40")
+	}
+	if c.Store.Path == "" {
+		add("store.path", "is missing", "set a file path on a persistent volume, e.g. /var/lib/osio-bot/osio-bot.db")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log.level", fmt.Sprintf("%q is not a level", c.Log.Level), "use debug, info, warn or error")
+	}
+	if c.Log.Format != "json" && c.Log.Format != "console" {
+		add("log.format", fmt.Sprintf("%q is not a format", c.Log.Format), "use json or console")
+	}
+	return ps
+}
+
+func missingOr(v, wrong string) string {
+	if v == "" {
+		return "is missing"
+	}
+	return wrong
+}
+
+func positive(ps *[]Problem, key string, d Duration) {
+	if d <= 0 {
+		*ps = append(*ps, Problem{key, "must be a positive duration", "use a value like 30s or 5m, or leave it out"})
+	}
+}
+
+// Account returns the named account.
+func (c Config) Account(name string) (Account, bool) {
+	for _, a := range c.Accounts {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return Account{}, false
+}
+
+// Redacted renders the resolved configuration as YAML, secrets redacted.
+func (c Config) Redacted() string {
+	out, err := yaml.Marshal(c)
+	if err != nil {
+		return fmt.Sprintf("(cannot render config: %v)", err)
+	}
+	return string(out)
+}

@@ -1,0 +1,493 @@
+// Package store is osio-bot's durable state: requests, job checkpoints,
+// audit events with their delivery cursor, resource locks and seen Slack
+// envelope ids. It is embedded (one bbolt file, no server). Every state
+// change is a compare-and-set inside one bbolt transaction; bbolt's file
+// lock keeps a second process off the same file.
+package store
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/osio/osio-bot/actions"
+)
+
+var (
+	bRequests    = []byte("requests")
+	bEvents      = []byte("events")
+	bCursors     = []byte("cursors")
+	bOutbox      = []byte("outbox")
+	bCheckpoints = []byte("checkpoints")
+	bLocks       = []byte("locks")
+	bEnvelopes   = []byte("envelopes")
+	bMeta        = []byte("meta")
+)
+
+// Store is the bbolt-backed store. It is safe for concurrent use.
+type Store struct {
+	db  *bbolt.DB
+	now func() time.Time
+}
+
+// Options tune Open.
+type Options struct {
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// BatchDelay is how long a write waits for concurrent writes to share
+	// its fsync; 1ms when zero.
+	BatchDelay time.Duration
+}
+
+// Open opens (or creates) the store file at path. It fails after 5s if
+// another process holds the file.
+func Open(path string, o Options) (*Store, error) {
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", path, err)
+	}
+	db.MaxBatchDelay = o.BatchDelay
+	if db.MaxBatchDelay == 0 {
+		db.MaxBatchDelay = time.Millisecond
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bRequests, bEvents, bCursors, bOutbox, bCheckpoints, bLocks, bEnvelopes, bMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialising store %s: %w", path, err)
+	}
+	s := &Store{db: db, now: o.Now}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// Close closes the file.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path is the file's path.
+func (s *Store) Path() string { return s.db.Path() }
+
+// Create stores a new pending request r, claiming envelopeID and r.Locks,
+// and appends events, all in one transaction. A seen envelope returns the
+// request it created (Duplicate); a held lock returns LockedBy and creates
+// nothing. r.ID, CreatedAt, UpdatedAt and Version are set here.
+func (s *Store) Create(r *actions.Request, envelopeID string, events ...actions.Event) (actions.Created, error) {
+	var res actions.Created
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		res = actions.Created{}
+		if envelopeID != "" {
+			if id := tx.Bucket(bEnvelopes).Get([]byte("slash:" + envelopeID)); id != nil {
+				prev, err := getReq(tx, string(id))
+				if err != nil {
+					return err
+				}
+				res.Request, res.Duplicate = prev, true
+				return nil
+			}
+		}
+		for _, l := range r.Locks {
+			if holder := tx.Bucket(bLocks).Get([]byte(l)); holder != nil {
+				h, err := getReq(tx, string(holder))
+				if err != nil {
+					return err
+				}
+				if res.LockedBy == nil {
+					res.LockedBy = map[string]*actions.Request{}
+				}
+				res.LockedBy[l] = h
+			}
+		}
+		if len(res.LockedBy) > 0 {
+			return nil
+		}
+		seq, err := tx.Bucket(bRequests).NextSequence()
+		if err != nil {
+			return err
+		}
+		nr := *r
+		nr.ID = fmt.Sprintf("R-%06d", seq)
+		now := s.now().UTC()
+		nr.CreatedAt, nr.UpdatedAt, nr.Version = now, now, 1
+		if nr.State == "" {
+			nr.State = actions.Pending
+		}
+		if err := putReq(tx, &nr); err != nil {
+			return err
+		}
+		for _, l := range nr.Locks {
+			if err := tx.Bucket(bLocks).Put([]byte(l), []byte(nr.ID)); err != nil {
+				return err
+			}
+		}
+		if envelopeID != "" {
+			if err := tx.Bucket(bEnvelopes).Put([]byte("slash:"+envelopeID), []byte(nr.ID)); err != nil {
+				return err
+			}
+			if err := putEnvelopeTime(tx, "slash:"+envelopeID, now); err != nil {
+				return err
+			}
+		}
+		if err := appendEvents(tx, nr.ID, now, events); err != nil {
+			return err
+		}
+		res.Request = &nr
+		return nil
+	})
+	if err != nil {
+		return actions.Created{}, fmt.Errorf("creating request: %w", err)
+	}
+	return res, nil
+}
+
+// Get returns the request with id, or actions.ErrNotFound.
+func (s *Store) Get(id string) (*actions.Request, error) {
+	var r *actions.Request
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		r, err = getReq(tx, id)
+		return err
+	})
+	return r, err
+}
+
+// Update is the compare-and-set: when the request is in one of from (any
+// state if from is empty), mutate changes it and events are appended, all
+// in one transaction. Otherwise it returns *actions.StateConflict and
+// changes nothing. A request that reaches a terminal state releases its
+// locks.
+func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Request) error, events ...actions.Event) (*actions.Request, error) {
+	var out *actions.Request
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		out = nil
+		r, err := getReq(tx, id)
+		if err != nil {
+			return err
+		}
+		if len(from) > 0 && !slices.Contains(from, r.State) {
+			return &actions.StateConflict{ID: id, Current: r}
+		}
+		if mutate != nil {
+			if err := mutate(r); err != nil {
+				return err
+			}
+		}
+		now := s.now().UTC()
+		r.UpdatedAt = now
+		r.Version++
+		if r.State.Terminal() {
+			for _, l := range r.Locks {
+				if string(tx.Bucket(bLocks).Get([]byte(l))) == r.ID {
+					if err := tx.Bucket(bLocks).Delete([]byte(l)); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		if err := putReq(tx, r); err != nil {
+			return err
+		}
+		if err := appendEvents(tx, id, now, events); err != nil {
+			return err
+		}
+		out = r
+		return nil
+	})
+	return out, err
+}
+
+// Transition moves a request from one of from to to; see Update.
+func (s *Store) Transition(id string, from []actions.State, to actions.State, mutate func(*actions.Request), events ...actions.Event) (*actions.Request, error) {
+	return s.Update(id, from, func(r *actions.Request) error {
+		r.State = to
+		if mutate != nil {
+			mutate(r)
+		}
+		return nil
+	}, events...)
+}
+
+// List returns the requests keep accepts, newest first.
+func (s *Store) List(keep func(*actions.Request) bool) ([]*actions.Request, error) {
+	var out []*actions.Request
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bRequests).Cursor()
+		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			var r actions.Request
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("decoding request %s: %w", k, err)
+			}
+			if keep == nil || keep(&r) {
+				out = append(out, &r)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// AppendEvents stores events for request id, to be delivered in order.
+func (s *Store) AppendEvents(id string, events ...actions.Event) error {
+	return s.db.Batch(func(tx *bbolt.Tx) error {
+		return appendEvents(tx, id, s.now().UTC(), events)
+	})
+}
+
+// Cursor is how far a request's events have reached its thread.
+type Cursor struct {
+	Delivered uint64 `json:"delivered"`
+	// StatusTS is the ts of the thread's status message, once posted.
+	StatusTS string `json:"status_ts,omitempty"`
+}
+
+// Undelivered returns the request's events after its cursor, in order,
+// and the cursor.
+func (s *Store) Undelivered(id string) ([]actions.Event, Cursor, error) {
+	var evs []actions.Event
+	var cur Cursor
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		cur, err = getCursor(tx, id)
+		if err != nil {
+			return err
+		}
+		evs, err = readEvents(tx, id, cur.Delivered)
+		return err
+	})
+	return evs, cur, err
+}
+
+// Events returns every event of the request, in order.
+func (s *Store) Events(id string) ([]actions.Event, error) {
+	var evs []actions.Event
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		evs, err = readEvents(tx, id, 0)
+		return err
+	})
+	return evs, err
+}
+
+// MarkDelivered advances the request's cursor; once it reaches the last
+// event the request leaves the outbox.
+func (s *Store) MarkDelivered(id string, cur Cursor) error {
+	return s.db.Batch(func(tx *bbolt.Tx) error {
+		data, _ := json.Marshal(cur)
+		if err := tx.Bucket(bCursors).Put([]byte(id), data); err != nil {
+			return err
+		}
+		eb := tx.Bucket(bEvents).Bucket([]byte(id))
+		if eb == nil || eb.Sequence() <= cur.Delivered {
+			return tx.Bucket(bOutbox).Delete([]byte(id))
+		}
+		return nil
+	})
+}
+
+// Outbox returns the ids of requests with undelivered events, oldest
+// request first.
+func (s *Store) Outbox() ([]string, error) {
+	var ids []string
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bOutbox).ForEach(func(k, _ []byte) error {
+			ids = append(ids, string(k))
+			return nil
+		})
+	})
+	sort.Strings(ids)
+	return ids, err
+}
+
+// SaveCheckpoint durably records v under the request's key.
+func (s *Store) SaveCheckpoint(id, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding checkpoint %s/%s: %w", id, key, err)
+	}
+	return s.db.Batch(func(tx *bbolt.Tx) error {
+		b, err := tx.Bucket(bCheckpoints).CreateBucketIfNotExists([]byte(id))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte(key), data)
+	})
+}
+
+// LoadCheckpoint reads the request's key into v; false when none.
+func (s *Store) LoadCheckpoint(id, key string, v any) (bool, error) {
+	var data []byte
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		if b := tx.Bucket(bCheckpoints).Bucket([]byte(id)); b != nil {
+			data = slices.Clone(b.Get([]byte(key)))
+		}
+		return nil
+	})
+	if err != nil || data == nil {
+		return false, err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return false, fmt.Errorf("decoding checkpoint %s/%s: %w", id, key, err)
+	}
+	return true, nil
+}
+
+// ClaimEnvelope records a Slack envelope id; it returns false when the id
+// was claimed before, so a redelivered envelope is acted on once.
+func (s *Store) ClaimEnvelope(envelopeID string) (bool, error) {
+	var first bool
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		first = false
+		k := []byte("click:" + envelopeID)
+		if tx.Bucket(bEnvelopes).Get(k) != nil {
+			return nil
+		}
+		first = true
+		if err := tx.Bucket(bEnvelopes).Put(k, []byte{1}); err != nil {
+			return err
+		}
+		return putEnvelopeTime(tx, string(k), s.now().UTC())
+	})
+	return first, err
+}
+
+// PruneEnvelopes forgets envelope ids claimed before t (Slack retries
+// within minutes, so a day is plenty).
+func (s *Store) PruneEnvelopes(t time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		n = 0
+		times := tx.Bucket(bMeta).Bucket([]byte("envelope_times"))
+		if times == nil {
+			return nil
+		}
+		var old [][]byte
+		_ = times.ForEach(func(k, v []byte) error {
+			var at time.Time
+			if at.UnmarshalBinary(v) == nil && at.Before(t) {
+				old = append(old, slices.Clone(k))
+			}
+			return nil
+		})
+		for _, k := range old {
+			if err := tx.Bucket(bEnvelopes).Delete(k); err != nil {
+				return err
+			}
+			if err := times.Delete(k); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+func putEnvelopeTime(tx *bbolt.Tx, key string, at time.Time) error {
+	times, err := tx.Bucket(bMeta).CreateBucketIfNotExists([]byte("envelope_times"))
+	if err != nil {
+		return err
+	}
+	v, _ := at.MarshalBinary()
+	return times.Put([]byte(key), v)
+}
+
+func getReq(tx *bbolt.Tx, id string) (*actions.Request, error) {
+	v := tx.Bucket(bRequests).Get([]byte(id))
+	if v == nil {
+		return nil, fmt.Errorf("%w: %s", actions.ErrNotFound, id)
+	}
+	var r actions.Request
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("decoding request %s: %w", id, err)
+	}
+	return &r, nil
+}
+
+func putReq(tx *bbolt.Tx, r *actions.Request) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encoding request %s: %w", r.ID, err)
+	}
+	return tx.Bucket(bRequests).Put([]byte(r.ID), data)
+}
+
+func appendEvents(tx *bbolt.Tx, id string, now time.Time, events []actions.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	b, err := tx.Bucket(bEvents).CreateBucketIfNotExists([]byte(id))
+	if err != nil {
+		return err
+	}
+	for _, e := range events {
+		seq, err := b.NextSequence()
+		if err != nil {
+			return err
+		}
+		e.Seq = seq
+		if e.At.IsZero() {
+			e.At = now
+		}
+		data, err := json.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if err := b.Put(seqKey(seq), data); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bOutbox).Put([]byte(id), []byte{1})
+}
+
+func readEvents(tx *bbolt.Tx, id string, after uint64) ([]actions.Event, error) {
+	b := tx.Bucket(bEvents).Bucket([]byte(id))
+	if b == nil {
+		return nil, nil
+	}
+	var out []actions.Event
+	c := b.Cursor()
+	for k, v := c.Seek(seqKey(after + 1)); k != nil; k, v = c.Next() {
+		var e actions.Event
+		if err := json.Unmarshal(v, &e); err != nil {
+			return nil, fmt.Errorf("decoding event %s/%d: %w", id, binary.BigEndian.Uint64(k), err)
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+func getCursor(tx *bbolt.Tx, id string) (Cursor, error) {
+	var c Cursor
+	if v := tx.Bucket(bCursors).Get([]byte(id)); v != nil {
+		if err := json.Unmarshal(v, &c); err != nil {
+			return c, fmt.Errorf("decoding cursor %s: %w", id, err)
+		}
+	}
+	return c, nil
+}
+
+func seqKey(n uint64) []byte {
+	k := make([]byte, 8)
+	binary.BigEndian.PutUint64(k, n)
+	return k
+}
+
+// IsConflict reports whether err is a state conflict, returning it.
+func IsConflict(err error) (*actions.StateConflict, bool) {
+	var c *actions.StateConflict
+	ok := errors.As(err, &c)
+	return c, ok
+}
