@@ -51,6 +51,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -224,22 +225,20 @@ func (s *Server) Close() {
 
 // ServeHTTP handles one AWS JSON 1.1 request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "DataPipeline.")
+	target := r.Header.Get("X-Amz-Target")
+	op := strings.TrimPrefix(target, "DataPipeline.")
 	s.mu.Lock()
 	s.calls[op]++
 	s.mu.Unlock()
 	var out any
 	var err error
-	body, rerr := io.ReadAll(r.Body)
-	switch h, ok := s.handlers()[op]; {
-	case r.Method != http.MethodPost || !strings.HasPrefix(r.Header.Get("X-Amz-Target"), "DataPipeline.") || !ok:
-		err = &apiError{"UnknownOperationException", fmt.Sprintf("unknown operation %q", r.Header.Get("X-Amz-Target"))}
+	switch _, ok := handlers[op]; {
+	case r.Method != http.MethodPost || !strings.HasPrefix(target, "DataPipeline.") || !ok:
+		err = &apiError{"UnknownOperationException", fmt.Sprintf("unknown operation %q", target)}
 	case r.Header.Get("Authorization") == "":
 		err = &apiError{"MissingAuthenticationTokenException", "Missing Authentication Token"}
-	case rerr != nil:
-		err = invalid("reading request: %v", rerr)
 	default:
-		out, err = h(body)
+		out, err = s.call(op, r.Body)
 	}
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("x-amzn-RequestId", newUUID())
@@ -266,24 +265,56 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-type handler func([]byte) (any, error)
-
-func (s *Server) handlers() map[string]handler {
-	return map[string]handler{
-		"CreatePipeline": s.createPipeline, "PutPipelineDefinition": s.putDefinition,
-		"ValidatePipelineDefinition": s.validateDefinition, "GetPipelineDefinition": s.getDefinition,
-		"ActivatePipeline": s.activate, "DeactivatePipeline": s.deactivate,
-		"DescribePipelines": s.describePipelines, "ListPipelines": s.listPipelines,
-		"QueryObjects": s.queryObjects, "DescribeObjects": s.describeObjects,
-		"DeletePipeline": s.deletePipeline,
-	}
+// request holds the input members of every modelled operation.
+type request struct {
+	PipelineID     string    `json:"pipelineId"`
+	Name           string    `json:"name"`
+	UniqueID       string    `json:"uniqueId"`
+	Description    string    `json:"description"`
+	Tags           []wTag    `json:"tags"`
+	Objects        []wObject `json:"pipelineObjects"`
+	Params         []wParam  `json:"parameterObjects"`
+	Values         []wValue  `json:"parameterValues"`
+	StartTimestamp *float64  `json:"startTimestamp"`
+	CancelActive   *bool     `json:"cancelActive"`
+	PipelineIDs    []string  `json:"pipelineIds"`
+	ObjectIDs      []string  `json:"objectIds"`
+	Sphere         string    `json:"sphere"`
+	Query          *struct {
+		Selectors []selector `json:"selectors"`
+	} `json:"query"`
+	Marker string `json:"marker"`
+	Limit  *int   `json:"limit"`
 }
 
-func decode(body []byte, v any) error {
-	if err := json.Unmarshal(body, v); err != nil {
-		return &apiError{"SerializationException", err.Error()}
+// A handler runs with s.mu held; p is the request's pipeline, nil for the
+// operations that do not name one.
+type handler func(s *Server, in *request, p *pipeline) (any, error)
+
+var handlers = map[string]handler{
+	"CreatePipeline": (*Server).createPipeline, "PutPipelineDefinition": (*Server).putDefinition,
+	"ValidatePipelineDefinition": (*Server).validateDefinition, "GetPipelineDefinition": (*Server).getDefinition,
+	"ActivatePipeline": (*Server).activate, "DeactivatePipeline": (*Server).deactivate,
+	"DescribePipelines": (*Server).describePipelines, "ListPipelines": (*Server).listPipelines,
+	"QueryObjects": (*Server).queryObjects, "DescribeObjects": (*Server).describeObjects,
+	"DeletePipeline": (*Server).deletePipeline,
+}
+
+func (s *Server) call(op string, body io.Reader) (any, error) {
+	var in request
+	if err := json.NewDecoder(body).Decode(&in); err != nil {
+		return nil, &apiError{"SerializationException", err.Error()}
 	}
-	return nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var p *pipeline
+	if op != "CreatePipeline" && op != "ListPipelines" && op != "DescribePipelines" {
+		var err error
+		if p, err = s.get(in.PipelineID); err != nil {
+			return nil, err
+		}
+	}
+	return handlers[op](s, &in, p)
 }
 
 // get returns a live pipeline; the caller holds s.mu.
@@ -298,21 +329,10 @@ func (s *Server) get(id string) (*pipeline, error) {
 	return p, nil
 }
 
-func (s *Server) createPipeline(body []byte) (any, error) {
-	var in struct {
-		Name        string `json:"name"`
-		UniqueID    string `json:"uniqueId"`
-		Description string `json:"description"`
-		Tags        []wTag `json:"tags"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
+func (s *Server) createPipeline(in *request, _ *pipeline) (any, error) {
 	if in.Name == "" || in.UniqueID == "" {
 		return nil, invalid("name and uniqueId are required")
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	return map[string]string{"pipelineId": s.create(in.Name, in.UniqueID, in.Description, in.Tags)}, nil
 }
 
@@ -330,30 +350,13 @@ func (s *Server) create(name, uniqueID, description string, tags []wTag) string 
 	return id
 }
 
-type definitionIn struct {
-	PipelineID string    `json:"pipelineId"`
-	Objects    []wObject `json:"pipelineObjects"`
-	Params     []wParam  `json:"parameterObjects"`
-	Values     []wValue  `json:"parameterValues"`
-}
-
 type validationOut struct {
 	Errored  bool          `json:"errored"`
 	Errors   []wValidation `json:"validationErrors,omitempty"`
 	Warnings []wValidation `json:"validationWarnings,omitempty"`
 }
 
-func (s *Server) putDefinition(body []byte) (any, error) {
-	var in definitionIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.get(in.PipelineID)
-	if err != nil {
-		return nil, err
-	}
+func (s *Server) putDefinition(in *request, p *pipeline) (any, error) {
 	return s.store(p, in.Objects, in.Params, in.Values), nil
 }
 
@@ -366,33 +369,12 @@ func (s *Server) store(p *pipeline, objs []wObject, params []wParam, values []wV
 	return validationOut{Errored: len(errs) > 0, Errors: errs, Warnings: warns}
 }
 
-func (s *Server) validateDefinition(body []byte) (any, error) {
-	var in definitionIn
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.get(in.PipelineID); err != nil {
-		return nil, err
-	}
+func (s *Server) validateDefinition(in *request, _ *pipeline) (any, error) {
 	errs, warns := validate(in.Objects, in.Params, in.Values, s.opts.CrossAccountBuckets)
 	return validationOut{Errored: len(errs) > 0, Errors: errs, Warnings: warns}, nil
 }
 
-func (s *Server) getDefinition(body []byte) (any, error) {
-	var in struct {
-		PipelineID string `json:"pipelineId"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.get(in.PipelineID)
-	if err != nil {
-		return nil, err
-	}
+func (s *Server) getDefinition(_ *request, p *pipeline) (any, error) {
 	return struct {
 		Objects []wObject `json:"pipelineObjects"`
 		Params  []wParam  `json:"parameterObjects"`
@@ -400,21 +382,7 @@ func (s *Server) getDefinition(body []byte) (any, error) {
 	}{nonNil(p.objects), nonNil(p.params), nonNil(p.values)}, nil
 }
 
-func (s *Server) activate(body []byte) (any, error) {
-	var in struct {
-		PipelineID     string   `json:"pipelineId"`
-		Values         []wValue `json:"parameterValues"`
-		StartTimestamp *float64 `json:"startTimestamp"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.get(in.PipelineID)
-	if err != nil {
-		return nil, err
-	}
+func (s *Server) activate(in *request, p *pipeline) (any, error) {
 	switch {
 	case s.closed:
 		return nil, &apiError{"InternalServiceError", "server is closing"}
@@ -456,20 +424,7 @@ func (s *Server) activate(body []byte) (any, error) {
 	return nil, nil
 }
 
-func (s *Server) deactivate(body []byte) (any, error) {
-	var in struct {
-		PipelineID   string `json:"pipelineId"`
-		CancelActive *bool  `json:"cancelActive"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.get(in.PipelineID)
-	if err != nil {
-		return nil, err
-	}
+func (s *Server) deactivate(in *request, p *pipeline) (any, error) {
 	p.inactive = true
 	if in.CancelActive == nil || *in.CancelActive {
 		s.cancelRuns(p)
@@ -477,19 +432,7 @@ func (s *Server) deactivate(body []byte) (any, error) {
 	return nil, nil
 }
 
-func (s *Server) deletePipeline(body []byte) (any, error) {
-	var in struct {
-		PipelineID string `json:"pipelineId"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.get(in.PipelineID)
-	if err != nil {
-		return nil, err
-	}
+func (s *Server) deletePipeline(_ *request, p *pipeline) (any, error) {
 	s.cancelRuns(p)
 	p.deleted = true
 	delete(s.unique, [2]string{p.name, p.uniqueID})
@@ -504,18 +447,10 @@ func (s *Server) cancelRuns(p *pipeline) {
 	}
 }
 
-func (s *Server) describePipelines(body []byte) (any, error) {
-	var in struct {
-		IDs []string `json:"pipelineIds"`
+func (s *Server) describePipelines(in *request, _ *pipeline) (any, error) {
+	if len(in.PipelineIDs) == 0 || len(in.PipelineIDs) > 25 {
+		return nil, invalid("pipelineIds must hold between 1 and 25 ids, got %d", len(in.PipelineIDs))
 	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	if len(in.IDs) == 0 || len(in.IDs) > 25 {
-		return nil, invalid("pipelineIds must hold between 1 and 25 ids, got %d", len(in.IDs))
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	type desc struct {
 		ID          string   `json:"pipelineId"`
 		Name        string   `json:"name"`
@@ -524,7 +459,7 @@ func (s *Server) describePipelines(body []byte) (any, error) {
 		Tags        []wTag   `json:"tags,omitempty"`
 	}
 	var list []desc
-	for _, id := range in.IDs {
+	for _, id := range in.PipelineIDs {
 		p, err := s.get(id)
 		if err != nil {
 			return nil, err
@@ -542,7 +477,7 @@ func (s *Server) describePipelines(body []byte) (any, error) {
 			o.set("@lastActivationTime", p.lastActivation.Format(dpTime))
 			o.set("@latestRunTime", last.scheduled.Format(dpTime))
 			health := "HEALTHY"
-			if last.status == "FAILED" || last.status == "CASCADE_FAILED" {
+			if last.status == "FAILED" {
 				health = "ERROR"
 			}
 			o.set("@healthStatus", health)
@@ -564,15 +499,7 @@ func (p *pipeline) state() string {
 	return "SCHEDULED"
 }
 
-func (s *Server) listPipelines(body []byte) (any, error) {
-	var in struct {
-		Marker string `json:"marker"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *Server) listPipelines(in *request, _ *pipeline) (any, error) {
 	type idName struct {
 		ID   string `json:"id"`
 		Name string `json:"name"`
@@ -614,28 +541,10 @@ type selector struct {
 	} `json:"operator"`
 }
 
-func (s *Server) queryObjects(body []byte) (any, error) {
-	var in struct {
-		PipelineID string `json:"pipelineId"`
-		Sphere     string `json:"sphere"`
-		Query      *struct {
-			Selectors []selector `json:"selectors"`
-		} `json:"query"`
-		Marker string `json:"marker"`
-		Limit  *int   `json:"limit"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
+func (s *Server) queryObjects(in *request, p *pipeline) (any, error) {
 	limit := 100
 	if in.Limit != nil && *in.Limit > 0 {
 		limit = min(*in.Limit, 500)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.get(in.PipelineID)
-	if err != nil {
-		return nil, err
 	}
 	var objs []wObject
 	switch in.Sphere {
@@ -653,14 +562,12 @@ func (s *Server) queryObjects(body []byte) (any, error) {
 	var ids []string
 	for _, o := range objs {
 		ok := true
-		if in.Query != nil {
-			for _, sel := range in.Query.Selectors {
-				m, err := sel.match(o)
-				if err != nil {
-					return nil, err
-				}
-				ok = ok && m
+		for i := 0; in.Query != nil && i < len(in.Query.Selectors); i++ {
+			m, err := in.Query.Selectors[i].match(o)
+			if err != nil {
+				return nil, err
 			}
+			ok = ok && m
 		}
 		if ok {
 			ids = append(ids, o.ID)
@@ -684,18 +591,10 @@ func (sel selector) match(o wObject) (bool, error) {
 		}
 		switch op := sel.Operator.Type; {
 		case op == "REF_EQ" && f.RefValue != nil:
-			for _, v := range vals {
-				if v == *f.RefValue {
-					return true, nil
-				}
-			}
+			return slices.Contains(vals, *f.RefValue), nil
 		case f.StringValue == nil:
 		case op == "EQ":
-			for _, v := range vals {
-				if v == *f.StringValue {
-					return true, nil
-				}
-			}
+			return slices.Contains(vals, *f.StringValue), nil
 		case op == "LE" && len(vals) == 1:
 			return *f.StringValue <= vals[0], nil
 		case op == "GE" && len(vals) == 1:
@@ -709,37 +608,20 @@ func (sel selector) match(o wObject) (bool, error) {
 	return false, nil
 }
 
-func (s *Server) describeObjects(body []byte) (any, error) {
-	var in struct {
-		PipelineID string   `json:"pipelineId"`
-		ObjectIDs  []string `json:"objectIds"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
+// describeObjects skips ids that name no object.
+func (s *Server) describeObjects(in *request, p *pipeline) (any, error) {
 	if len(in.ObjectIDs) == 0 || len(in.ObjectIDs) > 25 {
 		return nil, invalid("objectIds must hold between 1 and 25 ids, got %d", len(in.ObjectIDs))
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	p, err := s.get(in.PipelineID)
-	if err != nil {
-		return nil, err
 	}
 	var out []wObject
 	for _, id := range in.ObjectIDs {
 		if inst, ok := p.instances[id]; ok {
 			out = append(out, inst.obj.clone())
-			continue
-		}
-		for _, o := range p.objects {
-			if o.ID == id {
-				c := o.clone()
-				c.set("@sphere", "COMPONENT")
-				c.set("@pipelineId", p.id)
-				out = append(out, c)
-				break
-			}
+		} else if i := slices.IndexFunc(p.objects, func(o wObject) bool { return o.ID == id }); i >= 0 {
+			c := p.objects[i].clone()
+			c.set("@sphere", "COMPONENT")
+			c.set("@pipelineId", p.id)
+			out = append(out, c)
 		}
 	}
 	return map[string]any{"pipelineObjects": nonNil(out), "hasMoreResults": false}, nil

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/datapipeline"
 	"github.com/aws/aws-sdk-go-v2/service/datapipeline/types"
@@ -644,5 +645,27 @@ func TestItemJSON(t *testing.T) {
 	want := `{"b":{"b":"aGk="},"bs":{"bS":["aGk="]},"l":{"l":[{"bOOL":false}]},"m":{"m":{"k":{"nULL":true}}},"n":{"n":"1.5"},"ns":{"nS":["1"]},"s":{"s":"x"},"ss":{"sS":["a","b"]}}`
 	if string(got) != want {
 		t.Errorf("ItemJSON\n got %s\nwant %s", got, want)
+	}
+}
+
+// TestEndpointFromEnvironment checks the way the bot reaches the server: the
+// standard AWS_ENDPOINT_URL_DATA_PIPELINE override read by config.LoadDefaultConfig.
+func TestEndpointFromEnvironment(t *testing.T) {
+	e := newEnv(t, nil)
+	dir := t.TempDir()
+	t.Setenv("AWS_CONFIG_FILE", dir+"/config")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/credentials")
+	t.Setenv("AWS_ENDPOINT_URL", "")
+	t.Setenv("AWS_ENDPOINT_URL_DATA_PIPELINE", e.srv.URL())
+	cfg, err := config.LoadDefaultConfig(context.Background(), config.WithRegion("us-east-1"),
+		config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("test", "test", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := datapipeline.NewFromConfig(cfg).ListPipelines(context.Background(), &datapipeline.ListPipelinesInput{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.srv.Calls("ListPipelines"); n != 1 {
+		t.Errorf("Calls(ListPipelines) = %d, want 1", n)
 	}
 }

@@ -1,0 +1,351 @@
+// Package testenv stands up everything osio-bot talks to, locally: moto_server
+// (DynamoDB, S3, IAM, STS) with the production and dev accounts, the Data
+// Pipeline test server, and the local Slack server. The end-to-end tests and
+// the demo both use it, and run the real bot (package app) against it,
+// either in-process or as a separate process.
+package testenv
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
+
+	"github.com/osio/osio-bot/app"
+	"github.com/osio/osio-bot/config"
+	dpserver "github.com/osio/osio-bot/testservers/datapipeline"
+	"github.com/osio/osio-bot/testservers/moto"
+	slackserver "github.com/osio/osio-bot/testservers/slack"
+)
+
+// The fixed identities of the local world; the account ids and bucket are
+// the runbook's.
+const (
+	ProdAccount = "386414299200"
+	DevAccount  = "619539278362"
+	Bucket      = "dynamodb-migration-backups-osio"
+	Region      = "us-east-1"
+	Channel     = "CAPPROVALS"
+	DevChannel  = "CDEV"
+	Group       = "SINTERRUPT"
+	Requester   = "UDEV"
+	Approver    = "UCATCHER"
+	Approver2   = "UCATCHER2"
+	Outsider    = "UOUTSIDER"
+	AppToken    = "xapp-1-A1-test-app-token"
+	BotToken    = "xoxb-test-bot-token"
+)
+
+// Env is a running local world.
+type Env struct {
+	Dir        string
+	Moto       *moto.Server
+	Slack      *slackserver.Server
+	DP         *dpserver.Server
+	Prod, Dev  aws.Config
+	ConfigPath string
+	Config     config.Config
+	// Vars are the environment variables the bot runs with.
+	Vars map[string]string
+}
+
+// Options tune Start.
+type Options struct {
+	// Tweak changes the bot's configuration before it is written.
+	Tweak func(*config.Config)
+	// DPPageSize is the Data Pipeline server's page size (0: its default).
+	DPPageSize int
+	// Moto reuses a running moto_server (its state is reset).
+	Moto *moto.Server
+}
+
+// Start brings up moto (unless given), the Data Pipeline and Slack servers,
+// creates the dev bucket, and writes the bot's config under dir.
+func Start(ctx context.Context, dir string, o Options) (*Env, error) {
+	e := &Env{Dir: dir}
+	var err error
+	if o.Moto != nil {
+		e.Moto = o.Moto
+		if err := e.Moto.Reset(); err != nil {
+			return nil, fmt.Errorf("resetting moto: %w", err)
+		}
+	} else if e.Moto, err = moto.Start(ctx, filepath.Join(dir, "moto.log")); err != nil {
+		return nil, err
+	}
+	e.Prod = e.Moto.Config(Region, ProdAccount)
+	e.Dev = e.Moto.Config(Region, DevAccount)
+	devS3 := s3.NewFromConfig(e.Dev, func(o *s3.Options) { o.UsePathStyle = true })
+	if _, err := devS3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(Bucket)}); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("creating bucket in the dev account: %w", err)
+	}
+	e.DP, err = dpserver.New(dpserver.Options{
+		Source: dynamodb.NewFromConfig(e.Prod), Sink: devS3,
+		CrossAccountBuckets: []string{Bucket}, PageSize: o.DPPageSize,
+		WaitingFor: 300 * time.Millisecond, RunningFor: 700 * time.Millisecond,
+	})
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.Slack, err = slackserver.New(slackserver.Options{PingInterval: 2 * time.Second})
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.Slack.AddChannel(Channel, "osio-approvals")
+	e.Slack.AddChannel(DevChannel, "osio-dev")
+	for _, u := range []slackserver.User{
+		{ID: Requester, Name: "dev", RealName: "Dana Developer", Email: "dana@example.com"},
+		{ID: Approver, Name: "catcher", RealName: "Ian Catcher", Email: "ian@example.com"},
+		{ID: Approver2, Name: "catcher2", RealName: "Ivy Catcher", Email: "ivy@example.com"},
+		{ID: Outsider, Name: "outsider", RealName: "Olly Outsider", Email: "olly@example.com"},
+	} {
+		e.Slack.AddUser(u)
+	}
+	e.Slack.AddUserGroup(Group, Approver, Approver2)
+
+	cfg := config.Defaults()
+	cfg.Slack.APIURL = e.Slack.APIURL()
+	cfg.Slack.ApprovalsChannel = Channel
+	cfg.Slack.ApproverGroups = []string{Group}
+	cfg.Slack.MinPostInterval = config.Duration(20 * time.Millisecond)
+	cfg.Slack.ProgressInterval = config.Duration(200 * time.Millisecond)
+	cfg.Slack.ApproverCacheTTL = config.Duration(10 * time.Second)
+	cfg.Approval.SweepInterval = config.Duration(200 * time.Millisecond)
+	cfg.Accounts = []config.Account{
+		{Name: "osio", ID: ProdAccount, RoleARN: "arn:aws:iam::" + ProdAccount + ":role/osio-bot", Region: Region},
+		{Name: "osio-dev", ID: DevAccount, RoleARN: "arn:aws:iam::" + DevAccount + ":role/osio-bot", Region: Region},
+	}
+	cfg.AWS.S3UsePathStyle = true
+	cfg.Export.Bucket = Bucket
+	cfg.Export.PollInterval = config.Duration(100 * time.Millisecond)
+	cfg.Export.PollMaxInterval = config.Duration(400 * time.Millisecond)
+	cfg.Export.RunTimeout = config.Duration(2 * time.Minute)
+	cfg.Store.Path = filepath.Join(dir, "osio-bot.db")
+	cfg.Log.Level = "debug"
+	cfg.Metrics.Listen = ""
+	if o.Tweak != nil {
+		o.Tweak(&cfg)
+	}
+	e.Config = cfg
+	data, err := yaml.Marshal(cfg)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.ConfigPath = filepath.Join(dir, "config.yaml")
+	// Secrets are not allowed in the file: drop the redacted placeholders.
+	clean := regexp.MustCompile(`(?m)^\s*(app_token|bot_token):.*\n`).ReplaceAll(data, nil)
+	if err := os.WriteFile(e.ConfigPath, clean, 0o600); err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.Vars = map[string]string{
+		"AWS_ENDPOINT_URL":               e.Moto.URL,
+		"AWS_ENDPOINT_URL_DATA_PIPELINE": e.DP.URL(),
+		"AWS_ACCESS_KEY_ID":              "testing",
+		"AWS_SECRET_ACCESS_KEY":          "testing",
+		"AWS_REGION":                     Region,
+		"AWS_EC2_METADATA_DISABLED":      "true",
+		"AWS_CONFIG_FILE":                filepath.Join(dir, "no-aws-config"),
+		"AWS_SHARED_CREDENTIALS_FILE":    filepath.Join(dir, "no-aws-credentials"),
+		"SLACK_APP_TOKEN":                AppToken,
+		"SLACK_BOT_TOKEN":                BotToken,
+	}
+	return e, nil
+}
+
+// Close stops every server Start started.
+func (e *Env) Close() {
+	if e.Slack != nil {
+		e.Slack.Close()
+	}
+	if e.DP != nil {
+		e.DP.Close()
+	}
+}
+
+// CloseAll also stops moto.
+func (e *Env) CloseAll() {
+	e.Close()
+	if e.Moto != nil {
+		e.Moto.Close()
+	}
+}
+
+// Environ is os.Environ with the bot's variables set.
+func (e *Env) Environ() []string {
+	out := os.Environ()
+	for k, v := range e.Vars {
+		out = append(out, k+"="+v)
+	}
+	return out
+}
+
+// CreateTable creates a table in the production account with n items.
+func (e *Env) CreateTable(ctx context.Context, name string, n int) error {
+	db := dynamodb.NewFromConfig(e.Prod)
+	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("id"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
+		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("id"), KeyType: ddbtypes.KeyTypeHash}},
+		BillingMode:          ddbtypes.BillingModePayPerRequest,
+	})
+	if err != nil {
+		return fmt.Errorf("creating table %s: %w", name, err)
+	}
+	for i := 0; i < n; i++ {
+		_, err := db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(name), Item: map[string]ddbtypes.AttributeValue{
+			"id":     &ddbtypes.AttributeValueMemberS{Value: fmt.Sprintf("tx-%05d", i)},
+			"amount": &ddbtypes.AttributeValueMemberN{Value: strconv.Itoa(i * 7)},
+			"ok":     &ddbtypes.AttributeValueMemberBOOL{Value: i%2 == 0},
+		}})
+		if err != nil {
+			return fmt.Errorf("putting item %d into %s: %w", i, name, err)
+		}
+	}
+	return nil
+}
+
+// Bot is a bot running in this process.
+type Bot struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// StartBot runs the real bot in-process: it sets the process environment
+// to Vars (so the AWS SDK finds its endpoints as in production), builds
+// the app from the config file and runs it.
+func (e *Env) StartBot(ctx context.Context, log *zap.Logger, o app.Options) (*Bot, error) {
+	for k, v := range e.Vars {
+		os.Setenv(k, v)
+	}
+	cfg, err := config.Load(e.ConfigPath, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	a, err := app.Build(ctx, cfg, log, o)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	b := &Bot{cancel: cancel, done: make(chan error, 1)}
+	go func() { b.done <- a.Run(ctx) }()
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if err := e.Slack.WaitConnected(wctx); err != nil {
+		b.Stop()
+		return nil, fmt.Errorf("bot did not connect to Slack: %w", err)
+	}
+	return b, nil
+}
+
+// Stop shuts the bot down and waits for it.
+func (b *Bot) Stop() error {
+	b.cancel()
+	return <-b.done
+}
+
+var requestIDRe = regexp.MustCompile(`R-[0-9]{6}`)
+
+// Slash types a slash command as user and returns the ack's text and the
+// request id it names (empty if none).
+func (e *Env) Slash(ctx context.Context, user, command, text string) (ackText, requestID string, err error) {
+	ack, err := e.Slack.SlashCommand(ctx, slackserver.SlashCommand{Command: command, Text: text, UserID: user, UserName: user, ChannelID: DevChannel})
+	if err != nil {
+		return "", "", err
+	}
+	return AckText(ack), requestIDRe.FindString(AckText(ack)), nil
+}
+
+// AckText is the text of an ack's payload.
+func AckText(a slackserver.Ack) string {
+	var p struct {
+		Text string `json:"text"`
+	}
+	_ = json.Unmarshal(a.Payload, &p)
+	return p.Text
+}
+
+// Card waits for the approval card of request id and returns it.
+func (e *Env) Card(ctx context.Context, id string) (slackserver.Message, error) {
+	var card slackserver.Message
+	err := e.Slack.WaitFor(ctx, func() bool {
+		for _, m := range e.Slack.Messages(Channel) {
+			if strings.Contains(string(m.Blocks), id) {
+				card = m
+				return true
+			}
+		}
+		return false
+	})
+	return card, err
+}
+
+// Click presses a button of request id's card (or, for cancel, the
+// requester's receipt) as user.
+func (e *Env) Click(ctx context.Context, user, action, id string) (slackserver.Ack, error) {
+	card, err := e.Card(ctx, id)
+	if err != nil {
+		return slackserver.Ack{}, err
+	}
+	block := "decide"
+	if action == "cancel" {
+		block = "requester"
+	}
+	return e.Slack.ClickButton(ctx, slackserver.Click{UserID: user, ChannelID: Channel, MessageTS: card.TS, ActionID: action, BlockID: block, Value: id})
+}
+
+// ThreadText is the whole thread of request id: the card's text and every
+// reply's current text.
+func (e *Env) ThreadText(id string) string {
+	for _, m := range e.Slack.Messages(Channel) {
+		if strings.Contains(string(m.Blocks), id) {
+			var b strings.Builder
+			for _, r := range e.Slack.Thread(Channel, m.TS) {
+				b.WriteString(r.Text)
+				b.WriteString("\n")
+			}
+			return b.String()
+		}
+	}
+	return ""
+}
+
+// WaitThread waits until request id's thread contains substr.
+func (e *Env) WaitThread(ctx context.Context, id, substr string) error {
+	err := e.Slack.WaitFor(ctx, func() bool { return strings.Contains(e.ThreadText(id), substr) })
+	if err != nil {
+		return fmt.Errorf("thread of %s never said %q; it says:\n%s", id, substr, e.ThreadText(id))
+	}
+	return nil
+}
+
+// PrintThread writes request id's card and thread for a person to read.
+func (e *Env) PrintThread(w io.Writer, id string) {
+	for _, m := range e.Slack.Messages(Channel) {
+		if !strings.Contains(string(m.Blocks), id) {
+			continue
+		}
+		fmt.Fprintf(w, "┌ #osio-approvals %s\n│ %s\n", m.TS, strings.ReplaceAll(m.Text, "\n", "\n│ "))
+		for _, r := range e.Slack.Thread(Channel, m.TS) {
+			fmt.Fprintf(w, "├─ %s\n│  %s\n", r.TS, strings.ReplaceAll(r.Text, "\n", "\n│  "))
+		}
+		fmt.Fprintln(w, "└")
+	}
+}
