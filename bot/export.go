@@ -68,7 +68,7 @@ func (b *Bot) ExportCommand(x ExportChecker, source, dest string) Command {
 
 func (b *Bot) requestExport(ctx context.Context, x ExportChecker, inv Invocation) Reply {
 	for _, a := range inv.Args {
-		if strings.HasPrefix(a, "-") {
+		if strings.HasPrefix(a, "--") {
 			return Reply{Text: fmt.Sprintf(":warning: Unknown option `%s`. Usage: `/osio-export TABLE [TABLE...]`; see `/osio-export help`.", clip(a, 40))}
 		}
 	}

@@ -36,8 +36,12 @@ func (e *Exporter) PostStepCommand(table string) string {
 	return fmt.Sprintf("aws s3 cp %s %s --recursive --acl bucket-owner-full-control --storage-class STANDARD", out, out)
 }
 
-func str(k, v string) dptypes.Field { return dptypes.Field{Key: aws.String(k), StringValue: aws.String(v)} }
-func ref(k, v string) dptypes.Field { return dptypes.Field{Key: aws.String(k), RefValue: aws.String(v)} }
+func str(k, v string) dptypes.Field {
+	return dptypes.Field{Key: aws.String(k), StringValue: aws.String(v)}
+}
+func ref(k, v string) dptypes.Field {
+	return dptypes.Field{Key: aws.String(k), RefValue: aws.String(v)}
+}
 
 // Definition is the "Export DynamoDB table to S3" template for table, with
 // the post-step command added, as PutPipelineDefinition takes it.

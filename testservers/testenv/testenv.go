@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -225,6 +226,8 @@ func (e *Env) CreateTable(ctx context.Context, name string, n int) error {
 type Bot struct {
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
+	err    error
 }
 
 // StartBot runs the real bot in-process: it sets the process environment
@@ -257,8 +260,11 @@ func (e *Env) StartBot(ctx context.Context, log *zap.Logger, o app.Options) (*Bo
 
 // Stop shuts the bot down and waits for it.
 func (b *Bot) Stop() error {
-	b.cancel()
-	return <-b.done
+	b.once.Do(func() {
+		b.cancel()
+		b.err = <-b.done
+	})
+	return b.err
 }
 
 var requestIDRe = regexp.MustCompile(`R-[0-9]{6}`)
