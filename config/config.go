@@ -6,7 +6,9 @@ package config
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -216,8 +218,12 @@ func Parse(data []byte, env func(string) (string, bool)) (Config, error) {
 	c := Defaults()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("parsing config: %w", err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("parsing config: the file holds more than one YAML document (line %d); keep everything in one", extra.Line)
 	}
 	if c.Slack.AppToken != "" || c.Slack.BotToken != "" {
 		return c, fmt.Errorf("parsing config: slack.app_token and slack.bot_token must not be in the file; set SLACK_APP_TOKEN and SLACK_BOT_TOKEN in the environment")
@@ -338,7 +344,7 @@ func (c Config) Validate() []Problem {
 	if !prefixRe.MatchString(e.LogsPrefix) {
 		add("export.logs_prefix", fmt.Sprintf("%q is not a key prefix", e.LogsPrefix), "use a prefix without leading or trailing slash, e.g. logs")
 	}
-	if e.ReadThroughputRatio <= 0 || e.ReadThroughputRatio > 1.5 {
+	if !(e.ReadThroughputRatio > 0 && e.ReadThroughputRatio <= 1.5) {
 		add("export.read_throughput_ratio", fmt.Sprintf("%g is out of range", e.ReadThroughputRatio), "use a ratio above 0 and at most 1.5, e.g. 0.25")
 	}
 	if e.EMR.CoreInstanceCount < 1 {
@@ -352,8 +358,8 @@ func (c Config) Validate() []Problem {
 	if e.PollMaxInterval < e.PollInterval {
 		add("export.poll_max_interval", "is below export.poll_interval", "make it at least poll_interval")
 	}
-	if e.PollBackoff < 1 {
-		add("export.poll_backoff", fmt.Sprintf("%g is below 1", e.PollBackoff), "use 1 (no backoff) or more, e.g. 1.5")
+	if !(e.PollBackoff >= 1 && e.PollBackoff <= 10) {
+		add("export.poll_backoff", fmt.Sprintf("%g is out of range", e.PollBackoff), "use 1 (no backoff) to 10, e.g. 1.5")
 	}
 	if e.MaxTables < 1 || e.MaxTables > 40 {
 		add("export.max_tables", fmt.Sprintf("%d is out of range", e.MaxTables), "use 1 to 40")

@@ -68,6 +68,7 @@ func TestExportActivatesExistingPipeline(t *testing.T) {
 	}
 	// The card ends without buttons and says who approved.
 	w.waitThread(id, "Request finished")
+	_ = w.Slack.WaitFor(w.ctx, func() bool { return strings.Contains(cardState(t, w, id), "succeeded") })
 	if b := cardState(t, w, id); strings.Contains(b, `"approve"`) || !strings.Contains(b, "Approved by <@"+testenv.Approver+">") || !strings.Contains(b, "succeeded") {
 		t.Errorf("decided card should say who approved and the outcome, without buttons: %s", b)
 	}

@@ -41,6 +41,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	sub := args[0]
+	if sub != "run" && sub != "check-config" {
+		fmt.Fprintf(stderr, "unknown command %q\n", sub)
+		usage(stderr)
+		return 2
+	}
 	fs := flag.NewFlagSet(sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/osio-bot/config.yaml", "configuration file")
