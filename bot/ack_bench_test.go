@@ -1,0 +1,119 @@
+package bot_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slack-go/slack"
+	"github.com/slack-go/slack/socketmode"
+	"go.uber.org/zap"
+
+	"github.com/osio/osio-bot/bot"
+	"github.com/osio/osio-bot/store"
+	slackserver "github.com/osio/osio-bot/testservers/slack"
+)
+
+// memChecker answers table checks from memory. It stands in for the AWS
+// DescribeTable call, which the real exporter caches for 5 minutes after
+// the first check of a table; the benchmark measures the bot's own path:
+// Socket Mode envelope in, parse, validation, the durable bbolt write
+// (fsync), ack out.
+type memChecker struct{}
+
+func (memChecker) CheckNames(t []string) ([]string, string)              { return t, "" }
+func (memChecker) CheckTables(context.Context, []string) (string, error) { return "", nil }
+func (memChecker) Plan(_ context.Context, t []string) []string           { return []string{"plan " + t[0]} }
+func (memChecker) OutputLocation(t string) string                        { return "s3://b/backups/" + t }
+
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(_ string, d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
+
+func (l *latencies) pct(p float64) time.Duration {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), l.d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// BenchmarkSlashAck measures envelope received -> ack sent for
+// "/osio-export TABLE", each creating a durable request, at 1 and at 50
+// concurrent commands. It reports p50/p99 as measured inside the bot and
+// p99 of the whole round trip as the Slack server saw it.
+func BenchmarkSlashAck(b *testing.B) {
+	for _, conc := range []int{1, 50} {
+		b.Run(fmt.Sprintf("concurrent=%d", conc), func(b *testing.B) {
+			srv, err := slackserver.New(slackserver.Options{PingInterval: time.Second})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer srv.Close()
+			srv.AddChannel("CAPPROVALS", "approvals")
+			srv.AddUserGroup("SCATCHERS", "UCATCHER")
+			st, err := store.Open(filepath.Join(b.TempDir(), "bench.db"), store.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			api := slack.New("xoxb-bench", slack.OptionAPIURL(srv.APIURL()), slack.OptionAppLevelToken("xapp-bench"))
+			lat := &latencies{}
+			kinds := map[string]bot.Kind{"export": bot.ExportKind(memChecker{})}
+			rep := bot.NewReporter(api, st, bot.ReporterOptions{MinInterval: time.Millisecond, ProgressInterval: time.Second,
+				Render: bot.RenderCard(kinds, []string{"SCATCHERS"}), Log: zap.NewNop()})
+			bt := bot.New(bot.Deps{
+				Settings: bot.Settings{ApprovalsChannel: "CAPPROVALS", ApproverGroups: []string{"SCATCHERS"}, Expiry: time.Hour, SweepInterval: time.Hour},
+				API:      api, Socket: socketmode.New(api), Store: st, Runner: noRunner{}, Reporter: rep,
+				Approvers: bot.NewApprovers(api, []string{"SCATCHERS"}, time.Minute, time.Now),
+				Kinds:     kinds, Log: zap.NewNop(), AckObserved: lat.add,
+			})
+			bt.AddCommand(bt.ExportCommand(memChecker{}, "osio", "osio-dev"))
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = bt.Run(ctx); close(done) }()
+			defer func() { cancel(); <-done }()
+			if err := srv.WaitConnected(ctx); err != nil {
+				b.Fatal(err)
+			}
+			var rtt latencies
+			n := 0
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				ids := make([]string, conc)
+				for j := range ids {
+					n++
+					ids[j], err = srv.SendSlashCommand(slackserver.SlashCommand{Command: "/osio-export", Text: fmt.Sprintf("bench_table_%07d", n), UserID: "UDEV", ChannelID: "CDEV"})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				for _, id := range ids {
+					ack, err := srv.WaitAck(ctx, id)
+					if err != nil {
+						b.Fatal(err)
+					}
+					rtt.add("", ack.Latency)
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(lat.pct(0.50).Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(lat.pct(0.99).Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(rtt.pct(0.99).Microseconds())/1000, "rtt-p99-ms")
+		})
+	}
+}
+
+type noRunner struct{}
+
+func (noRunner) Run(string) {}
