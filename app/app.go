@@ -25,6 +25,7 @@ import (
 
 	"github.com/osio/osio-bot/actions"
 	"github.com/osio/osio-bot/actions/export"
+	"github.com/osio/osio-bot/actions/restore"
 	"github.com/osio/osio-bot/bot"
 	"github.com/osio/osio-bot/config"
 	"github.com/osio/osio-bot/store"
@@ -105,12 +106,17 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	}
 	sock := socketmode.New(api)
 
-	kinds := map[string]bot.Kind{export.Kind: bot.ExportKind(exp)}
+	rst, err := restore.New(cfg, dynamodb.NewFromConfig(dstCfg), st)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	kinds := map[string]bot.Kind{export.Kind: bot.ExportKind(exp), restore.Kind: bot.RestoreKind(rst, !cfg.Restore.RequireApproval)}
 	rep := bot.NewReporter(api, st, bot.ReporterOptions{
 		MinInterval: cfg.Slack.MinPostInterval.D(), ProgressInterval: cfg.Slack.ProgressInterval.D(),
 		Render: bot.RenderCard(kinds, cfg.Slack.ApproverGroups), Log: log.Named("reporter"),
 	})
-	a.runner = actions.NewRunner(st, rep, map[string]actions.Job{export.Kind: exp}, log.Named("runner"))
+	a.runner = actions.NewRunner(st, rep, map[string]actions.Job{export.Kind: exp, restore.Kind: rst}, log.Named("runner"))
 	observe := func(cmd string, d time.Duration) {
 		a.ackHist.WithLabelValues(cmd).Observe(d.Seconds())
 		if o.AckObserved != nil {
@@ -127,6 +133,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		Kinds:     kinds, Log: log.Named("bot"), AckObserved: observe,
 	})
 	a.bot.AddCommand(a.bot.ExportCommand(exp, src.Name, dst.Name))
+	a.bot.AddCommand(a.bot.RestoreCommand(rst, cfg.Restore.RequireApproval))
 	return a, nil
 }
 

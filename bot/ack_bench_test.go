@@ -27,8 +27,11 @@ type memChecker struct{}
 
 func (memChecker) CheckNames(t []string) ([]string, string)              { return t, "" }
 func (memChecker) CheckTables(context.Context, []string) (string, error) { return "", nil }
-func (memChecker) Plan(_ context.Context, t []string) []string           { return []string{"plan " + t[0]} }
-func (memChecker) OutputLocation(t string) string                        { return "s3://b/backups/" + t }
+func (memChecker) CheckNative(context.Context, []string) (string, error) { return "", nil }
+func (memChecker) Plan(_ context.Context, _ string, t []string) []string {
+	return []string{"plan " + t[0]}
+}
+func (memChecker) Method() string { return "datapipeline" }
 
 type latencies struct {
 	mu sync.Mutex

@@ -82,7 +82,9 @@ func stateLine(r *actions.Request, groups []string) string {
 	case actions.Expired:
 		s = fmt.Sprintf(":alarm_clock: Expired at %s with no decision; nothing ran. Ask again if still needed.", at(r.ExpiresAt))
 	default:
-		if d := r.Decision; d != nil {
+		if d := r.Decision; d != nil && d.By == "" {
+			s = fmt.Sprintf("%s automatically at %s", decisionWord(d.Action), at(d.At))
+		} else if d != nil {
 			s = fmt.Sprintf("%s by <@%s> at %s", decisionWord(d.Action), d.By, at(d.At))
 		}
 		switch r.State {

@@ -15,8 +15,9 @@ import (
 type ExportChecker interface {
 	CheckNames(tables []string) ([]string, string)
 	CheckTables(ctx context.Context, tables []string) (string, error)
-	Plan(ctx context.Context, tables []string) []string
-	OutputLocation(table string) string
+	CheckNative(ctx context.Context, tables []string) (string, error)
+	Plan(ctx context.Context, method string, tables []string) []string
+	Method() string
 }
 
 // ExportKind presents export requests on cards and plans them.
@@ -35,7 +36,7 @@ func ExportKind(x ExportChecker) Kind {
 			if err := r.DecodeArgs(&a); err != nil {
 				return []string{"cannot read the request: " + err.Error()}
 			}
-			return x.Plan(ctx, a.Tables)
+			return x.Plan(ctx, a.Method, a.Tables)
 		},
 	}
 }
@@ -59,7 +60,7 @@ func (b *Bot) ExportCommand(x ExportChecker, source, dest string) Command {
 			{Name: "status", Args: "[REQUEST-ID]", Help: "lists running and recent exports, or shows one.", Run: func(_ context.Context, inv Invocation) Reply {
 				return b.Status(export.Kind, inv.Args)
 			}},
-			{Args: "TABLE [TABLE...]", Help: "asks to export the tables; the reply carries the request id.", Run: func(ctx context.Context, inv Invocation) Reply {
+			{Args: "[--native|--datapipeline] TABLE [TABLE...]", Help: fmt.Sprintf("asks to export the tables (default method: %s); the reply carries the request id.", methodName(x.Method())), Run: func(ctx context.Context, inv Invocation) Reply {
 				return b.requestExport(ctx, x, inv)
 			}},
 		},
@@ -67,12 +68,21 @@ func (b *Bot) ExportCommand(x ExportChecker, source, dest string) Command {
 }
 
 func (b *Bot) requestExport(ctx context.Context, x ExportChecker, inv Invocation) Reply {
+	method := x.Method()
+	var names []string
 	for _, a := range inv.Args {
-		if strings.HasPrefix(a, "--") {
-			return Reply{Text: fmt.Sprintf(":warning: Unknown option `%s`. Usage: `/osio-export TABLE [TABLE...]`; see `/osio-export help`.", clip(a, 40))}
+		switch {
+		case a == "--native":
+			method = export.MethodNative
+		case a == "--datapipeline":
+			method = export.MethodDataPipeline
+		case strings.HasPrefix(a, "--"):
+			return Reply{Text: fmt.Sprintf(":warning: Unknown option `%s`. Usage: `/osio-export [--native|--datapipeline] TABLE [TABLE...]`; see `/osio-export help`.", clip(a, 40))}
+		default:
+			names = append(names, a)
 		}
 	}
-	tables, msg := x.CheckNames(inv.Args)
+	tables, msg := x.CheckNames(names)
 	if msg != "" {
 		return Reply{Text: ":warning: " + msg}
 	}
@@ -83,9 +93,16 @@ func (b *Bot) requestExport(ctx context.Context, x ExportChecker, inv Invocation
 		b.Log.Warn("checking tables", zap.Strings("tables", tables), zap.Error(err))
 		return Reply{Text: ":warning: I could not check the tables in AWS just now, so nothing was requested. Try again in a minute; if it persists, tell the bot's on-call."}
 	}
+	if msg == "" && method == export.MethodNative {
+		msg, err = x.CheckNative(cctx, tables)
+		if err != nil {
+			b.Log.Warn("checking point-in-time recovery", zap.Strings("tables", tables), zap.Error(err))
+			return Reply{Text: ":warning: I could not check the tables' point-in-time recovery just now, so nothing was requested. Try again in a minute."}
+		}
+	}
 	if msg != "" {
 		return Reply{Text: ":warning: " + msg}
 	}
-	what := fmt.Sprintf("export of `%s`", strings.Join(tables, "`, `"))
-	return b.NewRequest(inv, export.Kind, export.Args{Tables: tables, Method: "datapipeline"}, export.Locks(tables), what)
+	what := fmt.Sprintf("export of `%s` by %s", strings.Join(tables, "`, `"), methodName(method))
+	return b.NewRequest(inv, export.Kind, export.Args{Tables: tables, Method: method}, export.Locks(tables), what)
 }

@@ -70,6 +70,7 @@ type Config struct {
 	Accounts []Account `yaml:"accounts"`
 	AWS      AWS       `yaml:"aws"`
 	Export   Export    `yaml:"export"`
+	Restore  Restore   `yaml:"restore"`
 	Store    Store     `yaml:"store"`
 	Log      Log       `yaml:"log"`
 	Metrics  Metrics   `yaml:"metrics"`
@@ -158,6 +159,12 @@ type Export struct {
 	MaxTables int `yaml:"max_tables"`
 }
 
+// Restore configures /osio-restore, which writes only to the dev account.
+type Restore struct {
+	// RequireApproval makes restores wait for an approver like exports.
+	RequireApproval bool `yaml:"require_approval"`
+}
+
 // Store is where requests, checkpoints and audit events live.
 type Store struct {
 	Path string `yaml:"path"`
@@ -205,6 +212,7 @@ func Defaults() Config {
 			RunTimeout:      Duration(12 * time.Hour),
 			MaxTables:       20,
 		},
+		Restore: Restore{RequireApproval: true},
 		Store:   Store{Path: "/var/lib/osio-bot/osio-bot.db"},
 		Log:     Log{Level: "info", Format: "json"},
 		Metrics: Metrics{Listen: ":9090"},

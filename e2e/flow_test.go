@@ -98,7 +98,7 @@ func TestExportRejectsBadInput(t *testing.T) {
 		}
 	}
 	help, _ := w.request(testenv.Requester, "help")
-	for _, want := range []string{"/osio-export TABLE [TABLE...]", "/osio-export status [REQUEST-ID]", "/osio-export help"} {
+	for _, want := range []string{"/osio-export [--native|--datapipeline] TABLE [TABLE...]", "/osio-export status [REQUEST-ID]", "/osio-export help"} {
 		if !strings.Contains(help, want) {
 			t.Errorf("help lacks %q: %s", want, help)
 		}

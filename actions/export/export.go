@@ -28,9 +28,18 @@ import (
 // Kind is the request kind of exports.
 const Kind = "export"
 
+// The export methods.
+const (
+	MethodDataPipeline = "datapipeline"
+	MethodNative       = "native"
+)
+
 // DynamoDB is what the export needs of the production account's DynamoDB.
 type DynamoDB interface {
 	DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	DescribeContinuousBackups(ctx context.Context, in *dynamodb.DescribeContinuousBackupsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeContinuousBackupsOutput, error)
+	ExportTableToPointInTime(ctx context.Context, in *dynamodb.ExportTableToPointInTimeInput, optFns ...func(*dynamodb.Options)) (*dynamodb.ExportTableToPointInTimeOutput, error)
+	DescribeExport(ctx context.Context, in *dynamodb.DescribeExportInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeExportOutput, error)
 }
 
 // DataPipeline is what the export needs of the production account's Data
@@ -170,8 +179,15 @@ func Locks(tables []string) []string {
 	return out
 }
 
-// Plan says, per table, what approval will do.
-func (e *Exporter) Plan(ctx context.Context, tables []string) []string {
+// Plan says, per table, what approval will do with method.
+func (e *Exporter) Plan(ctx context.Context, method string, tables []string) []string {
+	if method == MethodNative {
+		var out []string
+		for _, t := range tables {
+			out = append(out, fmt.Sprintf("`%s`: ExportTableToPointInTime (DYNAMODB_JSON, bucket owner %s) → `%s/AWSDynamoDB/<export id>/`", t, e.dest.ID, e.OutputLocation(t)))
+		}
+		return out
+	}
 	byName, err := e.pipelinesByName(ctx)
 	var out []string
 	for _, t := range tables {
@@ -209,8 +225,17 @@ func (e *Exporter) pipelinesByName(ctx context.Context) (map[string][]string, er
 	}
 }
 
-// tableState is one table's checkpoint.
-type tableState struct {
+// TableState is one table's checkpoint; a finished native export's state
+// is what /osio-restore imports from.
+type TableState struct {
+	// Native export.
+	ExportARN  string                         `json:"export_arn,omitempty"`
+	StartedAt  time.Time                      `json:"started_at,omitempty"`
+	KeySchema  []ddbtypes.KeySchemaElement    `json:"key_schema,omitempty"`
+	Attributes []ddbtypes.AttributeDefinition `json:"attributes,omitempty"`
+	DataPrefix string                         `json:"data_prefix,omitempty"`
+	Items      int64                          `json:"items,omitempty"`
+	// Data Pipeline.
 	PipelineID string    `json:"pipeline_id,omitempty"`
 	ActivityID string    `json:"activity_id,omitempty"`
 	Created    bool      `json:"created,omitempty"`
@@ -234,17 +259,21 @@ func (e *Exporter) Run(ctx context.Context, jc *actions.JobContext) error {
 	if err := jc.Request.DecodeArgs(&args); err != nil {
 		return err
 	}
-	states := make([]*tableState, len(args.Tables))
+	states := make([]*TableState, len(args.Tables))
 	for i, t := range args.Tables {
-		st := &tableState{}
+		st := &TableState{}
 		if _, err := jc.Load("table:"+t, st); err != nil {
 			return err
 		}
 		states[i] = st
-		if st.Failed != "" || st.Activated {
+		if st.Failed != "" || st.Activated || st.ExportARN != "" {
 			continue
 		}
-		if err := e.start(ctx, jc, t, st); err != nil {
+		start := e.start
+		if args.Method == MethodNative {
+			start = e.startNative
+		}
+		if err := start(ctx, jc, t, st); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -262,8 +291,11 @@ func (e *Exporter) Run(ctx context.Context, jc *actions.JobContext) error {
 		if st.Failed != "" || st.Verified {
 			continue
 		}
-		err := e.finishTable(ctx, jc, t, st)
-		if err != nil {
+		finish := e.finishTable
+		if args.Method == MethodNative {
+			finish = e.finishNative
+		}
+		if err := finish(ctx, jc, t, st); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -287,7 +319,11 @@ func (e *Exporter) Run(ctx context.Context, jc *actions.JobContext) error {
 		folders = append(folders, fmt.Sprintf("• `%s/%s/` (%d files, %d bytes)", e.OutputLocation(t), states[i].Folder, states[i].Files, states[i].Bytes))
 	}
 	if len(done) > 0 {
-		if err := jc.Say("%s", e.followUp(jc.Request.Requester, folders)); err != nil {
+		text := e.followUp(jc.Request.Requester, folders)
+		if args.Method == MethodNative {
+			text = e.followUpNative(jc.Request, folders)
+		}
+		if err := jc.Say("%s", text); err != nil {
 			return err
 		}
 	}
@@ -298,7 +334,7 @@ func (e *Exporter) Run(ctx context.Context, jc *actions.JobContext) error {
 }
 
 // start finds or creates the table's pipeline and activates it.
-func (e *Exporter) start(ctx context.Context, jc *actions.JobContext, table string, st *tableState) error {
+func (e *Exporter) start(ctx context.Context, jc *actions.JobContext, table string, st *TableState) error {
 	key := "table:" + table
 	if st.PipelineID == "" {
 		byName, err := e.pipelinesByName(ctx)
@@ -364,7 +400,7 @@ func (e *Exporter) start(ctx context.Context, jc *actions.JobContext, table stri
 	return e.markActivated(jc, table, st, st.ActivateAt.Format(dpTimeLayout))
 }
 
-func (e *Exporter) markActivated(jc *actions.JobContext, table string, st *tableState, scheduled string) error {
+func (e *Exporter) markActivated(jc *actions.JobContext, table string, st *TableState, scheduled string) error {
 	st.Activated = true
 	if t, err := time.Parse(dpTimeLayout, scheduled); err == nil {
 		st.Folder = t.Format(FolderLayout)
@@ -377,7 +413,7 @@ func (e *Exporter) markActivated(jc *actions.JobContext, table string, st *table
 
 // create makes the table's pipeline from the template. The uniqueId is
 // derived from the request, so a retried create returns the same pipeline.
-func (e *Exporter) create(ctx context.Context, jc *actions.JobContext, table string, st *tableState) error {
+func (e *Exporter) create(ctx context.Context, jc *actions.JobContext, table string, st *TableState) error {
 	out, err := e.dp.CreatePipeline(ctx, &datapipeline.CreatePipelineInput{
 		Name:        aws.String(table),
 		UniqueId:    aws.String(jc.Request.ID + "/" + table),
@@ -393,7 +429,7 @@ func (e *Exporter) create(ctx context.Context, jc *actions.JobContext, table str
 // define puts the template definition on a pipeline the bot created.
 // PutPipelineDefinition replaces the whole definition, so it is safe to
 // repeat after a restart.
-func (e *Exporter) define(ctx context.Context, jc *actions.JobContext, table string, st *tableState) error {
+func (e *Exporter) define(ctx context.Context, jc *actions.JobContext, table string, st *TableState) error {
 	objs, params, values := e.Definition(table)
 	put, err := e.dp.PutPipelineDefinition(ctx, &datapipeline.PutPipelineDefinitionInput{
 		PipelineId: aws.String(st.PipelineID), PipelineObjects: objs, ParameterObjects: params, ParameterValues: values,
@@ -434,7 +470,7 @@ func warningText(ws []dptypes.ValidationWarning) string {
 }
 
 // finishTable watches the run to its end and verifies its folder.
-func (e *Exporter) finishTable(ctx context.Context, jc *actions.JobContext, table string, st *tableState) error {
+func (e *Exporter) finishTable(ctx context.Context, jc *actions.JobContext, table string, st *TableState) error {
 	key := "table:" + table
 	if !st.Finished {
 		if err := e.watch(ctx, jc, table, st); err != nil {
@@ -471,7 +507,7 @@ type instance struct {
 
 // runInstance finds the activity's instance of the run started at
 // st.ActivateAt, or nil if there is none yet.
-func (e *Exporter) runInstance(ctx context.Context, st *tableState) (*instance, error) {
+func (e *Exporter) runInstance(ctx context.Context, st *TableState) (*instance, error) {
 	var ids []string
 	var marker *string
 	for {
@@ -525,7 +561,7 @@ func first(xs []string) string {
 }
 
 // watch polls the run's @status with backoff until it ends.
-func (e *Exporter) watch(ctx context.Context, jc *actions.JobContext, table string, st *tableState) error {
+func (e *Exporter) watch(ctx context.Context, jc *actions.JobContext, table string, st *TableState) error {
 	ctx, cancel := context.WithTimeout(ctx, e.cfg.RunTimeout.D())
 	defer cancel()
 	b := actions.Backoff{Next: e.cfg.PollInterval.D(), Max: e.cfg.PollMaxInterval.D(), Factor: e.cfg.PollBackoff}

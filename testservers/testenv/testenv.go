@@ -267,7 +267,7 @@ func (b *Bot) Stop() error {
 	return b.err
 }
 
-var requestIDRe = regexp.MustCompile(`R-[0-9]{6}`)
+var requestIDRe = regexp.MustCompile(`Request \*(R-[0-9]{6})\*`)
 
 // Slash types a slash command as user and returns the ack's text and the
 // request id it names (empty if none).
@@ -276,7 +276,11 @@ func (e *Env) Slash(ctx context.Context, user, command, text string) (ackText, r
 	if err != nil {
 		return "", "", err
 	}
-	return AckText(ack), requestIDRe.FindString(AckText(ack)), nil
+	ackText = AckText(ack)
+	if m := requestIDRe.FindStringSubmatch(ackText); m != nil {
+		requestID = m[1]
+	}
+	return ackText, requestID, nil
 }
 
 // AckText is the text of an ack's payload.
@@ -354,4 +358,107 @@ func (e *Env) PrintThread(w io.Writer, id string) {
 		}
 		fmt.Fprintln(w, "└")
 	}
+}
+
+// CreateRichTable creates a table in the production account with n items
+// that together use every DynamoDB attribute type, with point-in-time
+// recovery on or off.
+func (e *Env) CreateRichTable(ctx context.Context, name string, n int, pitr bool) error {
+	db := dynamodb.NewFromConfig(e.Prod)
+	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName: aws.String(name),
+		AttributeDefinitions: []ddbtypes.AttributeDefinition{
+			{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS},
+			{AttributeName: aws.String("sk"), AttributeType: ddbtypes.ScalarAttributeTypeN},
+		},
+		KeySchema: []ddbtypes.KeySchemaElement{
+			{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash},
+			{AttributeName: aws.String("sk"), KeyType: ddbtypes.KeyTypeRange},
+		},
+		BillingMode: ddbtypes.BillingModePayPerRequest,
+	})
+	if err != nil {
+		return fmt.Errorf("creating table %s: %w", name, err)
+	}
+	if pitr {
+		if _, err := db.UpdateContinuousBackups(ctx, &dynamodb.UpdateContinuousBackupsInput{TableName: aws.String(name),
+			PointInTimeRecoverySpecification: &ddbtypes.PointInTimeRecoverySpecification{PointInTimeRecoveryEnabled: aws.Bool(true)}}); err != nil {
+			return fmt.Errorf("enabling PITR on %s: %w", name, err)
+		}
+	}
+	for i := 0; i < n; i += 25 {
+		var reqs []ddbtypes.WriteRequest
+		for j := i; j < min(n, i+25); j++ {
+			reqs = append(reqs, ddbtypes.WriteRequest{PutRequest: &ddbtypes.PutRequest{Item: RichItem(j)}})
+		}
+		if _, err := db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: map[string][]ddbtypes.WriteRequest{name: reqs}}); err != nil {
+			return fmt.Errorf("writing items into %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// RichItem is item i of a rich table: S, N, B, BOOL, NULL, M, L, SS, NS, BS.
+func RichItem(i int) map[string]ddbtypes.AttributeValue {
+	return map[string]ddbtypes.AttributeValue{
+		"pk": &ddbtypes.AttributeValueMemberS{Value: fmt.Sprintf("user#%04d", i%97)},
+		"sk": &ddbtypes.AttributeValueMemberN{Value: strconv.Itoa(i)},
+		// ASCII without quotes: moto 5.2.1's ImportTable JSON parser garbles
+		// \u escapes and escaped quotes that its own export writes.
+		"name":  &ddbtypes.AttributeValueMemberS{Value: fmt.Sprintf("name %d: a-b_c.d", i)},
+		"price": &ddbtypes.AttributeValueMemberN{Value: fmt.Sprintf("%d.%02d", i, i%100)},
+		"blob":  &ddbtypes.AttributeValueMemberB{Value: []byte{byte(i), 0, 255, byte(i >> 8)}},
+		"ok":    &ddbtypes.AttributeValueMemberBOOL{Value: i%3 == 0},
+		"gone":  &ddbtypes.AttributeValueMemberNULL{Value: true},
+		"meta": &ddbtypes.AttributeValueMemberM{Value: map[string]ddbtypes.AttributeValue{
+			"depth": &ddbtypes.AttributeValueMemberN{Value: "1"},
+			"inner": &ddbtypes.AttributeValueMemberM{Value: map[string]ddbtypes.AttributeValue{"x": &ddbtypes.AttributeValueMemberS{Value: "y"}}},
+		}},
+		"list": &ddbtypes.AttributeValueMemberL{Value: []ddbtypes.AttributeValue{
+			&ddbtypes.AttributeValueMemberS{Value: "a"}, &ddbtypes.AttributeValueMemberN{Value: strconv.Itoa(i)}, &ddbtypes.AttributeValueMemberBOOL{Value: false},
+		}},
+		"tags": &ddbtypes.AttributeValueMemberSS{Value: []string{"t" + strconv.Itoa(i%5), "all"}},
+		"nums": &ddbtypes.AttributeValueMemberNS{Value: []string{"1", strconv.Itoa(i + 2)}},
+		"bins": &ddbtypes.AttributeValueMemberBS{Value: [][]byte{{1, 2}, {byte(i), 9}}},
+	}
+}
+
+// Scan reads every item of a table.
+func Scan(ctx context.Context, db *dynamodb.Client, table string) ([]map[string]ddbtypes.AttributeValue, error) {
+	var out []map[string]ddbtypes.AttributeValue
+	p := dynamodb.NewScanPaginator(db, &dynamodb.ScanInput{TableName: aws.String(table)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page.Items...)
+	}
+	return out, nil
+}
+
+func (e *Env) devS3() *s3.Client {
+	return s3.NewFromConfig(e.Dev, func(o *s3.Options) { o.UsePathStyle = true })
+}
+
+// DeleteBucket empties and deletes the dev bucket (to make exports fail).
+func (e *Env) DeleteBucket(ctx context.Context) error {
+	c := e.devS3()
+	out, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(Bucket)})
+	if err != nil {
+		return err
+	}
+	for _, o := range out.Contents {
+		if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(Bucket), Key: o.Key}); err != nil {
+			return err
+		}
+	}
+	_, err = c.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: aws.String(Bucket)})
+	return err
+}
+
+// CreateBucket creates the dev bucket again.
+func (e *Env) CreateBucket(ctx context.Context) error {
+	_, err := e.devS3().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(Bucket)})
+	return err
 }

@@ -1,0 +1,210 @@
+package export
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/osio/osio-bot/actions"
+)
+
+// Method is the configured default export method.
+func (e *Exporter) Method() string { return e.cfg.Method }
+
+// CheckNative checks, before approval, that every table can be exported
+// natively: point-in-time recovery must be on.
+func (e *Exporter) CheckNative(ctx context.Context, tables []string) (string, error) {
+	var off []string
+	for _, t := range tables {
+		out, err := e.ddb.DescribeContinuousBackups(ctx, &dynamodb.DescribeContinuousBackupsInput{TableName: aws.String(t)})
+		if err != nil {
+			return "", fmt.Errorf("describing continuous backups of %s: %w", t, err)
+		}
+		d := out.ContinuousBackupsDescription
+		if d == nil || d.PointInTimeRecoveryDescription == nil || d.PointInTimeRecoveryDescription.PointInTimeRecoveryStatus != ddbtypes.PointInTimeRecoveryStatusEnabled {
+			off = append(off, t)
+		}
+	}
+	if len(off) == 0 {
+		return "", nil
+	}
+	return fmt.Sprintf("Point-in-time recovery is off for `%s` in account %s, and the native export needs it. Ask the table's owner to enable it "+
+		"(`aws dynamodb update-continuous-backups --table-name TABLE --point-in-time-recovery-specification PointInTimeRecoveryEnabled=true`), "+
+		"or use the runbook's method: `/osio-export --datapipeline %s`. Nothing was requested.",
+		strings.Join(off, "`, `"), e.source.Name, strings.Join(tables, " ")), nil
+}
+
+// clientToken is stable per request and table, so a resumed job that
+// repeats the call gets the same export back (AWS keeps tokens for 8 h).
+func clientToken(requestID, table string) string {
+	h := sha256.Sum256([]byte(requestID + "/" + table))
+	x := fmt.Sprintf("%x", h[:16])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+// startNative records the table's schema and starts the export.
+func (e *Exporter) startNative(ctx context.Context, jc *actions.JobContext, table string, st *TableState) error {
+	key := "table:" + table
+	desc, err := e.ddb.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)})
+	if err != nil {
+		return fmt.Errorf("describing table %s: %w", table, err)
+	}
+	st.KeySchema, st.Attributes = desc.Table.KeySchema, desc.Table.AttributeDefinitions
+	if st.StartedAt.IsZero() {
+		st.StartedAt = e.now().UTC()
+	}
+	if err := jc.Save(key, st); err != nil {
+		return err
+	}
+	out, err := e.ddb.ExportTableToPointInTime(ctx, &dynamodb.ExportTableToPointInTimeInput{
+		TableArn:      desc.Table.TableArn,
+		S3Bucket:      aws.String(e.cfg.Bucket),
+		S3BucketOwner: aws.String(e.dest.ID),
+		S3Prefix:      aws.String(e.cfg.BackupsPrefix + "/" + table),
+		ExportFormat:  ddbtypes.ExportFormatDynamodbJson,
+		ClientToken:   aws.String(clientToken(jc.Request.ID, table)),
+	})
+	var pitr *ddbtypes.PointInTimeRecoveryUnavailableException
+	if errors.As(err, &pitr) {
+		return fmt.Errorf("point-in-time recovery was turned off for %s after the request was made; enable it or use the Data Pipeline method", table)
+	}
+	if err != nil {
+		return fmt.Errorf("starting the native export of %s: %w", table, err)
+	}
+	st.ExportARN = aws.ToString(out.ExportDescription.ExportArn)
+	if err := jc.Save(key, st); err != nil {
+		return err
+	}
+	return jc.Say("`%s`: started native export `%s` to `%s/` (bucket owner %s).", table, st.ExportARN, e.OutputLocation(table), e.dest.ID)
+}
+
+// finishNative watches the export with DescribeExport and verifies its
+// folder from the dev account.
+func (e *Exporter) finishNative(ctx context.Context, jc *actions.JobContext, table string, st *TableState) error {
+	key := "table:" + table
+	if !st.Finished {
+		wctx, cancel := context.WithTimeout(ctx, e.cfg.RunTimeout.D())
+		defer cancel()
+		b := actions.Backoff{Next: e.cfg.PollInterval.D(), Max: e.cfg.PollMaxInterval.D(), Factor: e.cfg.PollBackoff}
+		for {
+			if err := b.Wait(wctx); err != nil {
+				if ctx.Err() == nil {
+					return fmt.Errorf("export %s did not finish within %s", st.ExportARN, e.cfg.RunTimeout.D())
+				}
+				return err
+			}
+			out, err := e.ddb.DescribeExport(wctx, &dynamodb.DescribeExportInput{ExportArn: aws.String(st.ExportARN)})
+			if err != nil {
+				return fmt.Errorf("describing export %s: %w", st.ExportARN, err)
+			}
+			d := out.ExportDescription
+			if err := jc.Progress("`%s`: export is %s (checked %s UTC)", table, d.ExportStatus, e.now().UTC().Format("15:04:05")); err != nil {
+				return err
+			}
+			switch d.ExportStatus {
+			case ddbtypes.ExportStatusCompleted:
+				st.Items = aws.ToInt64(d.ItemCount)
+				if m := aws.ToString(d.ExportManifest); m != "" {
+					st.Folder = strings.TrimPrefix(path.Dir(m), e.cfg.BackupsPrefix+"/"+table+"/")
+				}
+				st.Finished = true
+				if err := jc.Save(key, st); err != nil {
+					return err
+				}
+			case ddbtypes.ExportStatusFailed:
+				return fmt.Errorf("export %s FAILED: %s: %s", st.ExportARN, aws.ToString(d.FailureCode), aws.ToString(d.FailureMessage))
+			}
+			if st.Finished {
+				break
+			}
+		}
+	}
+	if st.Folder == "" {
+		folder, err := e.findExportFolder(ctx, table, st)
+		if err != nil {
+			return err
+		}
+		st.Folder = folder
+	}
+	prefix := fmt.Sprintf("%s/%s/%s/", e.cfg.BackupsPrefix, table, st.Folder)
+	files, bytes, _, err := e.countFolder(ctx, prefix)
+	if err != nil {
+		return fmt.Errorf("verifying s3://%s/%s from account %s: %w", e.cfg.Bucket, prefix, e.dest.Name, err)
+	}
+	if files == 0 {
+		return fmt.Errorf("the export completed but `s3://%s/%s` is empty when read from account %s", e.cfg.Bucket, prefix, e.dest.Name)
+	}
+	st.Files, st.Bytes, st.Verified, st.DataPrefix = files, bytes, true, prefix+"data/"
+	if err := jc.Save(key, st); err != nil {
+		return err
+	}
+	return jc.Say(":white_check_mark: `%s`: verified from account %s (%s): `s3://%s/%s` holds %d files, %d bytes (%d items exported).",
+		table, e.dest.Name, e.dest.ID, e.cfg.Bucket, prefix, files, bytes, st.Items)
+}
+
+// findExportFolder finds the export's folder under PREFIX/AWSDynamoDB/ when
+// DescribeExport names no manifest: first the folder named after the
+// export id (AWS's layout), else the newest folder written since the export
+// started (moto names its folder independently of the export id).
+func (e *Exporter) findExportFolder(ctx context.Context, table string, st *TableState) (string, error) {
+	base := fmt.Sprintf("%s/%s/AWSDynamoDB/", e.cfg.BackupsPrefix, table)
+	id := st.ExportARN[strings.LastIndex(st.ExportARN, "/")+1:]
+	newest := map[string]time.Time{}
+	var token *string
+	for {
+		out, err := e.devS3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(e.cfg.Bucket), Prefix: aws.String(base), ContinuationToken: token})
+		if err != nil {
+			return "", fmt.Errorf("listing s3://%s/%s from account %s: %w", e.cfg.Bucket, base, e.dest.Name, err)
+		}
+		for _, o := range out.Contents {
+			rest := strings.TrimPrefix(aws.ToString(o.Key), base)
+			dir, _, ok := strings.Cut(rest, "/")
+			if !ok {
+				continue
+			}
+			if dir == id {
+				return "AWSDynamoDB/" + id, nil
+			}
+			if t := aws.ToTime(o.LastModified); t.After(newest[dir]) {
+				newest[dir] = t
+			}
+		}
+		if !aws.ToBool(out.IsTruncated) {
+			break
+		}
+		token = out.NextContinuationToken
+	}
+	var dirs []string
+	for d, t := range newest {
+		if !t.Before(st.StartedAt.Add(-5 * time.Second)) {
+			dirs = append(dirs, d)
+		}
+	}
+	if len(dirs) == 0 {
+		return "", fmt.Errorf("no export folder under s3://%s/%s written since %s", e.cfg.Bucket, base, st.StartedAt.Format(time.RFC3339))
+	}
+	sort.Slice(dirs, func(i, j int) bool { return newest[dirs[i]].After(newest[dirs[j]]) })
+	return "AWSDynamoDB/" + dirs[0], nil
+}
+
+// followUpNative is the follow-up for a native export, with the import
+// instructions.
+func (e *Exporter) followUpNative(r *actions.Request, folders []string) string {
+	return fmt.Sprintf(`<@%s> I have exported the requested tables with DynamoDB's native export to S3; the files are in the "%s" account's bucket "%s" (you should have read access to it):
+%s
+
+To restore one into a new table in %s, ask the bot: `+"`/osio-restore %s TABLE NEW_TABLE_NAME`"+`.
+To import it yourself: DynamoDB console → Imports from S3 → source `+"`s3://%s/<folder>data/`"+`, format DynamoDB JSON, compression GZIP; see https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataImport.HowItWorks.html
+
+Good luck!`, r.Requester, e.dest.Name, e.cfg.Bucket, strings.Join(folders, "\n"), e.dest.Name, r.ID, e.cfg.Bucket)
+}
