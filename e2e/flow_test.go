@@ -420,3 +420,25 @@ func TestExportSeveralTables(t *testing.T) {
 	_ = json.Marshal
 	_ = fmt.Sprint
 }
+
+// Slack asks the bot to reconnect (disconnect, refresh_requested) in the
+// middle of a request; the bot reconnects and the flow goes on.
+func TestSlackRefreshRequested(t *testing.T) {
+	w := newWorld(t, testenv.Options{})
+	w.table("prod_txlog", 2)
+	w.start(app.Options{})
+	_, id := w.request(testenv.Requester, "prod_txlog")
+	if _, err := w.Card(w.ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	before := w.Slack.Connections()
+	w.Slack.Disconnect("refresh_requested")
+	if err := w.Slack.WaitFor(w.ctx, func() bool { return w.Slack.Connections() > before }); err != nil {
+		t.Fatalf("bot did not reconnect: %v", err)
+	}
+	w.click(testenv.Approver, "approve", id)
+	w.waitThread(id, "Good luck!")
+	if n := w.Slack.Calls("apps.connections.open"); n < 2 {
+		t.Errorf("apps.connections.open called %d times, want a fresh URL for the reconnect", n)
+	}
+}

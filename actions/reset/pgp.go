@@ -178,7 +178,7 @@ func CheckKey(info KeyInfo, now time.Time) string {
 		if !info.Expires.IsZero() {
 			when = "on " + info.Expires.UTC().Format("2006-01-02 15:04 MST")
 		}
-		return fmt.Sprintf("The GPG key %s expired %s. Extend it (gpg --quick-set-expire %s 1y '*') and publish the updated public key.", fp, when, fp)
+		return fmt.Sprintf("The GPG key %s expired %s. Extend it (gpg --quick-set-expire %s 1y, and the same with '*' after 1y for its subkeys) and publish the updated public key.", fp, when, fp)
 	case !info.CanEncrypt:
 		return fmt.Sprintf("The GPG key %s cannot encrypt: it has no valid encryption subkey (it is sign-only, or its encryption subkey expired or was revoked). Add one (gpg --quick-add-key %s default encr) and publish the updated public key.", fp, fp)
 	}
