@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"regexp"
 	"strings"
@@ -71,9 +72,14 @@ type Config struct {
 	AWS      AWS       `yaml:"aws"`
 	Export   Export    `yaml:"export"`
 	Restore  Restore   `yaml:"restore"`
-	Store    Store     `yaml:"store"`
-	Log      Log       `yaml:"log"`
-	Metrics  Metrics   `yaml:"metrics"`
+	Reset    Reset     `yaml:"reset"`
+	Mail     Mail      `yaml:"mail"`
+	// Directory maps Slack users to people (org username, mail, GPG key).
+	Directory    Directory    `yaml:"directory"`
+	AppInterface AppInterface `yaml:"app_interface"`
+	Store        Store        `yaml:"store"`
+	Log          Log          `yaml:"log"`
+	Metrics      Metrics      `yaml:"metrics"`
 }
 
 // Slack is how the bot reaches Slack.
@@ -165,6 +171,70 @@ type Restore struct {
 	RequireApproval bool `yaml:"require_approval"`
 }
 
+// Reset configures /osio-reset-password.
+type Reset struct {
+	Enabled bool `yaml:"enabled"`
+	// DefaultAccount is the account used without --account.
+	DefaultAccount string `yaml:"default_account"`
+	// PasswordResetRequired makes the user choose a new password at the
+	// first sign-in.
+	PasswordResetRequired bool `yaml:"password_reset_required"`
+	// MinLength is the least password length, whatever the policy says.
+	MinLength int `yaml:"min_length"`
+	// MailRetries is how often a temporary (4xx) SMTP failure is retried.
+	MailRetries int `yaml:"mail_retries"`
+	// MailBackoff is the first wait between retries; it doubles.
+	MailBackoff Duration `yaml:"mail_backoff"`
+}
+
+// Mail is the SMTP relay the reset mails go through.
+type Mail struct {
+	Addr     string `yaml:"addr"` // host:port
+	From     string `yaml:"from"`
+	Username string `yaml:"username"`
+	// Password comes from SMTP_PASSWORD.
+	Password Secret `yaml:"password,omitempty"`
+	// StartTLS is required unless explicitly false (a local relay only).
+	StartTLS           bool `yaml:"starttls"`
+	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	// CAFile is a PEM bundle to trust for the relay, besides the system's.
+	CAFile string `yaml:"ca_file"`
+}
+
+// Directory configures where people are looked up.
+type Directory struct {
+	// Source is file (a local YAML file, the default) or app-interface.
+	Source string `yaml:"source"`
+	File   string `yaml:"file"`
+	// MailDomain makes mail addresses org_username@MailDomain for
+	// app-interface people.
+	MailDomain string `yaml:"mail_domain"`
+	// Mappings maps Slack user ids to org usernames, before the e-mail
+	// local-part match.
+	Mappings map[string]string `yaml:"mappings,omitempty"`
+}
+
+// AppInterface configures the GitOps repository and its GraphQL API.
+type AppInterface struct {
+	// GraphQLURL is qontract-server's /graphql; empty disables the
+	// app-interface methods.
+	GraphQLURL string `yaml:"graphql_url"`
+	// GraphQLToken comes from APP_INTERFACE_TOKEN.
+	GraphQLToken Secret `yaml:"graphql_token,omitempty"`
+	GitLabURL    string `yaml:"gitlab_url"`
+	// GitLabToken comes from GITLAB_TOKEN.
+	GitLabToken  Secret   `yaml:"gitlab_token,omitempty"`
+	Project      string   `yaml:"project"`
+	TargetBranch string   `yaml:"target_branch"`
+	Labels       []string `yaml:"labels"`
+	// PollInterval paces the waits for merges and for IAM.
+	PollInterval Duration `yaml:"poll_interval"`
+	// MergeTimeout bounds each wait for an MR to merge.
+	MergeTimeout Duration `yaml:"merge_timeout"`
+	// IAMTimeout bounds each wait for the reconciler to change IAM.
+	IAMTimeout Duration `yaml:"iam_timeout"`
+}
+
 // Store is where requests, checkpoints and audit events live.
 type Store struct {
 	Path string `yaml:"path"`
@@ -213,6 +283,12 @@ func Defaults() Config {
 			MaxTables:       20,
 		},
 		Restore: Restore{RequireApproval: true},
+		Reset: Reset{DefaultAccount: "osio-dev", PasswordResetRequired: true, MinLength: 20,
+			MailRetries: 5, MailBackoff: Duration(2 * time.Second)},
+		Mail:      Mail{StartTLS: true},
+		Directory: Directory{Source: "file", File: "/etc/osio-bot/people.yaml"},
+		AppInterface: AppInterface{TargetBranch: "master", Labels: []string{"bot/automerge"},
+			PollInterval: Duration(30 * time.Second), MergeTimeout: Duration(24 * time.Hour), IAMTimeout: Duration(2 * time.Hour)},
 		Store:   Store{Path: "/var/lib/osio-bot/osio-bot.db"},
 		Log:     Log{Level: "info", Format: "json"},
 		Metrics: Metrics{Listen: ":9090"},
@@ -233,8 +309,13 @@ func Parse(data []byte, env func(string) (string, bool)) (Config, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return c, fmt.Errorf("parsing config: the file holds more than one YAML document (line %d); keep everything in one", extra.Line)
 	}
-	if c.Slack.AppToken != "" || c.Slack.BotToken != "" {
-		return c, fmt.Errorf("parsing config: slack.app_token and slack.bot_token must not be in the file; set SLACK_APP_TOKEN and SLACK_BOT_TOKEN in the environment")
+	if c.Slack.AppToken != "" || c.Slack.BotToken != "" || c.Mail.Password != "" || c.AppInterface.GitLabToken != "" || c.AppInterface.GraphQLToken != "" {
+		return c, fmt.Errorf("parsing config: secrets must not be in the file; set SLACK_APP_TOKEN, SLACK_BOT_TOKEN, SMTP_PASSWORD, GITLAB_TOKEN and APP_INTERFACE_TOKEN in the environment")
+	}
+	for name, dst := range map[string]*Secret{"SMTP_PASSWORD": &c.Mail.Password, "GITLAB_TOKEN": &c.AppInterface.GitLabToken, "APP_INTERFACE_TOKEN": &c.AppInterface.GraphQLToken} {
+		if v, ok := env(name); ok {
+			*dst = Secret(strings.TrimSpace(v))
+		}
 	}
 	if v, ok := env("SLACK_APP_TOKEN"); ok {
 		c.Slack.AppToken = Secret(strings.TrimSpace(v))
@@ -372,6 +453,9 @@ func (c Config) Validate() []Problem {
 	if e.MaxTables < 1 || e.MaxTables > 40 {
 		add("export.max_tables", fmt.Sprintf("%d is out of range", e.MaxTables), "use 1 to 40")
 	}
+	if c.Reset.Enabled {
+		ps = append(ps, c.validateReset(names)...)
+	}
 	if c.Store.Path == "" {
 		add("store.path", "is missing", "set a file path on a persistent volume, e.g. /var/lib/osio-bot/osio-bot.db")
 	}
@@ -416,4 +500,58 @@ func (c Config) Redacted() string {
 		return fmt.Sprintf("(cannot render config: %v)", err)
 	}
 	return string(out)
+}
+
+func (c Config) validateReset(accounts map[string]bool) []Problem {
+	var ps []Problem
+	add := func(key, wrong, fix string) { ps = append(ps, Problem{key, wrong, fix}) }
+	if !accounts[c.Reset.DefaultAccount] {
+		add("reset.default_account", fmt.Sprintf("%q is not one of accounts[].name", c.Reset.DefaultAccount), "name the account resets use by default, e.g. osio-dev")
+	}
+	if c.Reset.MinLength < 20 || c.Reset.MinLength > 128 {
+		add("reset.min_length", fmt.Sprintf("%d is out of range", c.Reset.MinLength), "use 20 to 128")
+	}
+	if c.Reset.MailRetries < 0 {
+		add("reset.mail_retries", "is negative", "use 0 or more, e.g. 5")
+	}
+	positive(&ps, "reset.mail_backoff", c.Reset.MailBackoff)
+	if _, _, err := net.SplitHostPort(c.Mail.Addr); err != nil {
+		add("mail.addr", missingOr(c.Mail.Addr, "is not host:port"), "set the SMTP relay, e.g. smtp.example.com:587")
+	}
+	if !strings.Contains(c.Mail.From, "@") {
+		add("mail.from", missingOr(c.Mail.From, "is not a mail address"), "set the sender, e.g. osio-bot@example.com")
+	}
+	if c.Mail.Username != "" && c.Mail.Password == "" {
+		add("SMTP_PASSWORD", "is missing while mail.username is set", "set SMTP_PASSWORD in the environment")
+	}
+	switch c.Directory.Source {
+	case "file":
+		if c.Directory.File == "" {
+			add("directory.file", "is missing", "point it at the people YAML file")
+		}
+	case "app-interface":
+		if c.AppInterface.GraphQLURL == "" {
+			add("app_interface.graphql_url", "is missing while directory.source is app-interface", "set qontract-server's /graphql URL")
+		}
+		if c.Directory.MailDomain == "" {
+			add("directory.mail_domain", "is missing", "set the domain of org_username@DOMAIN addresses")
+		}
+	default:
+		add("directory.source", fmt.Sprintf("%q is not a source", c.Directory.Source), "use file or app-interface")
+	}
+	if c.AppInterface.GraphQLURL != "" {
+		if c.AppInterface.GitLabURL == "" {
+			add("app_interface.gitlab_url", "is missing while app_interface.graphql_url is set", "set the GitLab base URL, e.g. https://gitlab.cee.redhat.com")
+		}
+		if c.AppInterface.Project == "" {
+			add("app_interface.project", "is missing", "set the app-interface project path or id, e.g. service/app-interface")
+		}
+		if c.AppInterface.GitLabToken == "" {
+			add("GITLAB_TOKEN", "is missing", "set GITLAB_TOKEN to a token with api scope on the app-interface project")
+		}
+		positive(&ps, "app_interface.poll_interval", c.AppInterface.PollInterval)
+		positive(&ps, "app_interface.merge_timeout", c.AppInterface.MergeTimeout)
+		positive(&ps, "app_interface.iam_timeout", c.AppInterface.IAMTimeout)
+	}
+	return ps
 }
