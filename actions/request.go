@@ -61,11 +61,16 @@ type Request struct {
 	// Args are the job's own arguments (for export: tables and method).
 	Args json.RawMessage `json:"args"`
 	// Plan is what the approver is shown; nil until planned.
-	Plan      []string  `json:"plan,omitempty"`
-	Planned   bool      `json:"planned,omitempty"`
-	Thread    Thread    `json:"thread"`
-	Decision  *Decision `json:"decision,omitempty"`
-	Error     string    `json:"error,omitempty"`
+	Plan     []string  `json:"plan,omitempty"`
+	Planned  bool      `json:"planned,omitempty"`
+	Thread   Thread    `json:"thread"`
+	Decision *Decision `json:"decision,omitempty"`
+	// Choice is the option the approver picked (e.g. a reset method).
+	Choice string `json:"choice,omitempty"`
+	Error  string `json:"error,omitempty"`
+	// Retry, on a failed request, labels the approver action that resumes
+	// it (e.g. "Resend"); empty when a retry makes no sense.
+	Retry     string    `json:"retry,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 	ExpiresAt time.Time `json:"expires_at"`
@@ -130,3 +135,14 @@ type Created struct {
 	// not empty, nothing was created.
 	LockedBy map[string]*Request
 }
+
+// Retryable is a job failure that an approver may retry: the request ends
+// failed, and its card offers a button labelled Label that resumes the job
+// from its checkpoints.
+type Retryable struct {
+	Label string
+	Err   error
+}
+
+func (e *Retryable) Error() string { return e.Err.Error() }
+func (e *Retryable) Unwrap() error { return e.Err }

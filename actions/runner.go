@@ -171,7 +171,14 @@ func (r *Runner) finish(log *zap.Logger, id string, jobErr error) {
 		to = Failed
 		ev = Event{Kind: Message, Text: ":x: Request failed: " + jobErr.Error()}
 	}
+	var rt *Retryable
+	retry := ""
+	if errors.As(jobErr, &rt) {
+		retry = rt.Label
+		ev.Text += fmt.Sprintf(" An approver can press %s on the request to try again.", rt.Label)
+	}
 	_, err := r.store.Transition(id, []State{Running}, to, func(q *Request) {
+		q.Error, q.Retry = "", retry
 		if jobErr != nil {
 			q.Error = jobErr.Error()
 		}

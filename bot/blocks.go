@@ -15,6 +15,7 @@ const (
 	ActionApprove = "approve"
 	ActionDeny    = "deny"
 	ActionCancel  = "cancel"
+	ActionRetry   = "retry"
 )
 
 // Describer gives a request kind's title and its facts for the card.
@@ -30,17 +31,17 @@ func clip(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// cardRenderer renders approval cards; describe maps request kind to its
-// describer.
+// cardRenderer renders approval cards from the request kinds.
 type cardRenderer struct {
-	describe map[string]Describer
-	groups   []string
+	kinds  map[string]Kind
+	groups []string
 }
 
 func (c cardRenderer) render(r *actions.Request) (string, []slack.Block) {
 	title, facts := r.Kind, []string(nil)
-	if d, ok := c.describe[r.Kind]; ok {
-		title, facts = d(r)
+	k, ok := c.kinds[r.Kind]
+	if ok && k.Describe != nil {
+		title, facts = k.Describe(r)
 	}
 	summary := fmt.Sprintf("%s request %s by <@%s>: %s", title, r.ID, r.Requester, r.State)
 	lines := append([]string{fmt.Sprintf("*Requester:* <@%s>", r.Requester)}, facts...)
@@ -56,19 +57,41 @@ func (c cardRenderer) render(r *actions.Request) (string, []slack.Block) {
 	}
 	blocks = append(blocks, slack.NewContextBlock("state", slack.NewTextBlockObject(slack.MarkdownType, clip(stateLine(r, c.groups), maxSection), false, false)))
 	if r.State == actions.Pending {
-		approve := slack.NewButtonBlockElement(ActionApprove, r.ID, slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false)).WithStyle(slack.StylePrimary)
-		approve.Confirm = slack.NewConfirmationBlockObject(
-			slack.NewTextBlockObject(slack.PlainTextType, "Approve "+r.ID+"?", false, false),
-			slack.NewTextBlockObject(slack.MarkdownType, clip(fmt.Sprintf("The bot will run %s for <@%s> as planned above.", strings.ToLower(title), r.Requester), 290), false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, "Back", false, false))
+		opts := []Option{{Label: "Approve"}}
+		if ok && k.Options != nil {
+			opts = k.Options(r)
+		}
+		var buttons []slack.BlockElement
+		for _, o := range opts {
+			value, label := r.ID, o.Label
+			if o.Value != "" {
+				value = r.ID + "/" + o.Value
+			}
+			if o.Recommended {
+				label += " (recommended)"
+			}
+			approve := slack.NewButtonBlockElement(ActionApprove, value, slack.NewTextBlockObject(slack.PlainTextType, clip(label, 70), false, false))
+			if o.Recommended || len(opts) == 1 {
+				approve = approve.WithStyle(slack.StylePrimary)
+			}
+			approve.Confirm = slack.NewConfirmationBlockObject(
+				slack.NewTextBlockObject(slack.PlainTextType, "Approve "+r.ID+"?", false, false),
+				slack.NewTextBlockObject(slack.MarkdownType, clip(fmt.Sprintf("The bot will run %s for <@%s>: %s.", strings.ToLower(title), r.Requester, o.Label), 290), false, false),
+				slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false),
+				slack.NewTextBlockObject(slack.PlainTextType, "Back", false, false))
+			buttons = append(buttons, approve)
+		}
 		deny := slack.NewButtonBlockElement(ActionDeny, r.ID, slack.NewTextBlockObject(slack.PlainTextType, "Deny", false, false)).WithStyle(slack.StyleDanger)
 		deny.Confirm = slack.NewConfirmationBlockObject(
 			slack.NewTextBlockObject(slack.PlainTextType, "Deny "+r.ID+"?", false, false),
 			slack.NewTextBlockObject(slack.MarkdownType, "Nothing will run, and the requester is told in the thread.", false, false),
 			slack.NewTextBlockObject(slack.PlainTextType, "Deny", false, false),
 			slack.NewTextBlockObject(slack.PlainTextType, "Back", false, false))
-		blocks = append(blocks, slack.NewActionBlock("decide", approve, deny))
+		blocks = append(blocks, slack.NewActionBlock("decide", append(buttons, deny)...))
+	}
+	if r.State == actions.Failed && r.Retry != "" {
+		retry := slack.NewButtonBlockElement(ActionRetry, r.ID, slack.NewTextBlockObject(slack.PlainTextType, clip(r.Retry, 70), false, false)).WithStyle(slack.StylePrimary)
+		blocks = append(blocks, slack.NewActionBlock("retry", retry))
 	}
 	return summary, blocks
 }
@@ -82,10 +105,13 @@ func stateLine(r *actions.Request, groups []string) string {
 	case actions.Expired:
 		s = fmt.Sprintf(":alarm_clock: Expired at %s with no decision; nothing ran. Ask again if still needed.", at(r.ExpiresAt))
 	default:
+		if r.Choice != "" {
+			s = "*" + r.Choice + "* · "
+		}
 		if d := r.Decision; d != nil && d.By == "" {
-			s = fmt.Sprintf("%s automatically at %s", decisionWord(d.Action), at(d.At))
+			s += fmt.Sprintf("%s automatically at %s", decisionWord(d.Action), at(d.At))
 		} else if d != nil {
-			s = fmt.Sprintf("%s by <@%s> at %s", decisionWord(d.Action), d.By, at(d.At))
+			s += fmt.Sprintf("%s by <@%s> at %s", decisionWord(d.Action), d.By, at(d.At))
 		}
 		switch r.State {
 		case actions.Running, actions.Approved:

@@ -47,6 +47,15 @@ type Kind struct {
 	Plan func(ctx context.Context, r *actions.Request) []string
 	// AutoApprove starts requests of this kind without an approver.
 	AutoApprove bool
+	// Options, when set, replace the single Approve button: the
+	// approver's click chooses one and approves in one step.
+	Options func(r *actions.Request) []Option
+}
+
+// Option is one way an approver can approve a request.
+type Option struct {
+	Value, Label string
+	Recommended  bool
 }
 
 // Settings are the bot's knobs from config.
@@ -102,11 +111,7 @@ func (b *Bot) Commands() []Command { return b.commands }
 
 // RenderCard renders a request's approval card (for the reporter).
 func RenderCard(kinds map[string]Kind, groups []string) func(*actions.Request) (string, []slack.Block) {
-	d := map[string]Describer{}
-	for k, v := range kinds {
-		d[k] = v.Describe
-	}
-	return cardRenderer{describe: d, groups: groups}.render
+	return cardRenderer{kinds: kinds, groups: groups}.render
 }
 
 // Run serves Socket Mode until ctx ends, then drains in-flight handlers.
@@ -349,10 +354,11 @@ func (b *Bot) onInteractive(ctx context.Context, evt socketmode.Event) {
 	if channel == "" {
 		channel = cb.Container.ChannelID
 	}
-	log := b.Log.With(zap.String("request_id", act.Value), zap.String("user", user), zap.String("action", act.ActionID))
-	req, err := b.Store.Get(act.Value)
+	id, choice, _ := strings.Cut(act.Value, "/")
+	log := b.Log.With(zap.String("request_id", id), zap.String("user", user), zap.String("action", act.ActionID), zap.String("choice", choice))
+	req, err := b.Store.Get(id)
 	if err != nil {
-		b.tell(ctx, channel, user, fmt.Sprintf("I cannot find request `%s`.", act.Value))
+		b.tell(ctx, channel, user, fmt.Sprintf("I cannot find request `%s`.", clip(id, 40)))
 		if !errors.Is(err, actions.ErrNotFound) {
 			log.Error("reading request", zap.Error(err))
 		}
@@ -360,7 +366,9 @@ func (b *Bot) onInteractive(ctx context.Context, evt socketmode.Event) {
 	}
 	switch act.ActionID {
 	case ActionApprove, ActionDeny, ActionCancel:
-		b.decide(ctx, log, channel, user, act.ActionID, req)
+		b.decide(ctx, log, channel, user, act.ActionID, choice, req)
+	case ActionRetry:
+		b.retry(ctx, log, channel, user, req)
 	default:
 		log.Warn("unknown action")
 	}
@@ -382,7 +390,7 @@ var decisions = map[string]struct {
 	ActionCancel:  {actions.Cancelled, "cancelled"},
 }
 
-func (b *Bot) decide(ctx context.Context, log *zap.Logger, channel, user, action string, req *actions.Request) {
+func (b *Bot) decide(ctx context.Context, log *zap.Logger, channel, user, action, choice string, req *actions.Request) {
 	verdict, err := b.Approvers.Authorize(ctx, user, action, req)
 	if err != nil {
 		log.Error("authorizing", zap.Error(err))
@@ -404,9 +412,24 @@ func (b *Bot) decide(ctx context.Context, log *zap.Logger, channel, user, action
 		return
 	}
 	d := decisions[action]
+	note := ""
+	if action == ActionApprove {
+		opt, ok := b.option(req, choice)
+		if !ok {
+			b.tell(ctx, channel, user, fmt.Sprintf("`%s` is not an option of %s; it is unchanged.", clip(choice, 40), req.ID))
+			return
+		}
+		choice = opt.Value
+		if opt.Label != "" {
+			note = fmt.Sprintf(" Method: *%s*.", opt.Label)
+		}
+	} else {
+		choice = ""
+	}
 	_, err = b.Store.Transition(req.ID, []actions.State{actions.Pending}, d.to, func(q *actions.Request) {
 		q.Decision = &actions.Decision{Action: d.word, By: user, At: now}
-	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("%s by <@%s> at %s.", decisionWord(d.word), user, now.Format("2006-01-02 15:04:05 UTC"))})
+		q.Choice = choice
+	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("%s by <@%s> at %s.%s", decisionWord(d.word), user, now.Format("2006-01-02 15:04:05 UTC"), note)})
 	if c, conflict := store.IsConflict(err); conflict {
 		by := ""
 		if c.Current.Decision != nil && c.Current.Decision.By != "" {
@@ -425,6 +448,58 @@ func (b *Bot) decide(ctx context.Context, log *zap.Logger, channel, user, action
 	if d.to == actions.Approved {
 		b.Runner.Run(req.ID)
 	}
+}
+
+// option finds the approve option choice of req ("" for kinds without
+// options).
+func (b *Bot) option(req *actions.Request, choice string) (Option, bool) {
+	k := b.Kinds[req.Kind]
+	if k.Options == nil {
+		return Option{}, choice == ""
+	}
+	for _, o := range k.Options(req) {
+		if o.Value == choice {
+			return o, true
+		}
+	}
+	return Option{}, false
+}
+
+// retry resumes a failed request whose job marked it retryable (Resend).
+func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, req *actions.Request) {
+	label := req.Retry
+	if label == "" {
+		label = "retry"
+	}
+	verdict, err := b.Approvers.Authorize(ctx, user, strings.ToLower(label), req)
+	if err != nil {
+		log.Error("authorizing", zap.Error(err))
+		b.tell(ctx, channel, user, fmt.Sprintf("I could not check who may %s right now; %s is unchanged.", strings.ToLower(label), req.ID))
+		return
+	}
+	if !verdict.Allowed {
+		b.tell(ctx, channel, user, ":no_entry: "+verdict.Reason)
+		return
+	}
+	_, err = b.Store.Update(req.ID, []actions.State{actions.Failed}, func(q *actions.Request) error {
+		if q.Retry == "" {
+			return &actions.StateConflict{ID: q.ID, Current: q}
+		}
+		q.State, q.Retry, q.Error = actions.Approved, "", ""
+		return nil
+	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("%s requested by <@%s>.", label, user)})
+	if c, conflict := store.IsConflict(err); conflict {
+		b.tell(ctx, channel, user, fmt.Sprintf("%s is %s; there is nothing to %s.", req.ID, c.Current.State, strings.ToLower(label)))
+		return
+	}
+	if err != nil {
+		log.Error("recording retry", zap.Error(err))
+		b.tell(ctx, channel, user, fmt.Sprintf("I could not record that; %s is unchanged.", req.ID))
+		return
+	}
+	log.Info("request retried")
+	b.Reporter.Notify(req.ID)
+	b.Runner.Run(req.ID)
 }
 
 // Status answers "status [REQUEST-ID]" for requests of kind.

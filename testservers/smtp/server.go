@@ -61,6 +61,9 @@ type Options struct {
 	RequireTLS bool
 	// NoTLS makes the server not offer STARTTLS at all.
 	NoTLS bool
+	// AuthMechanisms limits the AUTH mechanisms offered (from "PLAIN" and
+	// "LOGIN"); nil means both.
+	AuthMechanisms []string
 }
 
 // Message is one accepted message.
@@ -89,7 +92,9 @@ type Server struct {
 	changed   chan struct{} // closed and replaced whenever messages grows
 	failData  failure
 	failRcpt  failure
+	authTries int
 	authFails int
+	closeOnce sync.Once
 }
 
 type failure struct {
@@ -147,9 +152,12 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 func (s *Server) CertPool() *x509.CertPool { return s.pool }
 
 // Close stops the server and closes open connections.
+// Close may be called more than once.
 func (s *Server) Close() {
-	_ = s.srv.Close()
-	<-s.serveErr
+	s.closeOnce.Do(func() {
+		_ = s.srv.Close()
+		<-s.serveErr
+	})
 }
 
 // FailNext makes the next n DATA commands fail with code and msg (e.g. 451
@@ -167,11 +175,12 @@ func (s *Server) FailNextRcpt(n, code int, msg string) {
 	s.failRcpt = failure{n: n, code: code, msg: msg}
 }
 
-// AuthFailures counts AUTH attempts with wrong credentials.
-func (s *Server) AuthFailures() int {
+// AuthAttempts counts completed AUTH exchanges, and AuthFailures those
+// with wrong credentials.
+func (s *Server) AuthAttempts() (attempts, failures int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.authFails
+	return s.authTries, s.authFails
 }
 
 // Messages returns a copy of the messages accepted so far, in order.
@@ -235,15 +244,26 @@ func (ss *session) AuthMechanisms() []string {
 	if ss.s.opts.Username == "" {
 		return nil
 	}
+	if ss.s.opts.AuthMechanisms != nil {
+		return ss.s.opts.AuthMechanisms
+	}
 	return []string{sasl.Plain, sasl.Login}
 }
 
 func (ss *session) Auth(mech string) (sasl.Server, error) {
+	offered := false
+	for _, m := range ss.AuthMechanisms() {
+		offered = offered || m == mech
+	}
+	if !offered {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
 	check := func(username, password string) error {
+		ss.s.mu.Lock()
+		defer ss.s.mu.Unlock()
+		ss.s.authTries++
 		if username != ss.s.opts.Username || password != ss.s.opts.Password {
-			ss.s.mu.Lock()
 			ss.s.authFails++
-			ss.s.mu.Unlock()
 			return smtp.ErrAuthFailed
 		}
 		ss.authUser = username
