@@ -134,7 +134,9 @@ func New(cfg Config) (*Sender, error) {
 
 // Send delivers m. A returned error is an *Error: IsTemporary tells whether
 // trying again later may help. Once the server has accepted the message
-// (250 after DATA), Send returns nil even if QUIT then fails.
+// (250 after DATA), Send returns nil even if QUIT then fails. A connection
+// lost after the message was sent but before that answer is a temporary
+// error, so a retry may deliver the message twice (as with any SMTP client).
 func (s *Sender) Send(ctx context.Context, m Message) error {
 	to, raw, err := s.compose(m)
 	if err != nil {

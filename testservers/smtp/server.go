@@ -10,9 +10,10 @@
 //     Options.NoTLS turns STARTTLS off (a server that does not offer it), and
 //     Options.RequireTLS answers 530 to MAIL before STARTTLS.
 //   - AUTH PLAIN (go-sasl) and AUTH LOGIN with one configured username and
-//     password; a wrong password answers 535. When a username is configured,
-//     MAIL before AUTH answers 530. AUTH is only offered over TLS when
-//     RequireTLS is set, and in clear text too otherwise.
+//     password (Options.AuthMechanisms limits which are offered); a wrong
+//     password answers 535 and AuthAttempts counts tries. When a username is
+//     configured, MAIL before AUTH answers 530. With RequireTLS, AUTH before
+//     STARTTLS answers 523; otherwise it is accepted in clear text too.
 //   - Failure injection: FailNext answers the next n DATA commands with a
 //     given code (e.g. 451 or 550) after reading the message; FailNextRcpt
 //     does the same at RCPT. A failed transaction records nothing.
@@ -21,8 +22,8 @@
 //
 //   - No delivery, relaying, queues, bounces or DSNs; a message is "accepted"
 //     once DATA answers 250 and only recorded here.
-//   - No implicit TLS (port 465), no client certificates, no SMTPUTF8,
-//     CHUNKING/BDAT is go-smtp's own.
+//   - No implicit TLS (port 465), no client certificates, no SMTPUTF8; the
+//     CHUNKING/BDAT and PIPELINING behaviour is go-smtp's own.
 //   - No SPF/DKIM/DMARC, no header or MIME validation: Data is recorded byte
 //     for byte (after the SMTP layer removed dot-stuffing).
 //   - No greylisting or rate limits beyond what FailNext/FailNextRcpt inject;
@@ -156,6 +157,7 @@ func (s *Server) CertPool() *x509.CertPool { return s.pool }
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		_ = s.srv.Close()
+		_ = s.ln.Close() // in case Serve had not registered it yet
 		<-s.serveErr
 	})
 }

@@ -107,7 +107,7 @@ func TestServer(t *testing.T) {
 		{name: "auth required", opts: Options{Username: "bot", Password: "pw"}, client: clientOpts{tls: true}, wantCode: 530},
 		{name: "TLS required", opts: Options{RequireTLS: true}, client: clientOpts{}, wantCode: 530},
 		{name: "AUTH refused before TLS", opts: Options{Username: "bot", Password: "pw", RequireTLS: true},
-			client: clientOpts{auth: sasl.NewPlainClient("", "bot", "pw")}, wantCode: 502},
+			client: clientOpts{auth: sasl.NewPlainClient("", "bot", "pw")}, wantCode: 523},
 		{name: "no STARTTLS offered", opts: Options{NoTLS: true}, client: clientOpts{tls: true}, wantErr: "STARTTLS"},
 		{name: "451 at DATA", prepare: func(s *Server) { s.FailNext(1, 451, "try again later") }, wantCode: 451},
 		{name: "550 at DATA", prepare: func(s *Server) { s.FailNext(1, 550, "mailbox unavailable") }, wantCode: 550},

@@ -1,0 +1,500 @@
+package passwordreset
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
+
+	"github.com/osio/osio-bot/actions"
+	"github.com/osio/osio-bot/actions/appinterface"
+	"github.com/osio/osio-bot/actions/reset"
+	"github.com/osio/osio-bot/mail"
+)
+
+// Mailer sends one mail.
+type Mailer = mail.Mailer
+
+// Repo is what the app-interface methods need of the GitLab project.
+type Repo interface {
+	ReadFile(ctx context.Context, path string) ([]byte, error)
+	Propose(ctx context.Context, c appinterface.Change) (*appinterface.MR, error)
+	MRState(ctx context.Context, iid int) (*appinterface.MR, error)
+}
+
+// Run runs the method the approver chose.
+func (r *Resetter) Run(ctx context.Context, jc *actions.JobContext) error {
+	var a Args
+	if err := jc.Request.DecodeArgs(&a); err != nil {
+		return err
+	}
+	switch jc.Request.Choice {
+	case InPlace, "":
+		return r.inPlace(ctx, jc, a)
+	case Recreate:
+		return r.recreate(ctx, jc, a)
+	case ResetPasswords:
+		return r.resetPasswords(ctx, jc, a)
+	}
+	return fmt.Errorf("unknown reset method %q", jc.Request.Choice)
+}
+
+// inPlaceState is the in-place reset's checkpoint. Ciphertext is the
+// password encrypted to the user's key; the plaintext is never stored.
+type inPlaceState struct {
+	Ciphertext string    `json:"ciphertext,omitempty"`
+	Generation int       `json:"generation"`
+	SetAt      time.Time `json:"set_at,omitempty"`
+	Created    bool      `json:"created,omitempty"`
+	MailedAt   time.Time `json:"mailed_at,omitempty"`
+}
+
+// Checkpoint names, also the failpoint names.
+const (
+	CheckpointEncrypted = "reset.encrypted"
+	CheckpointSet       = "reset.set"
+	CheckpointMailed    = "reset.mailed"
+)
+
+// inPlace generates a password, stores only its ciphertext, sets it, and
+// mails the ciphertext. After a restart: if "set" is recorded the stored
+// ciphertext is mailed; if only the ciphertext is, it is discarded and a
+// new password is generated and set, so the user always ends up with the
+// password that was set last, readable.
+func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) error {
+	var st inPlaceState
+	if _, err := jc.Load("inplace", &st); err != nil {
+		return err
+	}
+	acct, _ := r.cfg.Account(a.Account)
+	client := r.iam[a.Account]
+	if st.SetAt.IsZero() {
+		if st.Ciphertext != "" {
+			jc.Log.Info("discarding a ciphertext whose password was never confirmed set")
+			if err := jc.Say("Resuming: the password generated before the restart was not confirmed set, so it is discarded and a new one is generated."); err != nil {
+				return err
+			}
+		}
+		key, _, err := reset.ParseKey(a.PublicKey)
+		if err != nil {
+			return fmt.Errorf("reading the GPG key of %s: %w", a.User, err)
+		}
+		policy := reset.DefaultPolicy()
+		pol, err := client.GetAccountPasswordPolicy(ctx, &iam.GetAccountPasswordPolicyInput{})
+		var nse *iamtypes.NoSuchEntityException
+		switch {
+		case err == nil:
+			policy = reset.PolicyFrom(pol)
+		case !errors.As(err, &nse):
+			return fmt.Errorf("reading the password policy of %s: %w", a.Account, err)
+		}
+		pw, err := reset.Generate(policy, r.cfg.Reset.MinLength)
+		if err != nil {
+			return fmt.Errorf("generating a password: %w", err)
+		}
+		defer reset.Zero(pw)
+		ct, err := reset.Encrypt(key, pw)
+		if err != nil {
+			return fmt.Errorf("encrypting the password to key %s: %w", a.Fingerprint, err)
+		}
+		st.Ciphertext, st.Generation = ct, st.Generation+1
+		if err := jc.Save("inplace", &st); err != nil {
+			return err
+		}
+		r.failpt(ctx, CheckpointEncrypted)
+		// The SDK takes a string; that copy cannot be zeroed and lives until
+		// the garbage collector reclaims it.
+		_, err = client.UpdateLoginProfile(ctx, &iam.UpdateLoginProfileInput{UserName: aws.String(a.User), Password: aws.String(string(pw)),
+			PasswordResetRequired: aws.Bool(r.cfg.Reset.PasswordResetRequired)})
+		if errors.As(err, &nse) {
+			st.Created = true
+			_, err = client.CreateLoginProfile(ctx, &iam.CreateLoginProfileInput{UserName: aws.String(a.User), Password: aws.String(string(pw)),
+				PasswordResetRequired: r.cfg.Reset.PasswordResetRequired})
+		}
+		reset.Zero(pw)
+		if err != nil {
+			return fmt.Errorf("setting the console password of %s in %s: %w", a.User, a.Account, err)
+		}
+		st.SetAt = r.now().UTC()
+		if err := jc.Save("inplace", &st); err != nil {
+			return err
+		}
+		r.failpt(ctx, CheckpointSet)
+		how := "updated the console password (login profile)"
+		if st.Created {
+			how = "created a console password (login profile)"
+		}
+		if err := jc.Say("`%s` in %s (%s): %s; the user must change it at first sign-in: %t.", a.User, a.Account, a.AccountID, how, r.cfg.Reset.PasswordResetRequired); err != nil {
+			return err
+		}
+	}
+	if st.MailedAt.IsZero() {
+		m := r.message(jc.Request, a, acct.ID, st.Ciphertext)
+		err := mail.SendWithRetry(ctx, r.mailer, m, mail.Backoff{
+			Initial: r.cfg.Reset.MailBackoff.D(), Max: 16 * r.cfg.Reset.MailBackoff.D(), Attempts: r.cfg.Reset.MailRetries + 1,
+			OnRetry: func(attempt int, err error, wait time.Duration) {
+				_ = jc.Progress("Mail to %s failed for now (attempt %d: %v); retrying in %s.", Mask(a.Email), attempt, err, wait.Round(time.Second))
+			},
+		})
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			return &actions.Retryable{Label: "Resend", Err: fmt.Errorf("the password of `%s` is set, but the mail to %s failed: %v. The encrypted copy is kept; an approver can press Resend", a.User, Mask(a.Email), err)}
+		}
+		st.MailedAt = r.now().UTC()
+		if err := jc.Save("inplace", &st); err != nil {
+			return err
+		}
+		r.failpt(ctx, CheckpointMailed)
+	}
+	return jc.Say(":white_check_mark: <@%s> Done: the console password of `%s` in %s was reset and mailed to %s, encrypted to GPG key `%s`. Decrypt it with `gpg -d`.",
+		jc.Request.Requester, a.User, a.Account, Mask(a.Email), a.Fingerprint)
+}
+
+// message is the reset mail: the console URL, the user name, the armored
+// ciphertext and how to decrypt it.
+func (r *Resetter) message(q *actions.Request, a Args, accountID, ciphertext string) mail.Message {
+	change := "You will be asked to choose a new password when you sign in."
+	if !r.cfg.Reset.PasswordResetRequired {
+		change = "Keep it safe; you can change it in the console."
+	}
+	link := q.Thread.Permalink
+	if link == "" {
+		link = "(see #" + q.Thread.Channel + ")"
+	}
+	body := fmt.Sprintf(`Hello,
+
+Your AWS console password in account %s (%s) was reset (osio-bot request %s).
+
+Sign-in URL: https://%s.signin.aws.amazon.com/console
+User name:   %s
+
+The new password is encrypted to your GPG key %s. Save the message below
+to a file (password.asc) and decrypt it with:
+
+    gpg -d password.asc
+
+%s
+%s
+
+Audit trail: %s
+
+-- 
+osio-bot, for the interrupt catcher
+`, a.Account, accountID, q.ID, accountID, a.User, a.Fingerprint, strings.TrimSpace(ciphertext), change, link)
+	return mail.Message{To: a.Email, Subject: fmt.Sprintf("Your AWS console password for %s (%s)", a.Account, q.ID), Body: body,
+		Headers: map[string]string{"X-Osio-Bot-Request": q.ID}}
+}
+
+// aiState is the app-interface methods' checkpoint.
+type aiState struct {
+	Removed      []appinterface.Removed `json:"removed,omitempty"`
+	Proposed1    bool                   `json:"proposed1,omitempty"`
+	MR1          *appinterface.MR       `json:"mr1,omitempty"`
+	Merged1      bool                   `json:"merged1,omitempty"`
+	Gone         bool                   `json:"gone,omitempty"`
+	MR2          *appinterface.MR       `json:"mr2,omitempty"`
+	Merged2      bool                   `json:"merged2,omitempty"`
+	MergedAt     time.Time              `json:"merged_at,omitempty"`
+	Back         bool                   `json:"back,omitempty"`
+	ProfileAfter time.Time              `json:"profile_after,omitempty"`
+}
+
+func (r *Resetter) description(q *actions.Request, what string) string {
+	link := q.Thread.Permalink
+	if link == "" {
+		link = "#" + q.Thread.Channel
+	}
+	return fmt.Sprintf("%s\n\nRequested in Slack and approved there; audit trail: %s\n\nOpened by osio-bot (%s).", what, link, q.ID)
+}
+
+// recreate removes the roles granting the account, waits for the user to
+// disappear from IAM, restores the roles and waits for the user to return.
+func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args) error {
+	var st aiState
+	if _, err := jc.Load("appinterface", &st); err != nil {
+		return err
+	}
+	path := appinterface.RepoPath(a.UserFile)
+	save := func() error { return jc.Save("appinterface", &st) }
+	if st.MR1 == nil {
+		content, err := r.repo.ReadFile(ctx, path)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		if len(st.Removed) == 0 {
+			_, removed, err := appinterface.RemoveRoleRefs(content, a.RoleRefs)
+			if err != nil {
+				return fmt.Errorf("editing %s: %w", path, err)
+			}
+			if len(removed) == 0 {
+				return fmt.Errorf("%s no longer lists the roles granting %s (%s); nothing to remove", path, a.Account, strings.Join(a.RoleRefs, ", "))
+			}
+			st.Removed = removed
+			if err := save(); err != nil {
+				return err
+			}
+		}
+		refs := make([]string, len(st.Removed))
+		for i, rm := range st.Removed {
+			refs[i] = rm.Ref
+		}
+		out, _, err := appinterface.RemoveRoleRefs(content, refs)
+		if err != nil {
+			return fmt.Errorf("editing %s: %w", path, err)
+		}
+		title := fmt.Sprintf("[osio-bot] remove %s roles of %s to reset their password (%s)", a.Account, a.User, jc.Request.ID)
+		mr, err := r.repo.Propose(ctx, appinterface.Change{
+			Branch: "osio-bot/" + strings.ToLower(jc.Request.ID) + "-remove-roles", Title: title,
+			CommitMessage: title, Files: map[string][]byte{path: out},
+			Description: r.description(jc.Request, fmt.Sprintf("Removes the role(s) granting AWS account %s from `%s` so that the IAM user is deleted; a second MR restores them and the user is recreated with a new password.", a.Account, a.User)),
+		})
+		if err != nil {
+			return fmt.Errorf("opening MR 1 (remove roles): %w", err)
+		}
+		st.MR1 = mr
+		if err := save(); err != nil {
+			return err
+		}
+		if err := jc.Say("MR 1 opened: <%s|!%d> removes `%s` from `%s`.", mr.WebURL, mr.IID, strings.Join(refs, "`, `"), a.UserFile); err != nil {
+			return err
+		}
+	}
+	if !st.Merged1 {
+		if err := r.waitMerged(ctx, jc, "MR 1", st.MR1); err != nil {
+			return err
+		}
+		st.Merged1 = true
+		if err := save(); err != nil {
+			return err
+		}
+	}
+	if !st.Gone {
+		if err := r.waitUser(ctx, jc, a, false, st.MR1); err != nil {
+			return err
+		}
+		st.Gone = true
+		if err := save(); err != nil {
+			return err
+		}
+		if err := jc.Say("`%s` is gone from %s (IAM GetUser: NoSuchEntity).", a.User, a.Account); err != nil {
+			return err
+		}
+	}
+	if st.MR2 == nil {
+		content, err := r.repo.ReadFile(ctx, path)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		out, skipped, err := appinterface.RestoreRoleRefs(content, st.Removed)
+		if err != nil {
+			return fmt.Errorf("restoring roles in %s: %w", path, err)
+		}
+		title := fmt.Sprintf("[osio-bot] restore %s roles of %s to reset their password (%s)", a.Account, a.User, jc.Request.ID)
+		mr, err := r.repo.Propose(ctx, appinterface.Change{
+			Branch: "osio-bot/" + strings.ToLower(jc.Request.ID) + "-restore-roles", Title: title,
+			CommitMessage: title, Files: map[string][]byte{path: out},
+			Description: r.description(jc.Request, fmt.Sprintf("Restores the role(s) granting AWS account %s to `%s`; the IAM user is recreated with a new password and app-interface mails the invitation.", a.Account, a.User)),
+		})
+		if errors.Is(err, appinterface.ErrNoChange) {
+			return fmt.Errorf("the roles are already back in %s (someone restored them); nothing to propose", path)
+		}
+		if err != nil {
+			return fmt.Errorf("opening MR 2 (restore roles): %w", err)
+		}
+		st.MR2 = mr
+		if err := save(); err != nil {
+			return err
+		}
+		note := ""
+		if len(skipped) > 0 {
+			note = fmt.Sprintf(" (already there, skipped: `%s`)", strings.Join(skipped, "`, `"))
+		}
+		if err := jc.Say("MR 2 opened: <%s|!%d> restores the roles in `%s`%s.", mr.WebURL, mr.IID, a.UserFile, note); err != nil {
+			return err
+		}
+	}
+	if !st.Merged2 {
+		if err := r.waitMerged(ctx, jc, "MR 2", st.MR2); err != nil {
+			return err
+		}
+		st.Merged2 = true
+		if err := save(); err != nil {
+			return err
+		}
+	}
+	if !st.Back {
+		if err := r.waitUser(ctx, jc, a, true, st.MR2); err != nil {
+			return err
+		}
+		st.Back = true
+		if err := save(); err != nil {
+			return err
+		}
+	}
+	return jc.Say(":white_check_mark: <@%s> `%s` was recreated in %s (MRs <%s|!%d> and <%s|!%d> merged). app-interface sends the invitation mail with the new password, encrypted to their GPG key.",
+		jc.Request.Requester, a.User, a.Account, st.MR1.WebURL, st.MR1.IID, st.MR2.WebURL, st.MR2.IID)
+}
+
+// resetPasswords appends a resetPasswords entry to the account file and
+// waits until the login profile is recreated after the merge.
+func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a Args) error {
+	var st aiState
+	if _, err := jc.Load("appinterface", &st); err != nil {
+		return err
+	}
+	save := func() error { return jc.Save("appinterface", &st) }
+	path := appinterface.RepoPath(a.AccountFile)
+	if st.MR1 == nil {
+		content, err := r.repo.ReadFile(ctx, path)
+		if err != nil {
+			return fmt.Errorf("reading %s: %w", path, err)
+		}
+		out, err := appinterface.AppendResetPassword(content, a.UserFile, jc.Request.ID)
+		if err != nil {
+			return fmt.Errorf("adding the resetPasswords entry to %s: %w", path, err)
+		}
+		title := fmt.Sprintf("[osio-bot] reset the %s console password of %s (%s)", a.Account, a.User, jc.Request.ID)
+		mr, err := r.repo.Propose(ctx, appinterface.Change{
+			Branch: "osio-bot/" + strings.ToLower(jc.Request.ID) + "-reset-password", Title: title, CommitMessage: title,
+			Files:       map[string][]byte{path: out},
+			Description: r.description(jc.Request, fmt.Sprintf("Adds `%s` to resetPasswords of AWS account %s: the integration deletes the login profile and terraform-users recreates it and mails the new password.", a.User, a.Account)),
+		})
+		if err != nil {
+			return fmt.Errorf("opening the resetPasswords MR: %w", err)
+		}
+		st.MR1 = mr
+		if err := save(); err != nil {
+			return err
+		}
+		if err := jc.Say("MR opened: <%s|!%d> adds `{user: {$ref: %s}, requestId: %s}` to resetPasswords in `%s`.", mr.WebURL, mr.IID, a.UserFile, jc.Request.ID, a.AccountFile); err != nil {
+			return err
+		}
+	}
+	if !st.Merged1 {
+		if err := r.waitMerged(ctx, jc, "the MR", st.MR1); err != nil {
+			return err
+		}
+		st.Merged1, st.MergedAt = true, r.now().UTC()
+		if st.MR1.MergedAt != nil {
+			st.MergedAt = *st.MR1.MergedAt
+		}
+		if err := save(); err != nil {
+			return err
+		}
+	}
+	if st.ProfileAfter.IsZero() {
+		client := r.iam[a.Account]
+		err := r.wait(ctx, jc, r.aiConfig.IAMTimeout.D(), func() (bool, string, error) {
+			out, err := client.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: aws.String(a.User)})
+			var nse *iamtypes.NoSuchEntityException
+			if errors.As(err, &nse) {
+				return false, "no login profile yet", nil
+			}
+			if err != nil {
+				return false, "", err
+			}
+			created := aws.ToTime(out.LoginProfile.CreateDate)
+			if created.After(st.MergedAt) {
+				st.ProfileAfter = created
+				return true, "", nil
+			}
+			return false, "login profile still from " + created.UTC().Format(time.RFC3339), nil
+		}, func(last string) error {
+			return fmt.Errorf("the login profile of %s in %s was not recreated within %s after <%s|!%d> merged (last: %s); expected app-interface's reset integration and terraform-users to recreate it",
+				a.User, a.Account, r.aiConfig.IAMTimeout.D(), st.MR1.WebURL, st.MR1.IID, last)
+		})
+		if err != nil {
+			return err
+		}
+		if err := save(); err != nil {
+			return err
+		}
+	}
+	return jc.Say(":white_check_mark: <@%s> The console password of `%s` in %s was reset by app-interface (login profile recreated at %s). app-interface mails the new password, encrypted to their GPG key.",
+		jc.Request.Requester, a.User, a.Account, st.ProfileAfter.UTC().Format("2006-01-02 15:04:05 UTC"))
+}
+
+// waitMerged polls an MR until merged; closed unmerged fails the job.
+func (r *Resetter) waitMerged(ctx context.Context, jc *actions.JobContext, name string, mr *appinterface.MR) error {
+	return r.wait(ctx, jc, r.aiConfig.MergeTimeout.D(), func() (bool, string, error) {
+		cur, err := r.repo.MRState(ctx, mr.IID)
+		if err != nil {
+			return false, "", fmt.Errorf("reading %s !%d: %w", name, mr.IID, err)
+		}
+		if err := jc.Progress("%s <%s|!%d> is %s (checked %s UTC)", name, mr.WebURL, mr.IID, cur.State, r.now().UTC().Format("15:04:05")); err != nil {
+			return false, "", err
+		}
+		switch cur.State {
+		case "merged":
+			mr.MergedAt = cur.MergedAt
+			return true, "", jc.Say("%s <%s|!%d> merged.", name, mr.WebURL, mr.IID)
+		case "closed":
+			return false, "", fmt.Errorf("%s <%s|!%d> was closed without being merged, so the reset stops here and nothing further was changed. Reopen and merge it, or ask again", name, mr.WebURL, mr.IID)
+		}
+		return false, cur.State, nil
+	}, func(last string) error {
+		return fmt.Errorf("%s <%s|!%d> was not merged within %s (still %s); expected app-interface to merge it (label %s)", name, mr.WebURL, mr.IID, r.aiConfig.MergeTimeout.D(), last, strings.Join(r.aiConfig.Labels, ", "))
+	})
+}
+
+// waitUser polls IAM until the user exists (want true) or is gone.
+func (r *Resetter) waitUser(ctx context.Context, jc *actions.JobContext, a Args, want bool, after *appinterface.MR) error {
+	client := r.iam[a.Account]
+	what := "deleted"
+	if want {
+		what = "recreated"
+	}
+	return r.wait(ctx, jc, r.aiConfig.IAMTimeout.D(), func() (bool, string, error) {
+		_, err := client.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(a.User)})
+		var nse *iamtypes.NoSuchEntityException
+		exists := err == nil
+		if err != nil && !errors.As(err, &nse) {
+			return false, "", fmt.Errorf("getting IAM user %s: %w", a.User, err)
+		}
+		if exists == want {
+			return true, "", nil
+		}
+		state := "still exists"
+		if !exists {
+			state = "does not exist yet"
+		}
+		if err := jc.Progress("Waiting for `%s` to be %s in %s: it %s (checked %s UTC)", a.User, what, a.Account, state, r.now().UTC().Format("15:04:05")); err != nil {
+			return false, "", err
+		}
+		return false, state, nil
+	}, func(last string) error {
+		return fmt.Errorf("`%s` was not %s in %s within %s after <%s|!%d> merged (it %s); expected app-interface's reconciler (terraform-users) to have %s it. Check its last run",
+			a.User, what, a.Account, r.aiConfig.IAMTimeout.D(), after.WebURL, after.IID, last, what)
+	})
+}
+
+// wait polls check every poll interval until it is done, fails, or the
+// timeout passes (then timeout(last) is the error).
+func (r *Resetter) wait(ctx context.Context, jc *actions.JobContext, limit time.Duration, check func() (bool, string, error), timeout func(last string) error) error {
+	deadline := r.now().Add(limit)
+	last := ""
+	for {
+		done, state, err := check()
+		if err != nil || done {
+			return err
+		}
+		last = state
+		if !r.now().Before(deadline) {
+			return timeout(last)
+		}
+		t := time.NewTimer(r.aiConfig.PollInterval.D())
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
