@@ -25,6 +25,7 @@ import (
 
 	"github.com/osio/osio-bot/actions"
 	"github.com/osio/osio-bot/actions/export"
+	"github.com/osio/osio-bot/actions/passwordreset"
 	"github.com/osio/osio-bot/actions/restore"
 	"github.com/osio/osio-bot/bot"
 	"github.com/osio/osio-bot/config"
@@ -112,11 +113,22 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		return nil, err
 	}
 	kinds := map[string]bot.Kind{export.Kind: bot.ExportKind(exp), restore.Kind: bot.RestoreKind(rst, !cfg.Restore.RequireApproval)}
+	jobs := map[string]actions.Job{export.Kind: exp, restore.Kind: rst}
+	var resetter *passwordreset.Resetter
+	if cfg.Reset.Enabled {
+		resetter, err = buildResetter(ctx, cfg, base, log)
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		kinds[passwordreset.Kind] = bot.ResetKind()
+		jobs[passwordreset.Kind] = resetter
+	}
 	rep := bot.NewReporter(api, st, bot.ReporterOptions{
 		MinInterval: cfg.Slack.MinPostInterval.D(), ProgressInterval: cfg.Slack.ProgressInterval.D(),
 		Render: bot.RenderCard(kinds, cfg.Slack.ApproverGroups), Log: log.Named("reporter"),
 	})
-	a.runner = actions.NewRunner(st, rep, map[string]actions.Job{export.Kind: exp, restore.Kind: rst}, log.Named("runner"))
+	a.runner = actions.NewRunner(st, rep, jobs, log.Named("runner"))
 	observe := func(cmd string, d time.Duration) {
 		a.ackHist.WithLabelValues(cmd).Observe(d.Seconds())
 		if o.AckObserved != nil {
@@ -134,6 +146,9 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	})
 	a.bot.AddCommand(a.bot.ExportCommand(exp, src.Name, dst.Name))
 	a.bot.AddCommand(a.bot.RestoreCommand(rst, cfg.Restore.RequireApproval))
+	if resetter != nil {
+		a.bot.AddCommand(a.bot.ResetCommand(resetter, slackUsers{api}))
+	}
 	return a, nil
 }
 

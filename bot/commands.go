@@ -39,6 +39,9 @@ type Command struct {
 	Name    string
 	Summary string
 	Subs    []Sub
+	// EmptyRunsDefault runs the default form with no arguments instead of
+	// showing help.
+	EmptyRunsDefault bool
 }
 
 // Usage is the one-line synopsis of each form.
@@ -79,7 +82,7 @@ func (c Command) Dispatch(ctx context.Context, inv Invocation) Reply {
 			return s.Run(ctx, inv)
 		}
 	}
-	if def == nil || len(inv.Args) == 0 {
+	if def == nil || len(inv.Args) == 0 && !c.EmptyRunsDefault {
 		return Reply{Text: c.HelpText()}
 	}
 	return def.Run(ctx, inv)

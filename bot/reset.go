@@ -61,8 +61,9 @@ type UserInfo interface {
 // ResetCommand is /osio-reset-password.
 func (b *Bot) ResetCommand(r *passwordreset.Resetter, users UserInfo) Command {
 	return Command{
-		Name:    "/osio-reset-password",
-		Summary: "reset an AWS console password, after an interrupt catcher approves and picks the method. Without IAM_USER it means your own.",
+		Name:             "/osio-reset-password",
+		Summary:          "reset an AWS console password, after an interrupt catcher approves and picks the method. Without IAM_USER it means your own.",
+		EmptyRunsDefault: true,
 		Subs: []Sub{
 			{Name: "help", Help: "shows this help."},
 			{Name: "status", Args: "[REQUEST-ID]", Help: "lists running and recent resets, or shows one.", Run: func(_ context.Context, inv Invocation) Reply {

@@ -442,3 +442,7 @@ func TestSlackRefreshRequested(t *testing.T) {
 		t.Errorf("apps.connections.open called %d times, want a fresh URL for the reconnect", n)
 	}
 }
+
+func slackClick(user, ts, action, block, value string) slackserver.Click {
+	return slackserver.Click{UserID: user, ChannelID: testenv.Channel, MessageTS: ts, ActionID: action, BlockID: block, Value: value}
+}

@@ -28,8 +28,11 @@ import (
 	"github.com/osio/osio-bot/app"
 	"github.com/osio/osio-bot/config"
 	dpserver "github.com/osio/osio-bot/testservers/datapipeline"
+	gitlabserver "github.com/osio/osio-bot/testservers/gitlab"
 	"github.com/osio/osio-bot/testservers/moto"
+	"github.com/osio/osio-bot/testservers/qontract"
 	slackserver "github.com/osio/osio-bot/testservers/slack"
+	smtpserver "github.com/osio/osio-bot/testservers/smtp"
 )
 
 // The fixed identities of the local world; the account ids and bucket are
@@ -56,6 +59,9 @@ type Env struct {
 	Moto       *moto.Server
 	Slack      *slackserver.Server
 	DP         *dpserver.Server
+	SMTP       *smtpserver.Server
+	GitLab     *gitlabserver.Server
+	Qontract   *qontract.Server
 	Prod, Dev  aws.Config
 	ConfigPath string
 	Config     config.Config
@@ -71,7 +77,28 @@ type Options struct {
 	DPPageSize int
 	// Moto reuses a running moto_server (its state is reset).
 	Moto *moto.Server
+	// People turns on /osio-reset-password: they are written to the
+	// directory file, and an SMTP server (STARTTLS, AUTH) is started.
+	People []Person
+	// AppInterface also starts the GitLab and GraphQL test servers.
+	AppInterface bool
 }
+
+// Person is a directory entry.
+type Person struct {
+	OrgUsername  string `yaml:"org_username"`
+	Email        string `yaml:"email"`
+	Name         string `yaml:"name,omitempty"`
+	PublicGPGKey string `yaml:"public_gpg_key,omitempty"`
+	SlackUser    string `yaml:"slack_user,omitempty"`
+}
+
+// SMTP credentials of the test mail relay.
+const (
+	SMTPUser     = "osio-bot"
+	SMTPPassword = "smtp-secret-pw-4711"
+	GitLabToken  = "glpat-test-token-0042"
+)
 
 // Start brings up moto (unless given), the Data Pipeline and Slack servers,
 // creates the dev bucket, and writes the bot's config under dir.
@@ -139,6 +166,45 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 	cfg.Store.Path = filepath.Join(dir, "osio-bot.db")
 	cfg.Log.Level = "debug"
 	cfg.Metrics.Listen = ""
+	extraVars := map[string]string{}
+	if o.People != nil {
+		if e.SMTP, err = smtpserver.New(smtpserver.Options{Username: SMTPUser, Password: SMTPPassword, RequireTLS: true}); err != nil {
+			e.Close()
+			return nil, err
+		}
+		people, err := yaml.Marshal(map[string]any{"people": o.People})
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		cfg.Directory.File = filepath.Join(dir, "people.yaml")
+		if err := os.WriteFile(cfg.Directory.File, people, 0o600); err != nil {
+			e.Close()
+			return nil, err
+		}
+		cfg.Reset.Enabled = true
+		cfg.Reset.MailBackoff = config.Duration(100 * time.Millisecond)
+		cfg.Reset.MailRetries = 3
+		cfg.Mail = config.Mail{Addr: e.SMTP.Addr(), From: "osio-bot@example.com", Username: SMTPUser, StartTLS: true, InsecureSkipVerify: true}
+		extraVars["SMTP_PASSWORD"] = SMTPPassword
+	}
+	if o.AppInterface {
+		if e.GitLab, err = gitlabserver.New(gitlabserver.Options{Token: GitLabToken}); err != nil {
+			e.Close()
+			return nil, err
+		}
+		if e.Qontract, err = qontract.New(qontract.Options{}); err != nil {
+			e.Close()
+			return nil, err
+		}
+		cfg.AppInterface.GraphQLURL = e.Qontract.URL()
+		cfg.AppInterface.GitLabURL = e.GitLab.URL()
+		cfg.AppInterface.Project = e.GitLab.ProjectPath()
+		cfg.AppInterface.PollInterval = config.Duration(100 * time.Millisecond)
+		cfg.AppInterface.MergeTimeout = config.Duration(30 * time.Second)
+		cfg.AppInterface.IAMTimeout = config.Duration(30 * time.Second)
+		extraVars["GITLAB_TOKEN"] = GitLabToken
+	}
 	if o.Tweak != nil {
 		o.Tweak(&cfg)
 	}
@@ -167,6 +233,9 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 		"SLACK_APP_TOKEN":                AppToken,
 		"SLACK_BOT_TOKEN":                BotToken,
 	}
+	for k, v := range extraVars {
+		e.Vars[k] = v
+	}
 	return e, nil
 }
 
@@ -177,6 +246,15 @@ func (e *Env) Close() {
 	}
 	if e.DP != nil {
 		e.DP.Close()
+	}
+	if e.SMTP != nil {
+		e.SMTP.Close()
+	}
+	if e.GitLab != nil {
+		e.GitLab.Close()
+	}
+	if e.Qontract != nil {
+		e.Qontract.Close()
 	}
 }
 

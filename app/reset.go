@@ -1,0 +1,126 @@
+package app
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"github.com/slack-go/slack"
+	"go.uber.org/zap"
+
+	"github.com/osio/osio-bot/actions/appinterface"
+	"github.com/osio/osio-bot/actions/passwordreset"
+	"github.com/osio/osio-bot/config"
+	"github.com/osio/osio-bot/directory"
+	"github.com/osio/osio-bot/mail"
+)
+
+// FailpointEnv names a checkpoint at which the password reset job stops
+// and waits to be killed. Tests use it to SIGKILL the bot at a known
+// point; never set it in production.
+const FailpointEnv = "OSIO_BOT_FAILPOINT"
+
+func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *zap.Logger) (*passwordreset.Resetter, error) {
+	clients := map[string]passwordreset.IAM{}
+	for _, acct := range cfg.Accounts {
+		clients[acct.Name] = iam.NewFromConfig(AccountConfig(base, acct, cfg.AWS.SessionName))
+	}
+	mc := mail.DefaultConfig()
+	mc.Addr, mc.From, mc.Username, mc.Password = cfg.Mail.Addr, cfg.Mail.From, cfg.Mail.Username, cfg.Mail.Password.Reveal()
+	mc.StartTLS, mc.InsecureSkipVerify = cfg.Mail.StartTLS, cfg.Mail.InsecureSkipVerify
+	if cfg.Mail.CAFile != "" {
+		pem, err := os.ReadFile(cfg.Mail.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading mail.ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("mail.ca_file %s holds no PEM certificate", cfg.Mail.CAFile)
+		}
+		mc.RootCAs = pool
+	}
+	sender, err := mail.New(mc)
+	if err != nil {
+		return nil, fmt.Errorf("configuring mail: %w", err)
+	}
+
+	var dir directory.Directory
+	switch cfg.Directory.Source {
+	case "app-interface":
+		dir = &directory.GraphQLDirectory{Endpoint: cfg.AppInterface.GraphQLURL, Authorization: cfg.AppInterface.GraphQLToken.Reveal(),
+			MailDomain: cfg.Directory.MailDomain, CacheFor: time.Minute}
+	default:
+		fd, err := directory.LoadFile(cfg.Directory.File)
+		if err != nil {
+			return nil, fmt.Errorf("loading directory.file: %w", err)
+		}
+		dir = fd
+	}
+	d := passwordreset.Deps{
+		IAM:       clients,
+		Directory: people{dir: dir, resolver: &directory.Resolver{Dir: dir, Mappings: cfg.Directory.Mappings}},
+		Mailer:    sender,
+	}
+	if cfg.AppInterface.GraphQLURL != "" {
+		d.AppInterface = appinterface.NewClient(cfg.AppInterface.GraphQLURL, cfg.AppInterface.GraphQLToken.Reveal())
+		repo, err := appinterface.NewRepo(cfg.AppInterface.GitLabURL, cfg.AppInterface.GitLabToken.Reveal(), cfg.AppInterface.Project,
+			cfg.AppInterface.TargetBranch, cfg.AppInterface.Labels)
+		if err != nil {
+			return nil, fmt.Errorf("configuring GitLab: %w", err)
+		}
+		d.Repo = repo
+	}
+	if name := os.Getenv(FailpointEnv); name != "" {
+		log.Warn("failpoint armed: the reset job will stop there", zap.String("failpoint", name))
+		d.Failpoint = func(ctx context.Context, at string) {
+			if at == name {
+				log.Warn("failpoint reached; waiting to be killed", zap.String("failpoint", at))
+				<-ctx.Done()
+			}
+		}
+	}
+	return passwordreset.New(cfg, d), nil
+}
+
+// people adapts the directory package to what the reset needs.
+type people struct {
+	dir      directory.Directory
+	resolver *directory.Resolver
+}
+
+func (p people) Person(ctx context.Context, name string) (*passwordreset.Person, error) {
+	return convert(p.dir.ByOrgUsername(ctx, name))
+}
+
+func (p people) ForSlackUser(ctx context.Context, id, email string) (*passwordreset.Person, error) {
+	return convert(p.resolver.Resolve(ctx, id, email))
+}
+
+func convert(d *directory.Person, err error) (*passwordreset.Person, error) {
+	if errors.Is(err, directory.ErrNotFound) {
+		return nil, passwordreset.ErrNoPerson
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &passwordreset.Person{OrgUsername: d.OrgUsername, Email: d.Email, Name: d.Name, PublicGPGKey: d.PublicGPGKey}, nil
+}
+
+// slackUsers reads a Slack user's e-mail with users.info.
+type slackUsers struct{ api *slack.Client }
+
+func (s slackUsers) Email(ctx context.Context, id string) (string, error) {
+	u, err := s.api.GetUserInfoContext(ctx, id)
+	if err != nil {
+		return "", fmt.Errorf("users.info %s: %w", id, err)
+	}
+	return u.Profile.Email, nil
+}
