@@ -20,6 +20,7 @@ import (
 	"github.com/ProtonMail/gopenpgp/v2/crypto"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
+	"gopkg.in/yaml.v3"
 
 	"github.com/osio/osio-bot/actions/reset"
 	"github.com/osio/osio-bot/app"
@@ -412,5 +413,30 @@ func TestResetKilledAtCheckpoints(t *testing.T) {
 				t.Errorf("thread does not say the unconfirmed password was discarded:\n%s", th)
 			}
 		})
+	}
+}
+
+// rewritePeople adds people to the directory file before the bot starts.
+func (w *world) rewritePeople(t *testing.T, extra ...person) {
+	t.Helper()
+	data, err := os.ReadFile(w.Config.Directory.File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		People []testenv.Person `yaml:"people"`
+	}
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range extra {
+		doc.People = append(doc.People, p.Person)
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(w.Config.Directory.File, out, 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
