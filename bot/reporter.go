@@ -19,6 +19,7 @@ type Poster interface {
 	PostMessageContext(ctx context.Context, channelID string, options ...slack.MsgOption) (string, string, error)
 	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slack.MsgOption) (string, string, string, error)
 	GetPermalinkContext(ctx context.Context, params *slack.PermalinkParameters) (string, error)
+	GetConversationRepliesContext(ctx context.Context, params *slack.GetConversationRepliesParameters) ([]slack.Message, bool, string, error)
 }
 
 // OutboxStore is what the reporter needs from the store.
@@ -47,6 +48,7 @@ type Reporter struct {
 
 	wake     chan struct{}
 	mu       sync.Mutex
+	checked  map[string]bool      // requests whose thread was compared since start
 	lastCall map[string]time.Time // channel -> last Slack call
 	lastEdit map[string]time.Time // request -> last status edit
 }
@@ -65,7 +67,7 @@ func NewReporter(api Poster, s OutboxStore, o ReporterOptions) *Reporter {
 		o.Now = time.Now
 	}
 	return &Reporter{api: api, store: s, render: o.Render, minInterval: o.MinInterval, progressInterval: o.ProgressInterval,
-		log: o.Log, now: o.Now, wake: make(chan struct{}, 1), lastCall: map[string]time.Time{}, lastEdit: map[string]time.Time{}}
+		log: o.Log, now: o.Now, wake: make(chan struct{}, 1), checked: map[string]bool{}, lastCall: map[string]time.Time{}, lastEdit: map[string]time.Time{}}
 }
 
 // Notify wakes the reporter; it never blocks.
@@ -186,8 +188,13 @@ func (r *Reporter) deliver(ctx context.Context, id string) (time.Duration, error
 				r.mu.Unlock()
 			}
 		default:
+			if ts, found := r.alreadyPosted(ctx, req, cur, e); found {
+				cur.LastTS = ts
+				break
+			}
 			err = r.call(ctx, req.Thread.Channel, func() error {
-				_, _, err := r.api.PostMessageContext(ctx, req.Thread.Channel, slack.MsgOptionText(e.Text, false), slack.MsgOptionTS(req.Thread.TS))
+				_, ts, err := r.api.PostMessageContext(ctx, req.Thread.Channel, slack.MsgOptionText(e.Text, false), slack.MsgOptionTS(req.Thread.TS))
+				cur.LastTS = ts
 				return err
 			})
 		}
@@ -200,6 +207,35 @@ func (r *Reporter) deliver(ctx context.Context, id string) (time.Duration, error
 		}
 	}
 	return 0, nil
+}
+
+// alreadyPosted looks, once per request after a start, at the thread's
+// replies since the last one recorded: a crash between a post and its
+// cursor write leaves that message there, and it must not be posted twice.
+func (r *Reporter) alreadyPosted(ctx context.Context, req *actions.Request, cur store.Cursor, e actions.Event) (string, bool) {
+	r.mu.Lock()
+	done := r.checked[req.ID]
+	r.checked[req.ID] = true
+	r.mu.Unlock()
+	if done {
+		return "", false
+	}
+	oldest := cur.LastTS
+	if oldest == "" {
+		oldest = req.Thread.TS
+	}
+	msgs, _, _, err := r.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{ChannelID: req.Thread.Channel, Timestamp: req.Thread.TS, Oldest: oldest, Limit: 100})
+	if err != nil {
+		r.log.Warn("cannot read the thread to avoid a repost; posting", zap.String("request_id", req.ID), zap.Error(err))
+		return "", false
+	}
+	for _, m := range msgs {
+		if m.Timestamp != req.Thread.TS && m.Timestamp != cur.StatusTS && m.BotID != "" && m.Text == e.Text {
+			r.log.Info("event was posted before a restart; not posting it again", zap.String("request_id", req.ID), zap.Uint64("seq", e.Seq))
+			return m.Timestamp, true
+		}
+	}
+	return "", false
 }
 
 func (r *Reporter) lastEditAt(id string) time.Time {

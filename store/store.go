@@ -251,6 +251,8 @@ type Cursor struct {
 	Delivered uint64 `json:"delivered"`
 	// StatusTS is the ts of the thread's status message, once posted.
 	StatusTS string `json:"status_ts,omitempty"`
+	// LastTS is the ts of the last reply posted to the thread.
+	LastTS string `json:"last_ts,omitempty"`
 }
 
 // Undelivered returns the request's events after its cursor, in order,

@@ -821,6 +821,21 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 			resp = errObj("no_such_subteam")
 		}
 		s.mu.Unlock()
+	case "conversations.replies":
+		s.mu.Lock()
+		ch, ts, oldest := p.Get("channel"), p.Get("ts"), p.Get("oldest")
+		var msgs []any
+		for _, m := range s.msgs {
+			if m.Channel == ch && (m.TS == ts || m.ThreadTS == ts) && (oldest == "" || m.TS > oldest || (p.Get("inclusive") == "true" && m.TS == oldest)) {
+				msgs = append(msgs, wireMessage(m))
+			}
+		}
+		if !s.knownChannelLocked(ch) {
+			resp = errObj("channel_not_found")
+		} else {
+			resp = obj{"ok": true, "messages": msgs, "has_more": false, "response_metadata": obj{"next_cursor": ""}}
+		}
+		s.mu.Unlock()
 	case "users.info":
 		s.mu.Lock()
 		if u, ok := s.users[p.Get("user")]; ok {
