@@ -2,8 +2,11 @@ package actions
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -215,4 +218,37 @@ func (b *Backoff) Wait(ctx context.Context) error {
 		b.Next = b.Max
 	}
 	return nil
+}
+
+// ErrTimedOut is returned by Poll when its limit passes.
+var ErrTimedOut = errors.New("timed out")
+
+// Poll calls check until it reports done or fails, waiting per b between
+// calls (and before the first when waitFirst). After limit it returns
+// ErrTimedOut; when ctx ends, ctx's error.
+func Poll(ctx context.Context, b Backoff, limit time.Duration, waitFirst bool, check func() (bool, error)) error {
+	wctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	for i := 0; ; i++ {
+		if i > 0 || !waitFirst {
+			done, err := check()
+			if err != nil || done {
+				return err
+			}
+		}
+		if err := b.Wait(wctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return ErrTimedOut
+		}
+	}
+}
+
+// IdempotencyToken derives a stable, UUID-shaped client token from parts,
+// so a resumed job repeating a call gets the same result back.
+func IdempotencyToken(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "/")))
+	x := hex.EncodeToString(h[:16])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
 }

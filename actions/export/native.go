@@ -2,7 +2,6 @@ package export
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"path"
@@ -44,14 +43,6 @@ func (e *Exporter) CheckNative(ctx context.Context, tables []string) (string, er
 		strings.Join(off, "`, `"), e.source.Name, strings.Join(tables, " ")), nil
 }
 
-// clientToken is stable per request and table, so a resumed job that
-// repeats the call gets the same export back (AWS keeps tokens for 8 h).
-func clientToken(requestID, table string) string {
-	h := sha256.Sum256([]byte(requestID + "/" + table))
-	x := fmt.Sprintf("%x", h[:16])
-	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
-}
-
 // startNative records the table's schema and starts the export.
 func (e *Exporter) startNative(ctx context.Context, jc *actions.JobContext, table string, st *TableState) error {
 	key := "table:" + table
@@ -72,7 +63,9 @@ func (e *Exporter) startNative(ctx context.Context, jc *actions.JobContext, tabl
 		S3BucketOwner: aws.String(e.dest.ID),
 		S3Prefix:      aws.String(e.cfg.BackupsPrefix + "/" + table),
 		ExportFormat:  ddbtypes.ExportFormatDynamodbJson,
-		ClientToken:   aws.String(clientToken(jc.Request.ID, table)),
+		// Stable per request and table: a resumed job repeating the call gets
+		// the same export back (AWS keeps tokens for 8 h).
+		ClientToken: aws.String(actions.IdempotencyToken(jc.Request.ID, table)),
 	})
 	var pitr *ddbtypes.PointInTimeRecoveryUnavailableException
 	if errors.As(err, &pitr) {
@@ -93,23 +86,15 @@ func (e *Exporter) startNative(ctx context.Context, jc *actions.JobContext, tabl
 func (e *Exporter) finishNative(ctx context.Context, jc *actions.JobContext, table string, st *TableState) error {
 	key := "table:" + table
 	if !st.Finished {
-		wctx, cancel := context.WithTimeout(ctx, e.cfg.RunTimeout.D())
-		defer cancel()
 		b := actions.Backoff{Next: e.cfg.PollInterval.D(), Max: e.cfg.PollMaxInterval.D(), Factor: e.cfg.PollBackoff}
-		for {
-			if err := b.Wait(wctx); err != nil {
-				if ctx.Err() == nil {
-					return fmt.Errorf("export %s did not finish within %s", st.ExportARN, e.cfg.RunTimeout.D())
-				}
-				return err
-			}
-			out, err := e.ddb.DescribeExport(wctx, &dynamodb.DescribeExportInput{ExportArn: aws.String(st.ExportARN)})
+		err := actions.Poll(ctx, b, e.cfg.RunTimeout.D(), true, func() (bool, error) {
+			out, err := e.ddb.DescribeExport(ctx, &dynamodb.DescribeExportInput{ExportArn: aws.String(st.ExportARN)})
 			if err != nil {
-				return fmt.Errorf("describing export %s: %w", st.ExportARN, err)
+				return false, fmt.Errorf("describing export %s: %w", st.ExportARN, err)
 			}
 			d := out.ExportDescription
 			if err := jc.Progress("`%s`: export is %s (checked %s UTC)", table, d.ExportStatus, e.now().UTC().Format("15:04:05")); err != nil {
-				return err
+				return false, err
 			}
 			switch d.ExportStatus {
 			case ddbtypes.ExportStatusCompleted:
@@ -118,15 +103,17 @@ func (e *Exporter) finishNative(ctx context.Context, jc *actions.JobContext, tab
 					st.Folder = strings.TrimPrefix(path.Dir(m), e.cfg.BackupsPrefix+"/"+table+"/")
 				}
 				st.Finished = true
-				if err := jc.Save(key, st); err != nil {
-					return err
-				}
+				return true, jc.Save(key, st)
 			case ddbtypes.ExportStatusFailed:
-				return fmt.Errorf("export %s FAILED: %s: %s", st.ExportARN, aws.ToString(d.FailureCode), aws.ToString(d.FailureMessage))
+				return false, fmt.Errorf("export %s FAILED: %s: %s", st.ExportARN, aws.ToString(d.FailureCode), aws.ToString(d.FailureMessage))
 			}
-			if st.Finished {
-				break
-			}
+			return false, nil
+		})
+		if errors.Is(err, actions.ErrTimedOut) {
+			return fmt.Errorf("export %s did not finish within %s", st.ExportARN, e.cfg.RunTimeout.D())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	if st.Folder == "" {

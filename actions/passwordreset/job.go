@@ -476,25 +476,18 @@ func (r *Resetter) waitUser(ctx context.Context, jc *actions.JobContext, a Args,
 }
 
 // wait polls check every poll interval until it is done, fails, or the
-// timeout passes (then timeout(last) is the error).
-func (r *Resetter) wait(ctx context.Context, jc *actions.JobContext, limit time.Duration, check func() (bool, string, error), timeout func(last string) error) error {
-	deadline := r.now().Add(limit)
+// timeout passes (then timeout(last) is the error, last being the state
+// check reported last).
+func (r *Resetter) wait(ctx context.Context, _ *actions.JobContext, limit time.Duration, check func() (bool, string, error), timeout func(last string) error) error {
+	every := r.aiConfig.PollInterval.D()
 	last := ""
-	for {
+	err := actions.Poll(ctx, actions.Backoff{Next: every, Max: every, Factor: 1}, limit, false, func() (bool, error) {
 		done, state, err := check()
-		if err != nil || done {
-			return err
-		}
 		last = state
-		if !r.now().Before(deadline) {
-			return timeout(last)
-		}
-		t := time.NewTimer(r.aiConfig.PollInterval.D())
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+		return done, err
+	})
+	if errors.Is(err, actions.ErrTimedOut) {
+		return timeout(last)
 	}
+	return err
 }

@@ -5,7 +5,6 @@ package restore
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"regexp"
@@ -155,12 +154,6 @@ type state struct {
 	Items       int64     `json:"items,omitempty"`
 }
 
-func clientToken(requestID string) string {
-	h := sha256.Sum256([]byte("restore/" + requestID))
-	x := fmt.Sprintf("%x", h[:16])
-	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
-}
-
 // Run imports the export into the new table and watches the import.
 func (r *Restorer) Run(ctx context.Context, jc *actions.JobContext) error {
 	var a Args
@@ -177,7 +170,7 @@ func (r *Restorer) Run(ctx context.Context, jc *actions.JobContext) error {
 			return err
 		}
 		out, err := r.ddb.ImportTable(ctx, &dynamodb.ImportTableInput{
-			ClientToken:          aws.String(clientToken(jc.Request.ID)),
+			ClientToken:          aws.String(actions.IdempotencyToken("restore", jc.Request.ID)),
 			S3BucketSource:       &ddbtypes.S3BucketSource{S3Bucket: aws.String(a.Bucket), S3BucketOwner: aws.String(r.dest.ID), S3KeyPrefix: aws.String(a.DataPrefix)},
 			InputFormat:          ddbtypes.InputFormatDynamodbJson,
 			InputCompressionType: ddbtypes.InputCompressionTypeGzip,
@@ -199,33 +192,30 @@ func (r *Restorer) Run(ctx context.Context, jc *actions.JobContext) error {
 		}
 	}
 	if !st.Done {
-		wctx, cancel := context.WithTimeout(ctx, r.cfg.RunTimeout.D())
-		defer cancel()
 		b := actions.Backoff{Next: r.cfg.PollInterval.D(), Max: r.cfg.PollMaxInterval.D(), Factor: r.cfg.PollBackoff}
-		for !st.Done {
-			if err := b.Wait(wctx); err != nil {
-				if ctx.Err() == nil {
-					return fmt.Errorf("import %s did not finish within %s", st.ImportARN, r.cfg.RunTimeout.D())
-				}
-				return err
-			}
-			out, err := r.ddb.DescribeImport(wctx, &dynamodb.DescribeImportInput{ImportArn: aws.String(st.ImportARN)})
+		err := actions.Poll(ctx, b, r.cfg.RunTimeout.D(), true, func() (bool, error) {
+			out, err := r.ddb.DescribeImport(ctx, &dynamodb.DescribeImportInput{ImportArn: aws.String(st.ImportARN)})
 			if err != nil {
-				return fmt.Errorf("describing import %s: %w", st.ImportARN, err)
+				return false, fmt.Errorf("describing import %s: %w", st.ImportARN, err)
 			}
 			d := out.ImportTableDescription
 			if err := jc.Progress("`%s`: import is %s (checked %s UTC)", a.NewTable, d.ImportStatus, r.now().UTC().Format("15:04:05")); err != nil {
-				return err
+				return false, err
 			}
 			switch d.ImportStatus {
 			case ddbtypes.ImportStatusCompleted:
 				st.Done, st.Items = true, d.ImportedItemCount
-				if err := jc.Save("import", &st); err != nil {
-					return err
-				}
+				return true, jc.Save("import", &st)
 			case ddbtypes.ImportStatusFailed, ddbtypes.ImportStatusCancelled:
-				return fmt.Errorf("import %s %s: %s: %s", st.ImportARN, d.ImportStatus, aws.ToString(d.FailureCode), aws.ToString(d.FailureMessage))
+				return false, fmt.Errorf("import %s %s: %s: %s", st.ImportARN, d.ImportStatus, aws.ToString(d.FailureCode), aws.ToString(d.FailureMessage))
 			}
+			return false, nil
+		})
+		if errors.Is(err, actions.ErrTimedOut) {
+			return fmt.Errorf("import %s did not finish within %s", st.ImportARN, r.cfg.RunTimeout.D())
+		}
+		if err != nil {
+			return err
 		}
 	}
 	desc, err := r.ddb.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(a.NewTable)})
