@@ -1,14 +1,11 @@
 package e2e
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/aws"
 
 	"github.com/osio/osio-bot/actions/export"
 	"github.com/osio/osio-bot/app"
@@ -415,10 +412,6 @@ func TestExportSeveralTables(t *testing.T) {
 	if status != 1 {
 		t.Errorf("%d status messages, want 1 edited in place", status)
 	}
-	_ = dynamodb.Options{}
-	_ = context.Background
-	_ = json.Marshal
-	_ = fmt.Sprint
 }
 
 // Slack asks the bot to reconnect (disconnect, refresh_requested) in the
@@ -445,4 +438,35 @@ func TestSlackRefreshRequested(t *testing.T) {
 
 func slackClick(user, ts, action, block, value string) slackserver.Click {
 	return slackserver.Click{UserID: user, ChannelID: testenv.Channel, MessageTS: ts, ActionID: action, BlockID: block, Value: value}
+}
+
+// An existing pipeline whose definition lacks the runbook's post-step
+// command is not activated: the job fails and says what to fix.
+func TestExportExistingPipelineMismatch(t *testing.T) {
+	w := newWorld(t, testenv.Options{})
+	w.table("prod_odd", 2)
+	x, err := export.New(w.Config, export.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, params, values := x.Definition("prod_odd")
+	for i := range objs {
+		for j := range objs[i].Fields {
+			if aws.ToString(objs[i].Fields[j].Key) == "postStepCommand" {
+				objs[i].Fields[j].StringValue = aws.String("echo nothing")
+			}
+		}
+	}
+	pid := w.DP.SeedPipeline("prod_odd", objs, params, values)
+	w.start(app.Options{})
+	_, id := w.request(testenv.Requester, "prod_odd")
+	w.click(testenv.Approver, "approve", id)
+	w.waitThread(id, "Request failed")
+	th := w.ThreadText(id)
+	if !strings.Contains(th, "pipeline "+pid+" does not match the runbook: its EmrActivity lacks the postStepCommand") || !strings.Contains(th, "Fix it or delete it") {
+		t.Errorf("thread:\n%s", th)
+	}
+	if n := w.DP.Activations(pid); n != 0 {
+		t.Errorf("mismatched pipeline activated %d times", n)
+	}
 }
