@@ -24,6 +24,7 @@ import (
 
 	"github.com/osio/osio-bot/actions/reset"
 	"github.com/osio/osio-bot/app"
+	"github.com/osio/osio-bot/store"
 	"github.com/osio/osio-bot/testservers/testenv"
 )
 
@@ -371,6 +372,25 @@ func TestResetMailFailures(t *testing.T) {
 	}
 	if got := decrypt(t, msgs[1].Data, erin.priv); got != motoPassword(t, w, "erin") {
 		t.Error("the resent mail does not hold the password IAM has")
+	}
+	// The resent ciphertext is the one stored before the 550, byte for byte.
+	w.waitThread(id2, "Request finished")
+	w.stop()
+	st, err := store.Open(w.Config.Store.Path, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var cp struct {
+		Ciphertext string `json:"ciphertext"`
+		Generation int    `json:"generation"`
+	}
+	if ok, err := st.LoadCheckpoint(id2, "inplace", &cp); !ok || err != nil {
+		t.Fatalf("no checkpoint: %v", err)
+	}
+	mailed := string(armoredRe.Find(bytes.ReplaceAll(msgs[1].Data, []byte("\r\n"), []byte("\n"))))
+	if cp.Generation != 1 || strings.TrimSpace(cp.Ciphertext) != mailed {
+		t.Errorf("resend mailed another ciphertext (generation %d)", cp.Generation)
 	}
 }
 
