@@ -135,6 +135,11 @@ func (b *Bot) Run(ctx context.Context) error {
 			}
 			return fmt.Errorf("socket mode: %w", err)
 		case evt := <-b.Socket.Events:
+			if ctx.Err() != nil {
+				// Shutting down: leave the envelope unacked so that Slack
+				// redelivers it to the next connection.
+				continue
+			}
 			b.handle(ctx, evt)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ type Poster interface {
 	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slack.MsgOption) (string, string, string, error)
 	GetPermalinkContext(ctx context.Context, params *slack.PermalinkParameters) (string, error)
 	GetConversationRepliesContext(ctx context.Context, params *slack.GetConversationRepliesParameters) ([]slack.Message, bool, string, error)
+	GetConversationHistoryContext(ctx context.Context, params *slack.GetConversationHistoryParameters) (*slack.GetConversationHistoryResponse, error)
 }
 
 // OutboxStore is what the reporter needs from the store.
@@ -209,6 +211,33 @@ func (r *Reporter) deliver(ctx context.Context, id string) (time.Duration, error
 	return 0, nil
 }
 
+// postedCard finds, once per request after a start, a card this bot
+// posted for req whose ts was never recorded (a crash or a lost answer
+// between the post and the store write), so the card is not posted twice.
+func (r *Reporter) postedCard(ctx context.Context, req *actions.Request) string {
+	r.mu.Lock()
+	done := r.checked["card:"+req.ID]
+	r.checked["card:"+req.ID] = true
+	r.mu.Unlock()
+	if done {
+		return ""
+	}
+	// The newest 200 top-level messages: a card lost this way was posted
+	// moments before the crash.
+	h, err := r.api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: req.Thread.Channel, Limit: 200})
+	if err != nil {
+		r.log.Warn("cannot read the channel to avoid a second card; posting", zap.String("request_id", req.ID), zap.Error(err))
+		return ""
+	}
+	for _, m := range h.Messages {
+		if m.BotID != "" && strings.Contains(m.Text, " "+req.ID+" by ") {
+			r.log.Info("card was posted before; adopting it", zap.String("request_id", req.ID), zap.String("ts", m.Timestamp))
+			return m.Timestamp
+		}
+	}
+	return ""
+}
+
 // alreadyPosted looks, once per request after a start, at the thread's
 // replies since the last one recorded: a crash between a post and its
 // cursor write leaves that message there, and it must not be posted twice.
@@ -248,14 +277,16 @@ func (r *Reporter) lastEditAt(id string) time.Time {
 // becomes the request's thread.
 func (r *Reporter) postCard(ctx context.Context, req *actions.Request) (*actions.Request, error) {
 	text, blocks := r.render(req)
-	var ts string
-	err := r.call(ctx, req.Thread.Channel, func() error {
-		var err error
-		_, ts, err = r.api.PostMessageContext(ctx, req.Thread.Channel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("posting approval message: %w", err)
+	ts := r.postedCard(ctx, req)
+	if ts == "" {
+		err := r.call(ctx, req.Thread.Channel, func() error {
+			var err error
+			_, ts, err = r.api.PostMessageContext(ctx, req.Thread.Channel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("posting approval message: %w", err)
+		}
 	}
 	link, err := r.api.GetPermalinkContext(ctx, &slack.PermalinkParameters{Channel: req.Thread.Channel, Ts: ts})
 	if err != nil {

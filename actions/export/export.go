@@ -21,6 +21,8 @@ import (
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
+	"go.uber.org/zap"
+
 	"github.com/osio/osio-bot/actions"
 	"github.com/osio/osio-bot/config"
 )
@@ -562,49 +564,46 @@ func first(xs []string) string {
 
 // watch polls the run's @status with backoff until it ends.
 func (e *Exporter) watch(ctx context.Context, jc *actions.JobContext, table string, st *TableState) error {
-	ctx, cancel := context.WithTimeout(ctx, e.cfg.RunTimeout.D())
-	defer cancel()
 	b := actions.Backoff{Next: e.cfg.PollInterval.D(), Max: e.cfg.PollMaxInterval.D(), Factor: e.cfg.PollBackoff}
-	last := ""
-	for {
+	status, last := "", ""
+	err := actions.Poll(ctx, b, e.cfg.RunTimeout.D(), false, func() (bool, error) {
 		inst, err := e.runInstance(ctx, st)
 		if err != nil {
-			return err
+			return false, err
 		}
-		status := "WAITING_FOR_INSTANCE"
+		status = "WAITING_FOR_INSTANCE"
 		if inst != nil {
 			status = inst.status
 			if t, err := time.Parse(dpTimeLayout, inst.scheduled); err == nil && st.Folder != t.Format(FolderLayout) {
 				st.Folder = t.Format(FolderLayout)
 				if err := jc.Save("table:"+table, st); err != nil {
-					return err
+					return false, err
 				}
 			}
 		}
-		if err := jc.Progress("`%s`: pipeline `%s` is %s (checked %s UTC)", table, st.PipelineID, status, e.now().UTC().Format("15:04:05")); err != nil {
-			return err
-		}
 		if status != last {
-			jc.Log.Info("pipeline status")
+			jc.Log.Info("pipeline status", zap.String("table", table), zap.String("pipeline", st.PipelineID), zap.String("status", status))
 			last = status
+		}
+		if err := jc.Progress("`%s`: pipeline `%s` is %s (checked %s UTC)", table, st.PipelineID, status, e.now().UTC().Format("15:04:05")); err != nil {
+			return false, err
 		}
 		switch status {
 		case "FINISHED":
-			return jc.Say("`%s`: pipeline `%s` FINISHED.", table, st.PipelineID)
+			return true, jc.Say("`%s`: pipeline `%s` FINISHED.", table, st.PipelineID)
 		case "FAILED", "CANCELED", "CASCADE_FAILED", "TIMEDOUT", "SKIPPED":
 			msg := inst.errMsg
 			if msg == "" {
 				msg = "(no errorMessage)"
 			}
-			return fmt.Errorf("pipeline %s ended %s: errorMessage: %s", st.PipelineID, status, msg)
+			return false, fmt.Errorf("pipeline %s ended %s: errorMessage: %s", st.PipelineID, status, msg)
 		}
-		if err := b.Wait(ctx); err != nil {
-			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-				return fmt.Errorf("pipeline %s did not finish within %s (last status %s); check it in the Data Pipeline API", st.PipelineID, e.cfg.RunTimeout.D(), status)
-			}
-			return err
-		}
+		return false, nil
+	})
+	if errors.Is(err, actions.ErrTimedOut) {
+		return fmt.Errorf("pipeline %s did not finish within %s (last status %s); check it in the Data Pipeline API", st.PipelineID, e.cfg.RunTimeout.D(), status)
 	}
+	return err
 }
 
 // countFolder lists the folder from the dev account: files, bytes and

@@ -821,6 +821,22 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 			resp = errObj("no_such_subteam")
 		}
 		s.mu.Unlock()
+	case "conversations.history":
+		s.mu.Lock()
+		ch, oldest := p.Get("channel"), p.Get("oldest")
+		var msgs []any
+		for i := len(s.msgs) - 1; i >= 0; i-- { // newest first, as Slack answers
+			m := s.msgs[i]
+			if m.Channel == ch && m.ThreadTS == "" && (oldest == "" || m.TS > oldest) {
+				msgs = append(msgs, wireMessage(m))
+			}
+		}
+		if !s.knownChannelLocked(ch) {
+			resp = errObj("channel_not_found")
+		} else {
+			resp = obj{"ok": true, "messages": msgs, "has_more": false, "response_metadata": obj{"next_cursor": ""}}
+		}
+		s.mu.Unlock()
 	case "conversations.replies":
 		s.mu.Lock()
 		ch, ts, oldest := p.Get("channel"), p.Get("ts"), p.Get("oldest")

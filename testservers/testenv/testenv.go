@@ -319,6 +319,7 @@ func (e *Env) StartBot(ctx context.Context, log *zap.Logger, o app.Options) (*Bo
 	if err != nil {
 		return nil, err
 	}
+	before := e.Slack.Connections()
 	ctx, cancel := context.WithCancel(ctx)
 	a, err := app.Build(ctx, cfg, log, o)
 	if err != nil {
@@ -329,7 +330,7 @@ func (e *Env) StartBot(ctx context.Context, log *zap.Logger, o app.Options) (*Bo
 	go func() { b.done <- a.Run(ctx) }()
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
-	if err := e.Slack.WaitConnected(wctx); err != nil {
+	if err := e.Slack.WaitFor(wctx, func() bool { return e.Slack.Connections() > before }); err != nil {
 		b.Stop()
 		return nil, fmt.Errorf("bot did not connect to Slack: %w", err)
 	}
