@@ -51,6 +51,7 @@ type Reporter struct {
 	wake     chan struct{}
 	mu       sync.Mutex
 	checked  map[string]bool      // requests whose thread was compared since start
+	started  time.Time            // events older than this may have been posted by an earlier process
 	lastCall map[string]time.Time // channel -> last Slack call
 	lastEdit map[string]time.Time // request -> last status edit
 }
@@ -69,7 +70,7 @@ func NewReporter(api Poster, s OutboxStore, o ReporterOptions) *Reporter {
 		o.Now = time.Now
 	}
 	return &Reporter{api: api, store: s, render: o.Render, minInterval: o.MinInterval, progressInterval: o.ProgressInterval,
-		log: o.Log, now: o.Now, wake: make(chan struct{}, 1), checked: map[string]bool{}, lastCall: map[string]time.Time{}, lastEdit: map[string]time.Time{}}
+		log: o.Log, now: o.Now, wake: make(chan struct{}, 1), checked: map[string]bool{}, started: o.Now(), lastCall: map[string]time.Time{}, lastEdit: map[string]time.Time{}}
 }
 
 // Notify wakes the reporter; it never blocks.
@@ -215,6 +216,9 @@ func (r *Reporter) deliver(ctx context.Context, id string) (time.Duration, error
 // posted for req whose ts was never recorded (a crash or a lost answer
 // between the post and the store write), so the card is not posted twice.
 func (r *Reporter) postedCard(ctx context.Context, req *actions.Request) string {
+	if !req.CreatedAt.Before(r.started) {
+		return "" // created by this process: nothing can have been lost
+	}
 	r.mu.Lock()
 	done := r.checked["card:"+req.ID]
 	r.checked["card:"+req.ID] = true
@@ -242,6 +246,9 @@ func (r *Reporter) postedCard(ctx context.Context, req *actions.Request) string 
 // replies since the last one recorded: a crash between a post and its
 // cursor write leaves that message there, and it must not be posted twice.
 func (r *Reporter) alreadyPosted(ctx context.Context, req *actions.Request, cur store.Cursor, e actions.Event) (string, bool) {
+	if !e.At.Before(r.started) {
+		return "", false // recorded by this process: not posted before
+	}
 	r.mu.Lock()
 	done := r.checked[req.ID]
 	r.checked[req.ID] = true

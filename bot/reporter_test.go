@@ -149,6 +149,7 @@ func TestReporterAdoptsLostCard(t *testing.T) {
 	other.Timestamp, other.BotID, other.Text = "1700000000.000041", "B1", "k request R-999999 by <@U1>: pending"
 	rec.history = []slack.Message{lost, other}
 	rep := NewReporter(rec, st, ReporterOptions{MinInterval: time.Millisecond, ProgressInterval: time.Second, Log: zap.NewNop(),
+		Now: func() time.Time { return time.Now().Add(time.Minute) }, // started after the request was made
 		Render: func(r *actions.Request) (string, []slack.Block) {
 			return "k request " + r.ID + " by <@U1>: pending", nil
 		}})
