@@ -270,30 +270,43 @@ func threadLink(r *actions.Request) string {
 // plan fills the card's plan and posts the card.
 func (b *Bot) plan(ctx context.Context, id string) {
 	r, err := b.Store.Get(id)
-	if err != nil || r.Planned || r.State != actions.Pending {
+	if err != nil || r.State != actions.Pending {
 		return
 	}
-	var lines []string
-	if k, ok := b.Kinds[r.Kind]; ok && k.Plan != nil {
-		lines = k.Plan(ctx, r)
+	k := b.Kinds[r.Kind]
+	waiting := " Waiting for an approver."
+	if k.AutoApprove {
+		waiting = ""
 	}
-	if ctx.Err() != nil {
-		return
+	if !r.Planned {
+		var lines []string
+		if k.Plan != nil {
+			lines = k.Plan(ctx, r)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		_, err = b.Store.Update(id, []actions.State{actions.Pending}, func(q *actions.Request) error {
+			q.Plan, q.Planned = lines, true
+			return nil
+		}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("Requested by <@%s> in <#%s>.%s", r.Requester, r.Origin, waiting)})
+		if _, conflict := store.IsConflict(err); conflict {
+			return
+		}
+		if err != nil {
+			b.Log.Error("saving plan", zap.String("request_id", id), zap.Error(err))
+			return
+		}
+		b.Reporter.Notify(id)
 	}
-	_, err = b.Store.Update(id, []actions.State{actions.Pending}, func(q *actions.Request) error {
-		q.Plan, q.Planned = lines, true
-		return nil
-	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("Requested by <@%s> in <#%s>. Waiting for an approver.", r.Requester, r.Origin)})
-	if _, conflict := store.IsConflict(err); err != nil && !conflict {
-		b.Log.Error("saving plan", zap.String("request_id", id), zap.Error(err))
-		return
-	}
-	b.Reporter.Notify(id)
-	if k := b.Kinds[r.Kind]; k.AutoApprove && err == nil {
+	if k.AutoApprove {
 		now := b.Now().UTC()
 		_, err := b.Store.Transition(id, []actions.State{actions.Pending}, actions.Approved, func(q *actions.Request) {
 			q.Decision = &actions.Decision{Action: "approved", At: now}
 		}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: "Approved automatically: this kind of request needs no approver (config)."})
+		if _, conflict := store.IsConflict(err); conflict {
+			return
+		}
 		if err != nil {
 			b.Log.Error("auto-approving", zap.String("request_id", id), zap.Error(err))
 			return
@@ -303,9 +316,12 @@ func (b *Bot) plan(ctx context.Context, id string) {
 	}
 }
 
-// replan plans requests a crash left unplanned.
+// replan plans requests a crash left unplanned, and approves those of
+// kinds that need no approver.
 func (b *Bot) replan(ctx context.Context) {
-	todo, err := b.Store.List(func(r *actions.Request) bool { return r.State == actions.Pending && !r.Planned })
+	todo, err := b.Store.List(func(r *actions.Request) bool {
+		return r.State == actions.Pending && (!r.Planned || b.Kinds[r.Kind].AutoApprove)
+	})
 	if err != nil {
 		b.Log.Error("listing unplanned requests", zap.Error(err))
 		return
