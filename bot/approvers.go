@@ -3,7 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
-	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,16 +100,5 @@ func joinOr(xs []string) string {
 	case 1:
 		return xs[0]
 	}
-	return fmt.Sprintf("%s or %s", stringsJoin(slices.Clone(xs[:len(xs)-1]), ", "), xs[len(xs)-1])
-}
-
-func stringsJoin(xs []string, sep string) string {
-	out := ""
-	for i, x := range xs {
-		if i > 0 {
-			out += sep
-		}
-		out += x
-	}
-	return out
+	return fmt.Sprintf("%s or %s", strings.Join(xs[:len(xs)-1], ", "), xs[len(xs)-1])
 }
