@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
@@ -52,11 +51,14 @@ func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *z
 		return nil, fmt.Errorf("configuring mail: %w", err)
 	}
 
+	var ai *appinterface.Client
+	if cfg.AppInterface.GraphQLURL != "" {
+		ai = appinterface.NewClient(cfg.AppInterface.GraphQLURL, cfg.AppInterface.GraphQLToken.Reveal())
+	}
 	var dir directory.Directory
 	switch cfg.Directory.Source {
 	case "app-interface":
-		dir = &directory.GraphQLDirectory{Endpoint: cfg.AppInterface.GraphQLURL, Authorization: cfg.AppInterface.GraphQLToken.Reveal(),
-			MailDomain: cfg.Directory.MailDomain, CacheFor: time.Minute}
+		dir = &directory.AppInterface{Users: ai, MailDomain: cfg.Directory.MailDomain}
 	default:
 		fd, err := directory.LoadFile(cfg.Directory.File)
 		if err != nil {
@@ -69,8 +71,8 @@ func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *z
 		Directory: people{dir: dir, resolver: &directory.Resolver{Dir: dir, Mappings: cfg.Directory.Mappings}},
 		Mailer:    sender,
 	}
-	if cfg.AppInterface.GraphQLURL != "" {
-		d.AppInterface = appinterface.NewClient(cfg.AppInterface.GraphQLURL, cfg.AppInterface.GraphQLToken.Reveal())
+	if ai != nil {
+		d.AppInterface = ai
 		repo, err := appinterface.NewRepo(cfg.AppInterface.GitLabURL, cfg.AppInterface.GitLabToken.Reveal(), cfg.AppInterface.Project,
 			cfg.AppInterface.TargetBranch, cfg.AppInterface.Labels)
 		if err != nil {

@@ -1,7 +1,7 @@
 // Package directory maps a Slack user to a person: the org username (which is
 // the IAM user name), the mail address and the public GPG key. Two sources are
 // provided: a local YAML file (FileDirectory) and app-interface's GraphQL API
-// (GraphQLDirectory). A Resolver picks the person for a Slack user, by an
+// (AppInterface, through the actions/appinterface GraphQL client). A Resolver picks the person for a Slack user, by an
 // explicit mapping first, else by the local part of the Slack profile e-mail.
 package directory
 

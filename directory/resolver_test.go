@@ -23,7 +23,7 @@ func TestResolver(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The same people without the file's own Slack mappings, as a plain
-	// Directory (like GraphQLDirectory, which knows no Slack IDs).
+	// Directory (like AppInterface, which knows no Slack IDs).
 	type plain struct{ Directory }
 	tests := []struct {
 		name     string
