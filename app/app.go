@@ -176,6 +176,3 @@ func (a *App) Run(ctx context.Context) error {
 	a.log.Info("stopped")
 	return err
 }
-
-// Store exposes the store (for tests that inspect it).
-func (a *App) Store() *store.Store { return a.store }

@@ -106,9 +106,6 @@ func New(d Deps) *Bot {
 // AddCommand registers a slash command.
 func (b *Bot) AddCommand(c Command) { b.commands = append(b.commands, c) }
 
-// Commands returns the command table.
-func (b *Bot) Commands() []Command { return b.commands }
-
 // RenderCard renders a request's approval card (for the reporter).
 func RenderCard(kinds map[string]Kind, groups []string) func(*actions.Request) (string, []slack.Block) {
 	return cardRenderer{kinds: kinds, groups: groups}.render

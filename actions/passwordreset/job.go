@@ -391,7 +391,7 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 	}
 	if st.ProfileAfter.IsZero() {
 		client := r.iam[a.Account]
-		err := r.wait(ctx, jc, r.aiConfig.IAMTimeout.D(), func() (bool, string, error) {
+		err := r.wait(ctx, r.aiConfig.IAMTimeout.D(), func() (bool, string, error) {
 			out, err := client.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: aws.String(a.User)})
 			var nse *iamtypes.NoSuchEntityException
 			if errors.As(err, &nse) {
@@ -423,7 +423,7 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 
 // waitMerged polls an MR until merged; closed unmerged fails the job.
 func (r *Resetter) waitMerged(ctx context.Context, jc *actions.JobContext, name string, mr *appinterface.MR) error {
-	return r.wait(ctx, jc, r.aiConfig.MergeTimeout.D(), func() (bool, string, error) {
+	return r.wait(ctx, r.aiConfig.MergeTimeout.D(), func() (bool, string, error) {
 		cur, err := r.repo.MRState(ctx, mr.IID)
 		if err != nil {
 			return false, "", fmt.Errorf("reading %s !%d: %w", name, mr.IID, err)
@@ -451,7 +451,7 @@ func (r *Resetter) waitUser(ctx context.Context, jc *actions.JobContext, a Args,
 	if want {
 		what = "recreated"
 	}
-	return r.wait(ctx, jc, r.aiConfig.IAMTimeout.D(), func() (bool, string, error) {
+	return r.wait(ctx, r.aiConfig.IAMTimeout.D(), func() (bool, string, error) {
 		_, err := client.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(a.User)})
 		var nse *iamtypes.NoSuchEntityException
 		exists := err == nil
@@ -478,7 +478,7 @@ func (r *Resetter) waitUser(ctx context.Context, jc *actions.JobContext, a Args,
 // wait polls check every poll interval until it is done, fails, or the
 // timeout passes (then timeout(last) is the error, last being the state
 // check reported last).
-func (r *Resetter) wait(ctx context.Context, _ *actions.JobContext, limit time.Duration, check func() (bool, string, error), timeout func(last string) error) error {
+func (r *Resetter) wait(ctx context.Context, limit time.Duration, check func() (bool, string, error), timeout func(last string) error) error {
 	every := r.aiConfig.PollInterval.D()
 	last := ""
 	err := actions.Poll(ctx, actions.Backoff{Next: every, Max: every, Factor: 1}, limit, false, func() (bool, error) {

@@ -822,36 +822,16 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Unlock()
 	case "conversations.history":
-		s.mu.Lock()
 		ch, oldest := p.Get("channel"), p.Get("oldest")
-		var msgs []any
-		for i := len(s.msgs) - 1; i >= 0; i-- { // newest first, as Slack answers
-			m := s.msgs[i]
-			if m.Channel == ch && m.ThreadTS == "" && (oldest == "" || m.TS > oldest) {
-				msgs = append(msgs, wireMessage(m))
-			}
-		}
-		if !s.knownChannelLocked(ch) {
-			resp = errObj("channel_not_found")
-		} else {
-			resp = obj{"ok": true, "messages": msgs, "has_more": false, "response_metadata": obj{"next_cursor": ""}}
-		}
-		s.mu.Unlock()
+		resp = s.conversation(ch, true, func(m *Message) bool {
+			return m.Channel == ch && m.ThreadTS == "" && (oldest == "" || m.TS > oldest)
+		})
 	case "conversations.replies":
-		s.mu.Lock()
 		ch, ts, oldest := p.Get("channel"), p.Get("ts"), p.Get("oldest")
-		var msgs []any
-		for _, m := range s.msgs {
-			if m.Channel == ch && (m.TS == ts || m.ThreadTS == ts) && (oldest == "" || m.TS > oldest || (p.Get("inclusive") == "true" && m.TS == oldest)) {
-				msgs = append(msgs, wireMessage(m))
-			}
-		}
-		if !s.knownChannelLocked(ch) {
-			resp = errObj("channel_not_found")
-		} else {
-			resp = obj{"ok": true, "messages": msgs, "has_more": false, "response_metadata": obj{"next_cursor": ""}}
-		}
-		s.mu.Unlock()
+		resp = s.conversation(ch, false, func(m *Message) bool {
+			return m.Channel == ch && (m.TS == ts || m.ThreadTS == ts) &&
+				(oldest == "" || m.TS > oldest || (p.Get("inclusive") == "true" && m.TS == oldest))
+		})
 	case "users.info":
 		s.mu.Lock()
 		if u, ok := s.users[p.Get("user")]; ok {
@@ -879,6 +859,28 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 func (s *Server) noteLocked(text string) {
 	s.text.WriteString(text)
 	s.text.WriteByte('\n')
+}
+
+// conversation answers conversations.history (newest first) and
+// conversations.replies (oldest first) with the messages keep accepts; one
+// page, no cursors.
+func (s *Server) conversation(ch string, newestFirst bool, keep func(*Message) bool) obj {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.knownChannelLocked(ch) {
+		return errObj("channel_not_found")
+	}
+	msgs := []any{}
+	for i := range s.msgs {
+		m := s.msgs[i]
+		if newestFirst {
+			m = s.msgs[len(s.msgs)-1-i]
+		}
+		if keep(m) {
+			msgs = append(msgs, wireMessage(m))
+		}
+	}
+	return obj{"ok": true, "messages": msgs, "has_more": false, "response_metadata": obj{"next_cursor": ""}}
 }
 
 func (s *Server) nextTSLocked() string {
