@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -260,29 +261,8 @@ func (r *Resetter) Check(ctx context.Context, q Request, requester, requesterEma
 		return Args{}, fmt.Sprintf("Cannot reset `%s`'s password: %s", a.User, msg), nil
 	}
 	a.PublicKey, a.Fingerprint, a.KeyExpires = person.PublicGPGKey, info.Fingerprint, info.Expires
-	if _, err := client.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: aws.String(a.User)}); err == nil {
-		a.HasLoginProfile = true
-	} else if !errors.As(err, &nse) {
-		return Args{}, "", fmt.Errorf("getting the login profile of %s: %w", a.User, err)
-	}
-	keys, err := client.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: aws.String(a.User)})
-	if err != nil {
-		return Args{}, "", fmt.Errorf("listing access keys of %s: %w", a.User, err)
-	}
-	a.AccessKeys = len(keys.AccessKeyMetadata)
-	groups, err := client.ListGroupsForUser(ctx, &iam.ListGroupsForUserInput{UserName: aws.String(a.User)})
-	if err != nil {
-		return Args{}, "", fmt.Errorf("listing groups of %s: %w", a.User, err)
-	}
-	for _, g := range groups.Groups {
-		a.Groups = append(a.Groups, aws.ToString(g.GroupName))
-	}
-	pols, err := client.ListAttachedUserPolicies(ctx, &iam.ListAttachedUserPoliciesInput{UserName: aws.String(a.User)})
-	if err != nil {
-		return Args{}, "", fmt.Errorf("listing policies of %s: %w", a.User, err)
-	}
-	for _, p := range pols.AttachedPolicies {
-		a.Policies = append(a.Policies, aws.ToString(p.PolicyName))
+	if err := r.facts(ctx, client, &a); err != nil {
+		return Args{}, "", err
 	}
 
 	aiWhy := ""
@@ -330,6 +310,59 @@ func (r *Resetter) Check(ctx context.Context, q Request, requester, requesterEma
 		a.Methods, a.Recommended = []string{q.Method}, q.Method
 	}
 	return a, "", nil
+}
+
+// facts reads the user's login profile, access keys, groups and attached
+// policies. The four calls run at once: they are on the path to the ack.
+func (r *Resetter) facts(ctx context.Context, client IAM, a *Args) error {
+	user := aws.String(a.User)
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	run := func(i int, f func() error) {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = f() }()
+	}
+	run(0, func() error {
+		_, err := client.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: user})
+		var nse *iamtypes.NoSuchEntityException
+		switch {
+		case err == nil:
+			a.HasLoginProfile = true
+		case !errors.As(err, &nse):
+			return fmt.Errorf("getting the login profile of %s: %w", a.User, err)
+		}
+		return nil
+	})
+	run(1, func() error {
+		keys, err := client.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: user})
+		if err != nil {
+			return fmt.Errorf("listing access keys of %s: %w", a.User, err)
+		}
+		a.AccessKeys = len(keys.AccessKeyMetadata)
+		return nil
+	})
+	run(2, func() error {
+		groups, err := client.ListGroupsForUser(ctx, &iam.ListGroupsForUserInput{UserName: user})
+		if err != nil {
+			return fmt.Errorf("listing groups of %s: %w", a.User, err)
+		}
+		for _, g := range groups.Groups {
+			a.Groups = append(a.Groups, aws.ToString(g.GroupName))
+		}
+		return nil
+	})
+	run(3, func() error {
+		pols, err := client.ListAttachedUserPolicies(ctx, &iam.ListAttachedUserPoliciesInput{UserName: user})
+		if err != nil {
+			return fmt.Errorf("listing policies of %s: %w", a.User, err)
+		}
+		for _, p := range pols.AttachedPolicies {
+			a.Policies = append(a.Policies, aws.ToString(p.PolicyName))
+		}
+		return nil
+	})
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 func contains(xs []string, s string) bool {
