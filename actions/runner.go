@@ -36,10 +36,11 @@ type Job interface {
 
 // JobContext is a job's handle on its request: checkpoints and events.
 type JobContext struct {
-	Request *Request
-	Log     *zap.Logger
-	store   Store
-	notify  Notifier
+	Request   *Request
+	Log       *zap.Logger
+	store     Store
+	notify    Notifier
+	failpoint Failpoint
 }
 
 // NewJobContext builds a JobContext; the runner does this, tests may too.
@@ -85,6 +86,8 @@ type Runner struct {
 	notify Notifier
 	jobs   map[string]Job
 	log    *zap.Logger
+	// Failpoint, when set, is given to every job (see FailpointEnv).
+	Failpoint Failpoint
 
 	mu      sync.Mutex
 	running map[string]bool
@@ -151,6 +154,7 @@ func (r *Runner) run(ctx context.Context, id string) {
 		return
 	}
 	jc := NewJobContext(req, r.store, r.notify, log)
+	jc.failpoint = r.Failpoint
 	err = runSafely(ctx, job, jc)
 	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		log.Info("job interrupted by shutdown; it resumes on restart")

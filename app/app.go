@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -129,6 +130,12 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		Render: bot.RenderCard(kinds, cfg.Slack.ApproverGroups), Log: log.Named("reporter"),
 	})
 	a.runner = actions.NewRunner(st, rep, jobs, log.Named("runner"))
+	if name := os.Getenv(actions.FailpointEnv); name != "" {
+		log.Warn("failpoint armed: a job that reaches it stops there", zap.String("failpoint", name))
+		a.runner.Failpoint = actions.ArmFailpoint(name, func(at string) {
+			log.Warn("failpoint reached; waiting to be killed", zap.String("failpoint", at))
+		})
+	}
 	observe := func(cmd string, d time.Duration) {
 		a.ackHist.WithLabelValues(cmd).Observe(d.Seconds())
 		if o.AckObserved != nil {

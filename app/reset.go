@@ -19,11 +19,6 @@ import (
 	"github.com/osio/osio-bot/mail"
 )
 
-// FailpointEnv names a checkpoint at which the password reset job stops
-// and waits to be killed. Tests use it to SIGKILL the bot at a known
-// point; never set it in production.
-const FailpointEnv = "OSIO_BOT_FAILPOINT"
-
 func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *zap.Logger) (*passwordreset.Resetter, error) {
 	clients := map[string]passwordreset.IAM{}
 	for _, acct := range cfg.Accounts {
@@ -79,15 +74,6 @@ func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *z
 			return nil, fmt.Errorf("configuring GitLab: %w", err)
 		}
 		d.Repo = repo
-	}
-	if name := os.Getenv(FailpointEnv); name != "" {
-		log.Warn("failpoint armed: the reset job will stop there", zap.String("failpoint", name))
-		d.Failpoint = func(ctx context.Context, at string) {
-			if at == name {
-				log.Warn("failpoint reached; waiting to be killed", zap.String("failpoint", at))
-				<-ctx.Done()
-			}
-		}
 	}
 	return passwordreset.New(cfg, d), nil
 }

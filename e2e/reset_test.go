@@ -399,7 +399,7 @@ func TestResetMailFailures(t *testing.T) {
 // last.
 func TestResetKilledAtCheckpoints(t *testing.T) {
 	bin := buildBot(t)
-	for _, fp := range []string{"reset.encrypted", "reset.set", "reset.mailed"} {
+	for _, fp := range []string{"inplace.encrypted", "inplace.set", "inplace.mailed"} {
 		t.Run(fp, func(t *testing.T) {
 			dana := newPerson(t, "dana", "")
 			w := resetWorld(t, []person{dana}, testenv.Options{})
@@ -429,7 +429,7 @@ func TestResetKilledAtCheckpoints(t *testing.T) {
 				t.Error("the mailed password is not the one IAM holds")
 			}
 			th := w.ThreadText(id)
-			if fp == "reset.encrypted" && !strings.Contains(th, "discarded") {
+			if fp == "inplace.encrypted" && !strings.Contains(th, "discarded") {
 				t.Errorf("thread does not say the unconfirmed password was discarded:\n%s", th)
 			}
 		})

@@ -376,6 +376,7 @@ func (e *Exporter) start(ctx context.Context, jc *actions.JobContext, table stri
 		if err := jc.Save(key, st); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointDataPipeline, "checked")
 		if !st.Created {
 			if err := jc.Say("`%s`: found existing pipeline `%s`; its definition writes to `%s/` with the post-step ACL command.", table, st.PipelineID, e.OutputLocation(table)); err != nil {
 				return err
@@ -389,20 +390,21 @@ func (e *Exporter) start(ctx context.Context, jc *actions.JobContext, table stri
 		if err := jc.Save(key, st); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointDataPipeline, "activating")
 	} else if inst, err := e.runInstance(ctx, st); err != nil {
 		return err
 	} else if inst != nil {
 		jc.Log.Info("activation already happened before restart; not activating again")
-		return e.markActivated(jc, table, st, inst.scheduled)
+		return e.markActivated(ctx, jc, table, st, inst.scheduled)
 	}
 	_, err := e.dp.ActivatePipeline(ctx, &datapipeline.ActivatePipelineInput{PipelineId: aws.String(st.PipelineID), StartTimestamp: aws.Time(st.ActivateAt)})
 	if err != nil {
 		return fmt.Errorf("activating pipeline %s: %w", st.PipelineID, err)
 	}
-	return e.markActivated(jc, table, st, st.ActivateAt.Format(dpTimeLayout))
+	return e.markActivated(ctx, jc, table, st, st.ActivateAt.Format(dpTimeLayout))
 }
 
-func (e *Exporter) markActivated(jc *actions.JobContext, table string, st *TableState, scheduled string) error {
+func (e *Exporter) markActivated(ctx context.Context, jc *actions.JobContext, table string, st *TableState, scheduled string) error {
 	st.Activated = true
 	if t, err := time.Parse(dpTimeLayout, scheduled); err == nil {
 		st.Folder = t.Format(FolderLayout)
@@ -410,6 +412,7 @@ func (e *Exporter) markActivated(jc *actions.JobContext, table string, st *Table
 	if err := jc.Save("table:"+table, st); err != nil {
 		return err
 	}
+	jc.Failpoint(ctx, FailpointDataPipeline, "activated")
 	return jc.Say("`%s`: activated pipeline `%s`; output `%s/%s/`.", table, st.PipelineID, e.OutputLocation(table), st.Folder)
 }
 
@@ -425,7 +428,11 @@ func (e *Exporter) create(ctx context.Context, jc *actions.JobContext, table str
 		return fmt.Errorf("creating pipeline %s: %w", table, err)
 	}
 	st.PipelineID, st.Created = aws.ToString(out.PipelineId), true
-	return jc.Save("table:"+table, st)
+	if err := jc.Save("table:"+table, st); err != nil {
+		return err
+	}
+	jc.Failpoint(ctx, FailpointDataPipeline, "created")
+	return nil
 }
 
 // define puts the template definition on a pipeline the bot created.
@@ -446,6 +453,7 @@ func (e *Exporter) define(ctx context.Context, jc *actions.JobContext, table str
 	if err := jc.Save("table:"+table, st); err != nil {
 		return err
 	}
+	jc.Failpoint(ctx, FailpointDataPipeline, "defined")
 	msg := fmt.Sprintf("`%s`: created pipeline `%s` from template \"Export DynamoDB table to S3\" with post-step command `%s`.", table, st.PipelineID, e.PostStepCommand(table))
 	if len(put.ValidationWarnings) > 0 {
 		msg += "\n:warning: Validation warnings (expected: the dev account's bucket cannot be validated from this account; not fatal):\n" + warningText(put.ValidationWarnings)
@@ -482,6 +490,7 @@ func (e *Exporter) finishTable(ctx context.Context, jc *actions.JobContext, tabl
 		if err := jc.Save(key, st); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointDataPipeline, "finished")
 	}
 	prefix := fmt.Sprintf("%s/%s/%s/", e.cfg.BackupsPrefix, table, st.Folder)
 	files, bytes, success, err := e.countFolder(ctx, prefix)
@@ -495,6 +504,7 @@ func (e *Exporter) finishTable(ctx context.Context, jc *actions.JobContext, tabl
 	if err := jc.Save(key, st); err != nil {
 		return err
 	}
+	jc.Failpoint(ctx, FailpointDataPipeline, "verified")
 	marker := "with the `_SUCCESS` marker"
 	if !success {
 		marker = "without a `_SUCCESS` marker"

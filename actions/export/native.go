@@ -17,6 +17,16 @@ import (
 	"github.com/osio/osio-bot/actions"
 )
 
+// Failpoint prefixes of the two export methods (see actions.FailpointEnv).
+// Data Pipeline checkpoints: created, defined, checked, activating (the
+// intent, written before ActivatePipeline), activated, finished, verified.
+// Native: starting (before ExportTableToPointInTime), started, finished,
+// verified.
+const (
+	FailpointDataPipeline = "datapipeline"
+	FailpointNative       = "native"
+)
+
 // Method is the configured default export method.
 func (e *Exporter) Method() string { return e.cfg.Method }
 
@@ -57,6 +67,7 @@ func (e *Exporter) startNative(ctx context.Context, jc *actions.JobContext, tabl
 	if err := jc.Save(key, st); err != nil {
 		return err
 	}
+	jc.Failpoint(ctx, FailpointNative, "starting")
 	out, err := e.ddb.ExportTableToPointInTime(ctx, &dynamodb.ExportTableToPointInTimeInput{
 		TableArn:      desc.Table.TableArn,
 		S3Bucket:      aws.String(e.cfg.Bucket),
@@ -78,6 +89,7 @@ func (e *Exporter) startNative(ctx context.Context, jc *actions.JobContext, tabl
 	if err := jc.Save(key, st); err != nil {
 		return err
 	}
+	jc.Failpoint(ctx, FailpointNative, "started")
 	return jc.Say("`%s`: started native export `%s` to `%s/` (bucket owner %s).", table, st.ExportARN, e.OutputLocation(table), e.dest.ID)
 }
 
@@ -115,6 +127,7 @@ func (e *Exporter) finishNative(ctx context.Context, jc *actions.JobContext, tab
 		if err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointNative, "finished")
 	}
 	if st.Folder == "" {
 		folder, err := e.findExportFolder(ctx, table, st)
@@ -135,6 +148,7 @@ func (e *Exporter) finishNative(ctx context.Context, jc *actions.JobContext, tab
 	if err := jc.Save(key, st); err != nil {
 		return err
 	}
+	jc.Failpoint(ctx, FailpointNative, "verified")
 	return jc.Say(":white_check_mark: `%s`: verified from account %s (%s): `s3://%s/%s` holds %d files, %d bytes (%d items exported).",
 		table, e.dest.Name, e.dest.ID, e.cfg.Bucket, prefix, files, bytes, st.Items)
 }

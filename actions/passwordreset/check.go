@@ -112,7 +112,6 @@ type Resetter struct {
 	repo     Repo         // nil: app-interface methods off
 	mailer   Mailer
 	now      func() time.Time
-	failpt   func(ctx context.Context, name string)
 	aiConfig config.AppInterface
 }
 
@@ -124,20 +123,14 @@ type Deps struct {
 	Repo         Repo
 	Mailer       Mailer
 	Now          func() time.Time
-	// Failpoint, if set, is called after each checkpoint with its name;
-	// tests use it to stop the process at a known point.
-	Failpoint func(ctx context.Context, name string)
 }
 
 // New builds a Resetter.
 func New(cfg config.Config, d Deps) *Resetter {
 	r := &Resetter{cfg: cfg, iam: d.IAM, dir: d.Directory, ai: d.AppInterface, repo: d.Repo, mailer: d.Mailer, now: d.Now,
-		failpt: d.Failpoint, aiConfig: cfg.AppInterface}
+		aiConfig: cfg.AppInterface}
 	if r.now == nil {
 		r.now = time.Now
-	}
-	if r.failpt == nil {
-		r.failpt = func(context.Context, string) {}
 	}
 	return r
 }

@@ -54,11 +54,21 @@ type inPlaceState struct {
 	MailedAt   time.Time `json:"mailed_at,omitempty"`
 }
 
-// Checkpoint names, also the failpoint names.
+// Failpoint prefixes of the three methods (see actions.FailpointEnv).
+// In place: encrypted, set, mailed. Recreate: removing, mr1, merged1,
+// gone, mr2, merged2, back. resetPasswords: mr, merged, profile.
 const (
-	CheckpointEncrypted = "reset.encrypted"
-	CheckpointSet       = "reset.set"
-	CheckpointMailed    = "reset.mailed"
+	FailpointInPlace        = "inplace"
+	FailpointRecreate       = "recreate"
+	FailpointResetPasswords = "resetpasswords"
+)
+
+// The in-place reset's checkpoints, also its failpoint names
+// ("inplace.encrypted", ...).
+const (
+	CheckpointEncrypted = "encrypted"
+	CheckpointSet       = "set"
+	CheckpointMailed    = "mailed"
 )
 
 // inPlace generates a password, stores only its ciphertext, sets it, and
@@ -106,7 +116,7 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 		if err := jc.Save("inplace", &st); err != nil {
 			return err
 		}
-		r.failpt(ctx, CheckpointEncrypted)
+		jc.Failpoint(ctx, FailpointInPlace, CheckpointEncrypted)
 		// The SDK takes a string; that copy cannot be zeroed and lives until
 		// the garbage collector reclaims it.
 		_, err = client.UpdateLoginProfile(ctx, &iam.UpdateLoginProfileInput{UserName: aws.String(a.User), Password: aws.String(string(pw)),
@@ -124,7 +134,7 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 		if err := jc.Save("inplace", &st); err != nil {
 			return err
 		}
-		r.failpt(ctx, CheckpointSet)
+		jc.Failpoint(ctx, FailpointInPlace, CheckpointSet)
 		how := "updated the console password (login profile)"
 		if st.Created {
 			how = "created a console password (login profile)"
@@ -151,7 +161,7 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 		if err := jc.Save("inplace", &st); err != nil {
 			return err
 		}
-		r.failpt(ctx, CheckpointMailed)
+		jc.Failpoint(ctx, FailpointInPlace, CheckpointMailed)
 	}
 	return jc.Say(":white_check_mark: <@%s> Done: the console password of `%s` in %s was reset and mailed to %s, encrypted to GPG key `%s`. Decrypt it with `gpg -d`.",
 		jc.Request.Requester, a.User, a.Account, Mask(a.Email), a.Fingerprint)
@@ -240,6 +250,7 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 			if err := save(); err != nil {
 				return err
 			}
+			jc.Failpoint(ctx, FailpointRecreate, "removing")
 		}
 		refs := make([]string, len(st.Removed))
 		for i, rm := range st.Removed {
@@ -262,6 +273,7 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 		if err := save(); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointRecreate, "mr1")
 		if err := jc.Say("MR 1 opened: <%s|!%d> removes `%s` from `%s`.", mr.WebURL, mr.IID, strings.Join(refs, "`, `"), a.UserFile); err != nil {
 			return err
 		}
@@ -274,6 +286,7 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 		if err := save(); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointRecreate, "merged1")
 	}
 	if !st.Gone {
 		if err := r.waitUser(ctx, jc, a, false, st.MR1); err != nil {
@@ -283,6 +296,7 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 		if err := save(); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointRecreate, "gone")
 		if err := jc.Say("`%s` is gone from %s (IAM GetUser: NoSuchEntity).", a.User, a.Account); err != nil {
 			return err
 		}
@@ -312,6 +326,7 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 		if err := save(); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointRecreate, "mr2")
 		note := ""
 		if len(skipped) > 0 {
 			note = fmt.Sprintf(" (already there, skipped: `%s`)", strings.Join(skipped, "`, `"))
@@ -328,6 +343,7 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 		if err := save(); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointRecreate, "merged2")
 	}
 	if !st.Back {
 		if err := r.waitUser(ctx, jc, a, true, st.MR2); err != nil {
@@ -337,6 +353,7 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 		if err := save(); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointRecreate, "back")
 	}
 	return jc.Say(":white_check_mark: <@%s> `%s` was recreated in %s (MRs <%s|!%d> and <%s|!%d> merged). app-interface sends the invitation mail with the new password, encrypted to their GPG key.",
 		jc.Request.Requester, a.User, a.Account, st.MR1.WebURL, st.MR1.IID, st.MR2.WebURL, st.MR2.IID)
@@ -373,6 +390,7 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 		if err := save(); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointResetPasswords, "mr")
 		if err := jc.Say("MR opened: <%s|!%d> adds `{user: {$ref: %s}, requestId: %s}` to resetPasswords in `%s`.", mr.WebURL, mr.IID, a.UserFile, jc.Request.ID, a.AccountFile); err != nil {
 			return err
 		}
@@ -388,6 +406,7 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 		if err := save(); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointResetPasswords, "merged")
 	}
 	if st.ProfileAfter.IsZero() {
 		client := r.iam[a.Account]
@@ -416,6 +435,7 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 		if err := save(); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointResetPasswords, "profile")
 	}
 	return jc.Say(":white_check_mark: <@%s> The console password of `%s` in %s was reset by app-interface (login profile recreated at %s). app-interface mails the new password, encrypted to their GPG key.",
 		jc.Request.Requester, a.User, a.Account, st.ProfileAfter.UTC().Format("2006-01-02 15:04:05 UTC"))

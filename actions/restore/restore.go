@@ -147,6 +147,11 @@ func (r *Restorer) Plan(a Args) []string {
 		a.NewTable, r.dest.Name, r.dest.ID, a.Bucket, a.DataPrefix)}
 }
 
+// Failpoint is the restore job's failpoint prefix (see
+// actions.FailpointEnv); its checkpoints: importing (before ImportTable),
+// imported, done.
+const Failpoint = "restore"
+
 type state struct {
 	ImportARN   string    `json:"import_arn,omitempty"`
 	RequestedAt time.Time `json:"requested_at,omitempty"`
@@ -169,6 +174,7 @@ func (r *Restorer) Run(ctx context.Context, jc *actions.JobContext) error {
 		if err := jc.Save("import", &st); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, Failpoint, "importing")
 		out, err := r.ddb.ImportTable(ctx, &dynamodb.ImportTableInput{
 			ClientToken:          aws.String(actions.IdempotencyToken("restore", jc.Request.ID)),
 			S3BucketSource:       &ddbtypes.S3BucketSource{S3Bucket: aws.String(a.Bucket), S3BucketOwner: aws.String(r.dest.ID), S3KeyPrefix: aws.String(a.DataPrefix)},
@@ -186,6 +192,7 @@ func (r *Restorer) Run(ctx context.Context, jc *actions.JobContext) error {
 		if err := jc.Save("import", &st); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, Failpoint, "imported")
 		if err := jc.Say("Started import `%s` of `s3://%s/%s` into new table `%s` in %s. Source export: %s (%s).",
 			st.ImportARN, a.Bucket, a.DataPrefix, a.NewTable, r.dest.Name, a.ExportID, link(a.ExportThread)); err != nil {
 			return err
@@ -217,6 +224,7 @@ func (r *Restorer) Run(ctx context.Context, jc *actions.JobContext) error {
 		if err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, Failpoint, "done")
 	}
 	desc, err := r.ddb.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(a.NewTable)})
 	if err != nil {
