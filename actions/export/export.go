@@ -208,8 +208,9 @@ func Locks(tables []string) []string {
 }
 
 // Plan says, per table, what approval will do with method. It lists the
-// pipelines within its own bound (Deps.PlanTimeout), whatever ctx allows,
-// so that a hung Data Pipeline endpoint cannot hold the approval card.
+// pipelines within its own bound (Deps.PlanTimeout), even when ctx has no
+// deadline, so that a hung Data Pipeline endpoint cannot hold the
+// approval card; a shorter deadline on ctx still applies.
 func (e *Exporter) Plan(ctx context.Context, method string, tables []string) []string {
 	if method == MethodNative {
 		var out []string
