@@ -12,6 +12,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/datapipeline"
 	dptypes "github.com/aws/aws-sdk-go-v2/service/datapipeline/types"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -81,6 +84,9 @@ func testConfig() config.Config {
 		{Name: "osio-dev", ID: "619539278362", RoleARN: "arn:aws:iam::619539278362:role/osio-bot", Region: "us-east-1"},
 	}
 	cfg.Export.Bucket = "dynamodb-migration-backups-osio"
+	cfg.Export.PollInterval = config.Duration(20 * time.Millisecond)
+	cfg.Export.PollMaxInterval = config.Duration(50 * time.Millisecond)
+	cfg.Export.RunTimeout = config.Duration(20 * time.Second)
 	return cfg
 }
 
@@ -342,5 +348,54 @@ func TestPlanHonoursCallerDeadline(t *testing.T) {
 	}
 	if len(lines) != 1 || !strings.Contains(lines[0], "could not list pipelines") {
 		t.Errorf("plan = %q", lines)
+	}
+}
+
+// oneItem is a one-item table for the Data Pipeline server's runs.
+type oneItem struct{}
+
+func (oneItem) Scan(context.Context, *dynamodb.ScanInput, ...func(*dynamodb.Options)) (*dynamodb.ScanOutput, error) {
+	return &dynamodb.ScanOutput{Items: []map[string]ddbtypes.AttributeValue{{"id": &ddbtypes.AttributeValueMemberS{Value: "a"}}}}, nil
+}
+
+// discard is a bucket that keeps nothing.
+type discard struct{}
+
+func (discard) PutObject(context.Context, *s3.PutObjectInput, ...func(*s3.Options)) (*s3.PutObjectOutput, error) {
+	return &s3.PutObjectOutput{}, nil
+}
+
+// An earlier request's run of the same pipeline failed seconds ago; this
+// request activates it again. Until the new run's instances appear, the
+// earlier run's FAILED instance is the only one, inside the minute that
+// the watch allows for clock skew. The watch must wait for this request's
+// run, not report the earlier failure as its own.
+func TestWatchIgnoresAnEarlierRequestsRun(t *testing.T) {
+	w := newWorld(t, dpserver.Options{Source: oneItem{}, Sink: discard{}, InstanceDelay: 700 * time.Millisecond,
+		WaitingFor: 50 * time.Millisecond, RunningFor: 50 * time.Millisecond}, Deps{})
+	w.srv.FailNext(table, "EMR cluster terminated: the earlier request's failure")
+	earlier := time.Now().UTC().Add(-10 * time.Second).Truncate(time.Second)
+	if _, err := w.dp.ActivatePipeline(context.Background(), &datapipeline.ActivatePipelineInput{PipelineId: &w.pid, StartTimestamp: &earlier}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runs := w.srv.Runs(w.pid); len(runs) != 1 || runs[0].Status != "FAILED"; runs = w.srv.Runs(w.pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the earlier run never failed: %+v", runs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	st := &TableState{}
+	if err := w.x.start(context.Background(), w.jc, table, st); err != nil {
+		t.Fatal(err)
+	}
+	if st.PriorRun != earlier.Format(dpTimeLayout) {
+		t.Errorf("PriorRun = %q, want the earlier run's %s", st.PriorRun, earlier.Format(dpTimeLayout))
+	}
+	if err := w.x.watch(context.Background(), w.jc, table, st); err != nil {
+		t.Fatalf("watch: %v", err)
+	}
+	if runs := w.srv.Runs(w.pid); len(runs) != 2 || runs[1].Status != "FINISHED" || st.Folder != runs[1].ScheduledStartTime.Format(FolderLayout) {
+		t.Errorf("runs %+v, folder %s", runs, st.Folder)
 	}
 }

@@ -281,13 +281,17 @@ type TableState struct {
 	// before ActivateAt was recorded ("" if it had never been activated);
 	// nil in checkpoints written before the bot recorded it.
 	PriorActivation *string `json:"prior_activation,omitempty"`
-	Activated       bool    `json:"activated,omitempty"`
-	Folder          string  `json:"folder,omitempty"`
-	Finished        bool    `json:"finished,omitempty"`
-	Files           int     `json:"files,omitempty"`
-	Bytes           int64   `json:"bytes,omitempty"`
-	Verified        bool    `json:"verified,omitempty"`
-	Failed          string  `json:"failed,omitempty"`
+	// PriorRun is the @scheduledStartTime of the activity's latest
+	// instance before this activation: that run and older ones are not
+	// this request's, whatever their time.
+	PriorRun  string `json:"prior_run,omitempty"`
+	Activated bool   `json:"activated,omitempty"`
+	Folder    string `json:"folder,omitempty"`
+	Finished  bool   `json:"finished,omitempty"`
+	Files     int    `json:"files,omitempty"`
+	Bytes     int64  `json:"bytes,omitempty"`
+	Verified  bool   `json:"verified,omitempty"`
+	Failed    string `json:"failed,omitempty"`
 }
 
 // Run runs an approved export: per table find or create the pipeline and
@@ -432,7 +436,14 @@ func (e *Exporter) start(ctx context.Context, jc *actions.JobContext, table stri
 		if err != nil {
 			return err
 		}
-		st.PriorActivation = &prior
+		prev, err := e.runInstance(ctx, st) // ActivateAt is zero: the latest run of all
+		if err != nil {
+			return err
+		}
+		st.PriorActivation, st.PriorRun = &prior, ""
+		if prev != nil {
+			st.PriorRun = prev.scheduled
+		}
 		st.ActivateAt = e.now().UTC().Truncate(time.Second)
 		if err := jc.Save(key, st); err != nil {
 			return err
@@ -690,7 +701,11 @@ type instance struct {
 }
 
 // runInstance finds the activity's instance of the run started at
-// st.ActivateAt, or nil if there is none yet.
+// st.ActivateAt, or nil if there is none yet: the latest instance
+// scheduled at most activationSkew before ActivateAt and after
+// st.PriorRun. The instances of a new run appear some time after the
+// activation; until then an earlier run (another request's, seconds
+// before) must not pass for this one.
 func (e *Exporter) runInstance(ctx context.Context, st *TableState) (*instance, error) {
 	var ids []string
 	var marker *string
@@ -705,7 +720,7 @@ func (e *Exporter) runInstance(ctx context.Context, st *TableState) (*instance, 
 		}
 		marker = q.Marker
 	}
-	since := st.ActivateAt.Add(-time.Minute).Format(dpTimeLayout)
+	since := st.ActivateAt.Add(-activationSkew).Format(dpTimeLayout)
 	var best *instance
 	for i := 0; i < len(ids); i += 25 {
 		chunk := ids[i:min(i+25, len(ids))]
@@ -724,7 +739,7 @@ func (e *Exporter) runInstance(ctx context.Context, st *TableState) (*instance, 
 				if c := first(fieldValues(o.Fields, "@cascadeFailedOn")); in.errMsg == "" && c != "" {
 					in.errMsg = "cascade failed on " + c
 				}
-				if in.scheduled >= since && (best == nil || in.scheduled > best.scheduled) {
+				if in.scheduled >= since && in.scheduled > st.PriorRun && (best == nil || in.scheduled > best.scheduled) {
 					best = in
 				}
 			}
