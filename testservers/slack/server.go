@@ -24,9 +24,13 @@
 //   - response_url: slash and interactive payloads carry a response_url on this
 //     server; JSON posted there is recorded as an ephemeral for the user who
 //     triggered it (response_type, replace_original, delete_original kept).
-//   - Failure injection: RateLimitNext (HTTP 429 + Retry-After) and SetDown
+//   - Failure injection: RateLimitNext (HTTP 429 + Retry-After), SetDown
 //     (HTTP 503 for every Web API call, apps.connections.open and
-//     response_url posts).
+//     response_url posts), and RevokeAppToken: the app-level (xapp-) token
+//     is revoked, so Slack closes its Socket Mode connections and
+//     apps.connections.open answers HTTP 200 {"ok":false,"error":"invalid_auth"}
+//     (a fatal error for slack-go, which stops reconnecting); bot-token
+//     methods go on working, as they do in Slack.
 //
 // What it does NOT model (be careful what a passing test proves):
 //
@@ -49,6 +53,9 @@
 //     unrelated to wall-clock time; Message.Posted holds the real time.
 //   - Rate limits are only what RateLimitNext injects; there are no per-tier
 //     limits. A call answered 503 while down does not consume an injected 429.
+//   - RevokeAppToken closes the connections without a disconnect message
+//     and answers every later apps.connections.open invalid_auth; Slack's
+//     other answer for this case, token_revoked, is not chosen.
 //   - SetDown does not close existing WebSocket connections; call Disconnect
 //     as well to force the client through apps.connections.open.
 //   - Unmodelled chat parameters (as_user, username, unfurl_*, metadata, ...)
@@ -191,6 +198,7 @@ type Server struct {
 	unknown    []string
 	limits     map[string]*rateLimit
 	down       bool
+	appRevoked bool
 	seq, tsSeq int
 	tickets    map[string]bool
 	conns      []*wsConn
@@ -627,6 +635,20 @@ func (s *Server) waitAck(ctx context.Context, id string, index int) (Ack, error)
 // Acks returns every ack received so far, in arrival order.
 func (s *Server) Acks() []Ack { s.mu.Lock(); defer s.mu.Unlock(); return slices.Clone(s.acks) }
 
+// RevokeAppToken revokes the app-level token: every Socket Mode connection
+// is closed at once, and apps.connections.open answers invalid_auth from
+// now on (the call is still counted).
+func (s *Server) RevokeAppToken() {
+	s.mu.Lock()
+	s.appRevoked = true
+	conns := slices.Clone(s.conns)
+	s.mu.Unlock()
+	for _, c := range conns {
+		s.dropConn(c)
+	}
+	s.logf("app token revoked; %d connection(s) closed", len(conns))
+}
+
 // Disconnect sends {"type":"disconnect","reason":reason} to every live
 // connection. Those connections get no further envelopes; envelopes sent
 // before the client reconnects are queued.
@@ -788,7 +810,10 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	if method == "apps.connections.open" {
 		want = "xapp-"
 	}
-	if !strings.HasPrefix(token, want) {
+	s.mu.Lock()
+	revoked := s.appRevoked && method == "apps.connections.open"
+	s.mu.Unlock()
+	if !strings.HasPrefix(token, want) || revoked {
 		s.logf("%s: invalid_auth", method)
 		writeJSON(w, http.StatusOK, errObj("invalid_auth"))
 		return
