@@ -524,7 +524,7 @@ func TestRevokeAppToken(t *testing.T) {
 	if err := srv.WaitConnected(ctx); err != nil {
 		t.Fatal(err)
 	}
-	srv.RevokeAppToken()
+	srv.RevokeAppToken("xapp-test")
 	select {
 	case err := <-runErr:
 		if err == nil || err.Error() != "invalid_auth" {
@@ -541,5 +541,9 @@ func TestRevokeAppToken(t *testing.T) {
 	}
 	if _, err := api.AuthTestContext(ctx); err != nil {
 		t.Errorf("auth.test with the bot token after the app token's revocation: %v", err)
+	}
+	fresh := slack.New("xoxb-test", slack.OptionAPIURL(srv.APIURL()), slack.OptionAppLevelToken("xapp-fresh"))
+	if _, _, err := fresh.StartSocketModeContext(ctx); err != nil {
+		t.Errorf("apps.connections.open with a new app token: %v", err)
 	}
 }
