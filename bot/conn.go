@@ -44,3 +44,17 @@ func (b *Bot) Connected() (bool, time.Time) {
 	defer b.conn.mu.Unlock()
 	return b.conn.connected, b.conn.since
 }
+
+// waitTimeout waits for wg up to d; false when d passed first.
+func (*connState) waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
