@@ -155,6 +155,57 @@ func TestRevokedAppTokenExitsAndResumes(t *testing.T) {
 	}
 }
 
+// TestRevokedAppTokenJobReachesCheckpoint: after the fatal error a job
+// that is watching a run goes on until its next checkpoint (the run
+// finished) and stops there, without waiting out the grace; the restart
+// verifies and finishes it.
+func TestRevokedAppTokenJobReachesCheckpoint(t *testing.T) {
+	addr := freeAddr(t)
+	w := newWorld(t, testenv.Options{Tweak: func(c *config.Config) { c.Metrics.Listen = addr }})
+	w.table("prod_txlog", 12)
+	w.DP.Hold("prod_txlog")
+	bin := buildBot(t)
+	p1 := startProc(t, w, bin, 1)
+	_, id := w.request(testenv.Requester, "prod_txlog")
+	if id == "" {
+		t.Fatal("no request id")
+	}
+	w.click(testenv.Approver, "approve", id)
+	w.waitThread(id, "is RUNNING")
+
+	revoked := time.Now()
+	w.Slack.RevokeAppToken(testenv.AppToken)
+	waitProbe(t, addr, "/healthz", 503, "invalid_auth", 5*time.Second)
+	w.DP.Release("prod_txlog")
+	code, _ := exited(p1, 30*time.Second)
+	took := time.Since(revoked)
+	logs, _ := os.ReadFile(p1.log)
+	if code == -1 || code == 0 {
+		t.Fatalf("exit code %d (-1: still running) %v after the revocation, want non-zero:\n%s", code, took, tail(logs, 30))
+	}
+	t.Logf("exit %d %v after the revocation", code, took.Round(10*time.Millisecond))
+	if took > 8*time.Second {
+		t.Errorf("exit took %v: the job did not stop at its next checkpoint but waited out the 10s grace", took)
+	}
+	if !strings.Contains(string(logs), "job stopped at its checkpoint") {
+		t.Errorf("first process did not stop the job at its checkpoint:\n%s", tail(logs, 30))
+	}
+	if r := w.storeRequest(id); r != "running" {
+		t.Errorf("request is %s after the exit, want running (to be resumed)", r)
+	}
+
+	w.Vars["SLACK_APP_TOKEN"] = "xapp-1-A1-new-app-token"
+	startProc(t, w, bin, 2)
+	w.waitThread(id, "Request finished")
+	pid, _ := w.DP.PipelineIDByName("prod_txlog")
+	if n := w.DP.Activations(pid); n != 1 {
+		t.Errorf("activations = %d, want 1", n)
+	}
+	if th := w.ThreadText(id); strings.Count(th, "verified from account") != 1 {
+		t.Errorf("thread does not say verified exactly once:\n%s", th)
+	}
+}
+
 // TestRevokedAppTokenIdleExits: with no job running the exit is prompt.
 func TestRevokedAppTokenIdleExits(t *testing.T) {
 	addr := freeAddr(t)
