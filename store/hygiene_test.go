@@ -222,3 +222,14 @@ func TestPing(t *testing.T) {
 		t.Error("Ping of a closed store succeeded")
 	}
 }
+
+func TestCheckWhileInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the 2s lock timeout")
+	}
+	s, _ := newStore(t)
+	_, err := Check(s.Path())
+	if err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("Check of a file held by a running bot: %v, want 'in use by another process'", err)
+	}
+}
