@@ -142,7 +142,7 @@ func (b *Bot) Run(ctx context.Context) error {
 			b.conn.die(err)
 			b.Log.Error("fatal Slack Socket Mode error: no more events will arrive; stopping", zap.Error(err))
 			cancel()
-			if !b.conn.waitTimeout(&b.wg, 10*time.Second) {
+			if !waitTimeout(&b.wg, 10*time.Second) {
 				// A handler stuck (e.g. on an ack nobody will send) must
 				// not keep the process up: it exits and Slack redelivers.
 				b.Log.Warn("handlers still running 10s after the fatal error; stopping without them")

@@ -46,7 +46,7 @@ func (b *Bot) Connected() (bool, time.Time) {
 }
 
 // waitTimeout waits for wg up to d; false when d passed first.
-func (*connState) waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 	t := time.NewTimer(d)
