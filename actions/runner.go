@@ -270,7 +270,12 @@ func (r *Runner) run(ctx context.Context, id string, cancel context.CancelFunc) 
 	jc := NewJobContext(req, st, r.notify, log)
 	jc.failpoint = r.Failpoint
 	err = runSafely(ctx, job, jc)
-	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+	r.mu.Lock()
+	draining := r.draining
+	r.mu.Unlock()
+	// A job stopped by a drain is resumed whatever it returned: the error
+	// may be the stop itself, wrapped without its cause.
+	if ctx.Err() != nil && (err == nil || draining || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		log.Info("job interrupted by shutdown; it resumes on restart")
 		return
 	}
