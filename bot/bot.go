@@ -90,6 +90,7 @@ type Bot struct {
 	Deps
 	commands []Command
 	wg       sync.WaitGroup
+	conn     connState
 }
 
 // New builds the bot. Commands are added with AddCommand.
@@ -112,7 +113,14 @@ func RenderCard(kinds map[string]Kind, groups []string) func(*actions.Request) (
 }
 
 // Run serves Socket Mode until ctx ends, then drains in-flight handlers.
+// A fatal Socket Mode error (a revoked or invalid app token: slack-go
+// stops reconnecting) ends Run too: it stops taking events, drains the
+// handlers and background loops, and returns the error, so that the
+// process can stop its jobs and exit for a restart instead of staying up
+// deaf.
 func (b *Bot) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	b.background(ctx, func(ctx context.Context) { b.Reporter.Run(ctx) })
 	b.background(ctx, b.sweep)
 	b.background(ctx, b.replan)
@@ -130,7 +138,16 @@ func (b *Bot) Run(ctx context.Context) error {
 				b.wg.Wait()
 				return nil
 			}
-			return fmt.Errorf("socket mode: %w", err)
+			err = fmt.Errorf("socket mode stopped: %w", err)
+			b.conn.die(err)
+			b.Log.Error("fatal Slack Socket Mode error: no more events will arrive; stopping", zap.Error(err))
+			cancel()
+			if !waitTimeout(&b.wg, 10*time.Second) {
+				// A handler stuck (e.g. on an ack nobody will send) must
+				// not keep the process up: it exits and Slack redelivers.
+				b.Log.Warn("handlers still running 10s after the fatal error; stopping without them")
+			}
+			return err
 		case evt := <-b.Socket.Events:
 			if ctx.Err() != nil {
 				// Shutting down: leave the envelope unacked so that Slack
@@ -153,15 +170,23 @@ func (b *Bot) background(ctx context.Context, f func(context.Context)) {
 func (b *Bot) handle(ctx context.Context, evt socketmode.Event) {
 	switch evt.Type {
 	case socketmode.EventTypeConnecting:
+		b.conn.set(false)
 		b.Log.Info("connecting to Slack")
 	case socketmode.EventTypeConnected:
+		b.conn.set(true)
 		b.Log.Info("connected to Slack")
 	case socketmode.EventTypeHello:
+		b.conn.set(true)
 		b.Log.Debug("slack hello")
 	case socketmode.EventTypeDisconnect:
+		b.conn.set(false)
 		b.Log.Info("slack asked to reconnect")
 	case socketmode.EventTypeConnectionError:
+		b.conn.set(false)
 		b.Log.Warn("slack connection error", zap.Any("detail", evt.Data))
+	case socketmode.EventTypeInvalidAuth:
+		b.conn.set(false)
+		b.Log.Error("slack refused the app token (invalid_auth)")
 	case socketmode.EventTypeSlashCommand:
 		start := time.Now()
 		b.background(ctx, func(ctx context.Context) { b.onSlash(ctx, evt, start) })

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -46,11 +45,18 @@ type Options struct {
 }
 
 // Open opens (or creates) the store file at path. It fails after 5s if
-// another process holds the file.
+// another process holds the file, and with a *CorruptError (naming the
+// file and how to recover) when the file is damaged: every page is read
+// here, so that damage stops the start instead of panicking a later write.
+// A file from before width-independent request keys is migrated.
 func Open(path string, o Options) (*Store, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	db, err := openBolt(path, &bbolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("opening store %s: %w", path, err)
+		return nil, err
+	}
+	if problems := verify(db); len(problems) > 0 {
+		db.Close()
+		return nil, &CorruptError{Path: path, Problems: problems}
 	}
 	db.MaxBatchDelay = o.BatchDelay
 	if db.MaxBatchDelay == 0 {
@@ -62,7 +68,7 @@ func Open(path string, o Options) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return migrate(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -119,7 +125,7 @@ func (s *Store) Create(r *actions.Request, envelopeID string, events ...actions.
 			return err
 		}
 		nr := *r
-		nr.ID = fmt.Sprintf("R-%06d", seq)
+		nr.ID = formatID(seq)
 		now := s.now().UTC()
 		nr.CreatedAt, nr.UpdatedAt, nr.Version = now, now, 1
 		if nr.State == "" {
@@ -228,7 +234,7 @@ func (s *Store) List(keep func(*actions.Request) bool) ([]*actions.Request, erro
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			var r actions.Request
 			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decoding request %s: %w", k, err)
+				return fmt.Errorf("decoding request under key %x: %w", k, err)
 			}
 			if keep == nil || keep(&r) {
 				out = append(out, &r)
@@ -309,7 +315,7 @@ func (s *Store) Outbox() ([]string, error) {
 			return nil
 		})
 	})
-	sort.Strings(ids)
+	slices.SortFunc(ids, compareIDs)
 	return ids, err
 }
 
@@ -407,7 +413,11 @@ func putEnvelopeTime(tx *bbolt.Tx, key string, at time.Time) error {
 }
 
 func getReq(tx *bbolt.Tx, id string) (*actions.Request, error) {
-	v := tx.Bucket(bRequests).Get([]byte(id))
+	k, ok := reqKey(id)
+	var v []byte
+	if ok {
+		v = tx.Bucket(bRequests).Get(k)
+	}
 	if v == nil {
 		return nil, fmt.Errorf("%w: %s", actions.ErrNotFound, id)
 	}
@@ -423,7 +433,11 @@ func putReq(tx *bbolt.Tx, r *actions.Request) error {
 	if err != nil {
 		return fmt.Errorf("encoding request %s: %w", r.ID, err)
 	}
-	return tx.Bucket(bRequests).Put([]byte(r.ID), data)
+	k, ok := reqKey(r.ID)
+	if !ok {
+		return fmt.Errorf("storing request: malformed id %q", r.ID)
+	}
+	return tx.Bucket(bRequests).Put(k, data)
 }
 
 func appendEvents(tx *bbolt.Tx, id string, now time.Time, events []actions.Event) error {
