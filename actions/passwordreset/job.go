@@ -85,11 +85,26 @@ const (
 // ciphertext is mailed; if only the ciphertext is, it is discarded and a
 // new password is generated and set, so the user always ends up with the
 // password that was set last, readable.
-func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) error {
+//
+// Once the password is set, every failure ends with Resend (see
+// afterSet), since the user's password changed and they have not got it.
+func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) (err error) {
 	var st inPlaceState
+	// set: the password was set (this run, or "set" was recorded before);
+	// recorded: "set" is in the store.
+	set, recorded := false, false
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error: %v", p)
+		}
+		if set {
+			err = afterSet(ctx, a, recorded, err)
+		}
+	}()
 	if _, err := jc.Load("inplace", &st); err != nil {
 		return err
 	}
+	set, recorded = !st.SetAt.IsZero(), !st.SetAt.IsZero()
 	acct, _ := r.cfg.Account(a.Account)
 	client := r.iam[a.Account]
 	if st.SetAt.IsZero() {
@@ -139,10 +154,12 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 		if err != nil {
 			return fmt.Errorf("setting the console password of %s in %s: %w", a.User, a.Account, err)
 		}
+		set = true
 		st.SetAt = r.now().UTC()
 		if err := jc.Save("inplace", &st); err != nil {
 			return err
 		}
+		recorded = true
 		jc.Failpoint(ctx, FailpointInPlace, CheckpointSet)
 		how := "updated the console password (login profile)"
 		if st.Created {
@@ -174,6 +191,24 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 	}
 	return jc.Say(":white_check_mark: <@%s> Done: the console password of `%s` in %s was reset and mailed to %s, encrypted to GPG key `%s`. Decrypt it with `gpg -d`.",
 		jc.Request.Requester, a.User, a.Account, Mask(a.Email), a.Fingerprint)
+}
+
+// afterSet turns a failure after the password was set into one an
+// approver can Resend: the user's password changed, and only the mail can
+// tell them the new one. A shutdown (ctx ended) is left as it is: the job
+// resumes on restart. When "set" was recorded, Resend mails the stored
+// ciphertext; when recording it failed, the job cannot tell on resume
+// whether its ciphertext's password was set, so Resend generates, sets and
+// mails a new one (never a ciphertext that may not be the password).
+func afterSet(ctx context.Context, a Args, recorded bool, err error) error {
+	var rt *actions.Retryable
+	if err == nil || ctx.Err() != nil || errors.As(err, &rt) {
+		return err
+	}
+	if !recorded {
+		return &actions.Retryable{Label: "Resend", Err: fmt.Errorf("the password of `%s` was set, but recording that failed (%w), so it was not mailed. An approver can press Resend, which sets a new password and mails it", a.User, err)}
+	}
+	return &actions.Retryable{Label: "Resend", Err: fmt.Errorf("the password of `%s` is set, but the job failed before it was mailed and recorded as mailed: %w. The encrypted copy is kept; an approver can press Resend", a.User, err)}
 }
 
 // message is the reset mail: the console URL, the user name, the armored
