@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/osio/osio-bot/app"
 	gitlabserver "github.com/osio/osio-bot/testservers/gitlab"
 	"github.com/osio/osio-bot/testservers/testenv"
 )
@@ -149,5 +150,75 @@ func TestResetMRClosedWhileBotDown(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	if n := len(w.GitLab.MRs()); n != 1 {
 		t.Errorf("%d MRs, want only MR 1", n)
+	}
+}
+
+// resend clicks Resend on id as user and waits until the bot answers:
+// an ephemeral refusal, or the retry recorded in the thread.
+func (w *world) resend(user, id string) (refusal string) {
+	w.t.Helper()
+	before := len(w.Slack.Ephemerals(user))
+	requested := strings.Count(w.ThreadText(id), "Resend requested by")
+	w.clickValue(user, "retry", id, id)
+	if err := w.Slack.WaitFor(w.ctx, func() bool {
+		return len(w.Slack.Ephemerals(user)) > before || strings.Count(w.ThreadText(id), "Resend requested by") > requested
+	}); err != nil {
+		w.t.Fatalf("no answer to Resend on %s: %v", id, err)
+	}
+	if len(w.Slack.Ephemerals(user)) > before {
+		return lastEphemeral(w, user)
+	}
+	return ""
+}
+
+// Issue 8, item 2: a failed reset's Resend must not mail a password that
+// no longer works. While a newer reset of the same user holds the lock,
+// Resend is refused naming it; once that newer reset has set a password,
+// Resend is refused saying so. Nothing is mailed either time.
+func TestResendRefusedForLaterReset(t *testing.T) {
+	dana := newPerson(t, "dana", "")
+	w := resetWorld(t, []person{dana}, testenv.Options{})
+	w.start(app.Options{})
+
+	w.SMTP.FailNext(1, 550, "5.1.1 Mailbox unavailable")
+	_, r1 := w.resetRequest(testenv.Requester, "dana")
+	w.clickValue(testenv.Approver, "approve", r1+"/inplace", r1)
+	w.waitThread(r1, "Request failed")
+	if err := w.Slack.WaitFor(w.ctx, func() bool { return strings.Contains(cardState(t, w, r1), `"retry"`) }); err != nil {
+		t.Fatalf("no Resend button: %s", cardState(t, w, r1))
+	}
+
+	// A newer reset of dana, waiting for approval, holds the lock.
+	ack, r2 := w.resetRequest(testenv.Requester, "dana")
+	if r2 == "" {
+		t.Fatalf("a new reset after a failed one was refused: %s", ack)
+	}
+	got := w.resend(testenv.Approver, r1)
+	t.Logf("Resend while %s holds the lock: %s", r2, got)
+	if !strings.Contains(got, r2) || !strings.Contains(got, "reset:osio-dev:dana") {
+		t.Errorf("Resend while %s holds the lock: told %q; want a refusal naming %s", r2, got, r2)
+	}
+	if n := len(w.SMTP.Messages()); n != 0 {
+		t.Fatalf("%d mails after a Resend that must be refused", n)
+	}
+
+	// The newer reset runs and sets (and mails) a new password.
+	w.clickValue(testenv.Approver, "approve", r2+"/inplace", r2)
+	w.waitThread(r2, "Request finished")
+	got = w.resend(testenv.Approver, r1)
+	t.Logf("Resend after %s: %s", r2, got)
+	if !strings.Contains(got, r2) || !strings.Contains(got, "no longer") {
+		t.Errorf("Resend after %s set a password: told %q; want a refusal saying %s set a newer one", r2, got, r2)
+	}
+	time.Sleep(300 * time.Millisecond)
+	msgs := w.SMTP.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("%d mails, want only %s's", len(msgs), r2)
+	}
+	if decrypt(t, msgs[0].Data, dana.priv) != motoPassword(t, w, "dana") {
+		t.Error("the one mail does not hold the password IAM has")
+	}
+	if th := w.ThreadText(r1); strings.Contains(th, "Resend requested by") {
+		t.Errorf("a refused Resend reached %s's thread:\n%s", r1, th)
 	}
 }
