@@ -94,6 +94,7 @@ func TestResetMRMergedWhileBotDown(t *testing.T) {
 			}
 			w.waitThread(id, "Request f") // finished or failed
 			th := w.ThreadText(id)
+			t.Logf("thread:\n%s", th)
 			if strings.Contains(th, "Request failed") || !strings.Contains(th, c.done) {
 				t.Fatalf("thread:\n%s", th)
 			}
