@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,11 @@ type Kind struct {
 	// Options, when set, replace the single Approve button: the
 	// approver's click chooses one and approves in one step.
 	Options func(r *actions.Request) []Option
+	// RefuseRetry, when set, is asked before an approver's retry of a
+	// failed request (e.g. Resend) is recorded; a non-empty reason refuses
+	// it, is told to the approver, and nothing changes. s reads other
+	// requests.
+	RefuseRetry func(s actions.Store, r *actions.Request) (string, error)
 }
 
 // Option is one way an approver can approve a request.
@@ -524,6 +530,19 @@ func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, 
 		b.tell(ctx, channel, user, ":no_entry: "+verdict.Reason)
 		return
 	}
+	if k := b.Kinds[req.Kind]; k.RefuseRetry != nil && req.State == actions.Failed && req.Retry != "" {
+		reason, err := k.RefuseRetry(b.Store, req)
+		if err != nil {
+			log.Error("checking retry", zap.Error(err))
+			b.tell(ctx, channel, user, fmt.Sprintf("I could not check whether %s can be retried (%s) right now; it is unchanged. Try again in a minute.", req.ID, label))
+			return
+		}
+		if reason != "" {
+			log.Info("retry refused", zap.String("reason", reason))
+			b.tell(ctx, channel, user, ":no_entry: "+reason)
+			return
+		}
+	}
 	_, err = b.Store.Update(req.ID, []actions.State{actions.Failed}, func(q *actions.Request) error {
 		if q.Retry == "" {
 			return &actions.StateConflict{ID: q.ID, Current: q}
@@ -533,6 +552,17 @@ func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, 
 	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("%s requested by <@%s>.", label, user)})
 	if c, conflict := store.IsConflict(err); conflict {
 		b.tell(ctx, channel, user, fmt.Sprintf("%s is %s; there is nothing to %s.", req.ID, c.Current.State, strings.ToLower(label)))
+		return
+	}
+	var lc *actions.LockConflict
+	if errors.As(err, &lc) {
+		var lines []string
+		for lock, holder := range lc.LockedBy {
+			lines = append(lines, fmt.Sprintf("• `%s` is held by %s (%s, requested by <@%s>): %s", lock, holder.ID, holder.State, holder.Requester, threadLink(holder)))
+		}
+		sort.Strings(lines)
+		log.Info("retry refused: locks held", zap.Error(err))
+		b.tell(ctx, channel, user, fmt.Sprintf(":no_entry: I cannot %s %s: a newer request holds what it works on, so %s is unchanged.\n%s", strings.ToLower(label), req.ID, req.ID, strings.Join(lines, "\n")))
 		return
 	}
 	if err != nil {

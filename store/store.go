@@ -174,7 +174,10 @@ func (s *Store) Get(id string) (*actions.Request, error) {
 // state if from is empty), mutate changes it and events are appended, all
 // in one transaction. Otherwise it returns *actions.StateConflict and
 // changes nothing. A request that reaches a terminal state releases its
-// locks.
+// locks; one that leaves a terminal state (an approver's retry, e.g.
+// Resend) takes them back in the same transaction, or, when another
+// request holds any of them, changes nothing and returns
+// *actions.LockConflict naming the holders.
 func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Request) error, events ...actions.Event) (*actions.Request, error) {
 	var out *actions.Request
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
@@ -186,8 +189,14 @@ func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Req
 		if len(from) > 0 && !slices.Contains(from, r.State) {
 			return &actions.StateConflict{ID: id, Current: r}
 		}
+		wasTerminal := r.State.Terminal()
 		if mutate != nil {
 			if err := mutate(r); err != nil {
+				return err
+			}
+		}
+		if wasTerminal && !r.State.Terminal() {
+			if err := relock(tx, r); err != nil {
 				return err
 			}
 		}
@@ -213,6 +222,39 @@ func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Req
 		return nil
 	})
 	return out, err
+}
+
+// relock takes r's locks back for it. A lock held by another request
+// that is still going is a conflict; one left behind by an ended or
+// missing request is taken over.
+func relock(tx *bbolt.Tx, r *actions.Request) error {
+	locks := tx.Bucket(bLocks)
+	held := map[string]*actions.Request{}
+	for _, l := range r.Locks {
+		h := locks.Get([]byte(l))
+		if h == nil || string(h) == r.ID {
+			continue
+		}
+		holder, err := getReq(tx, string(h))
+		if errors.Is(err, actions.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !holder.State.Terminal() {
+			held[l] = holder
+		}
+	}
+	if len(held) > 0 {
+		return &actions.LockConflict{ID: r.ID, LockedBy: held}
+	}
+	for _, l := range r.Locks {
+		if err := locks.Put([]byte(l), []byte(r.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Transition moves a request from one of from to to; see Update.
