@@ -214,6 +214,11 @@ func (r *Reporter) deliverAll(ctx context.Context) time.Duration {
 	}
 	r.mu.Lock()
 	r.storeErr = 0
+	for ch, at := range r.lastCall {
+		if r.now().Sub(at) >= r.minInterval {
+			delete(r.lastCall, ch) // no longer holds a post back
+		}
+	}
 	r.mu.Unlock()
 	var next time.Duration
 	soonest := func(d time.Duration) {
