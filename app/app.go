@@ -4,6 +4,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -45,12 +46,19 @@ type App struct {
 	metrics  *http.Server
 	registry *prometheus.Registry
 	ackHist  *prometheus.HistogramVec
+	// slackErrs counts Slack errors no retry fixes, by class and code.
+	slackErrs *prometheus.CounterVec
+	// reporter delivers threads; its Health says whether it can post.
+	reporter *bot.Reporter
 }
 
 // Options are hooks for tests and benchmarks.
 type Options struct {
 	// AckObserved is told each slash command's envelope-to-ack latency.
 	AckObserved func(command string, d time.Duration)
+	// SlackCallTimeout, if set, bounds each of the thread reporter's Slack
+	// calls instead of 10 s.
+	SlackCallTimeout time.Duration
 }
 
 // AccountConfig is the SDK configuration for one account: the base
@@ -62,6 +70,21 @@ func AccountConfig(base aws.Config, a config.Account, session string) aws.Config
 		o.RoleSessionName = session
 	}))
 	return c
+}
+
+// slackCallTimeout bounds each Slack Web API call the reporter makes.
+const slackCallTimeout = 10 * time.Second
+
+// SlackHTTPClient is the HTTP client of every Slack Web API call:
+// slack-go's default client has no timeout, so one stalled connection
+// would hang its caller for good. Callers add their own, shorter,
+// per-call contexts.
+func SlackHTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout = 5 * time.Second
+	tr.ResponseHeaderTimeout = 15 * time.Second
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
 }
 
 // Build wires the bot from cfg. It opens the store and checks the Slack
@@ -89,7 +112,11 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		Name: "osio_bot_ack_seconds", Help: "Slash command envelope-to-ack latency.",
 		Buckets: []float64{.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 	}, []string{"command"})
-	a.registry.MustRegister(a.ackHist, prometheus.NewGoCollector())
+	a.slackErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "osio_bot_slack_errors_total",
+		Help: "Slack errors that no retry fixes, by class (channel: the bot cannot post there; content: a message Slack refused; auth: the token is refused) and Slack's error code.",
+	}, []string{"class", "error"})
+	a.registry.MustRegister(a.ackHist, a.slackErrs, prometheus.NewGoCollector())
 
 	exp, err := export.New(cfg, export.Deps{
 		DynamoDB:     dynamodb.NewFromConfig(srcCfg),
@@ -101,7 +128,8 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		return nil, err
 	}
 
-	api := slack.New(cfg.Slack.BotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Slack.AppToken.Reveal()))
+	api := slack.New(cfg.Slack.BotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Slack.AppToken.Reveal()),
+		slack.OptionHTTPClient(SlackHTTPClient()))
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := api.AuthTestContext(actx); err != nil {
@@ -129,8 +157,11 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	}
 	rep := bot.NewReporter(api, st, bot.ReporterOptions{
 		MinInterval: cfg.Slack.MinPostInterval.D(), ProgressInterval: cfg.Slack.ProgressInterval.D(),
-		Render: bot.RenderCard(kinds, cfg.Slack.ApproverGroups), Log: log.Named("reporter"),
+		CallTimeout: cmp.Or(o.SlackCallTimeout, slackCallTimeout),
+		OnError:     func(class, code string) { a.slackErrs.WithLabelValues(class, code).Inc() },
+		Render:      bot.RenderCard(kinds, cfg.Slack.ApproverGroups), Log: log.Named("reporter"),
 	})
+	a.reporter = rep
 	a.runner = actions.NewRunner(st, rep, jobs, log.Named("runner"))
 	if name := os.Getenv(actions.FailpointEnv); name != "" {
 		log.Warn("failpoint armed: a job that reaches it stops there", zap.String("failpoint", name))
@@ -190,9 +221,7 @@ func (a *App) Run(ctx context.Context) error {
 		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 			pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 			defer cancel()
-			// TODO(#8 item 9): the reporter's Unreachable() plugs in here by
-			// itself once *bot.Reporter has it (see unreachabler).
-			if problems := readiness(pctx, a.bot, a.store, a.bot.Reporter); len(problems) > 0 {
+			if problems := readiness(pctx, a.bot, a.store, a.reporter); len(problems) > 0 {
 				http.Error(w, "not ready: "+strings.Join(problems, "; "), http.StatusServiceUnavailable)
 				return
 			}
@@ -234,12 +263,12 @@ type pinger interface {
 	Ping(ctx context.Context) error
 }
 
-// unreachabler lists the channels the thread reporter cannot post to.
-type unreachabler interface{ Unreachable() []string }
+// deliveryHealth says whether the thread reporter can post: nil, or an
+// error naming each channel it cannot post to (or a refused token).
+type deliveryHealth interface{ Health() error }
 
-// readiness lists why the bot is not ready; none when it is. rep counts
-// when it is an unreachabler.
-func readiness(ctx context.Context, c connChecker, st pinger, rep any) []string {
+// readiness lists why the bot is not ready; none when it is.
+func readiness(ctx context.Context, c connChecker, st pinger, rep deliveryHealth) []string {
 	var problems []string
 	if ok, since := c.Connected(); !ok {
 		p := "not connected to Slack"
@@ -251,10 +280,8 @@ func readiness(ctx context.Context, c connChecker, st pinger, rep any) []string 
 	if err := st.Ping(ctx); err != nil {
 		problems = append(problems, "store not writable: "+err.Error())
 	}
-	if u, ok := rep.(unreachabler); ok {
-		if chs := u.Unreachable(); len(chs) > 0 {
-			problems = append(problems, "cannot post to Slack channel(s) "+strings.Join(chs, ", "))
-		}
+	if err := rep.Health(); err != nil {
+		problems = append(problems, "thread delivery: "+err.Error())
 	}
 	return problems
 }

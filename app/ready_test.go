@@ -18,18 +18,22 @@ func (p fakePing) Ping(context.Context) error { return p.err }
 
 type fakeReporter []string
 
-func (r fakeReporter) Unreachable() []string { return r }
+func (r fakeReporter) Health() error {
+	if len(r) == 0 {
+		return nil
+	}
+	return errors.New("cannot post to Slack channel(s) " + strings.Join(r, ", "))
+}
 
 func TestReadiness(t *testing.T) {
 	tests := []struct {
 		name string
 		conn bool
 		ping error
-		rep  any
+		rep  fakeReporter
 		want []string
 	}{
 		{"ready", true, nil, fakeReporter(nil), nil},
-		{"reporter without Unreachable", true, nil, struct{}{}, nil},
 		{"disconnected", false, nil, nil, []string{"not connected to Slack (for 1m0s)"}},
 		{"store read-only", true, errors.New("writing to the store: database is in read-only mode"), nil, []string{"store not writable: writing to the store: database is in read-only mode"}},
 		{"channel unreachable", true, nil, fakeReporter{"C0APPROVE", "C0GONE"}, []string{"cannot post to Slack channel(s) C0APPROVE, C0GONE"}},

@@ -49,6 +49,10 @@ func (r *recorder) UpdateMessageContext(_ context.Context, ch, ts string, opts .
 	return ch, ts, "", nil
 }
 
+func (r *recorder) PostEphemeralContext(_ context.Context, ch, _ string, opts ...slack.MsgOption) (string, error) {
+	return r.add("ephemeral", opts, ""), nil
+}
+
 func (r *recorder) GetPermalinkContext(context.Context, *slack.PermalinkParameters) (string, error) {
 	return "https://slack.example/archives/C/p1", nil
 }

@@ -301,6 +301,11 @@ type Cursor struct {
 	StatusTS string `json:"status_ts,omitempty"`
 	// LastTS is the ts of the last reply posted to the thread.
 	LastTS string `json:"last_ts,omitempty"`
+	// ToldExpired and ToldUnreachable record that the requester was told
+	// directly (outside the thread) that the request expired, or that its
+	// channel cannot be reached, so that each notice goes out once.
+	ToldExpired     bool `json:"told_expired,omitempty"`
+	ToldUnreachable bool `json:"told_unreachable,omitempty"`
 }
 
 // Undelivered returns the request's events after its cursor, in order,

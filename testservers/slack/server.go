@@ -30,15 +30,30 @@
 //     is revoked, so Slack closes its Socket Mode connections and
 //     apps.connections.open answers HTTP 200 {"ok":false,"error":"invalid_auth"}
 //     (a fatal error for slack-go, which stops reconnecting); bot-token
-//     methods go on working, as they do in Slack.
+//     methods go on working, as they do in Slack;
+//     FailNext (a method error answered as Slack does,
+//     HTTP 200 {"ok":false,"error":code}, e.g. invalid_auth, token_revoked,
+//     missing_scope); SetChannelError (a channel the bot cannot use:
+//     channel_not_found, is_archived, not_in_channel on every chat.* and
+//     conversations.* call naming it); LoseNext (the call is carried out and
+//     recorded, then the connection is closed without an answer); HangNext
+//     (no answer until the client gives up).
+//   - Slack's limits and formatting (faults.go): text past 40,000 characters
+//     is msg_too_long; more than 50 blocks, a section text past 3,000 or a
+//     header past 150 characters is invalid_blocks; stored text is escaped as
+//     Slack does (&, <, > become &amp;, &lt;, &gt; outside <@U…>, <#C…>,
+//     <!…>, <http…> and <mailto:…> sequences), so conversations.history and
+//     .replies return escaped text; message metadata is kept and returned
+//     with include_all_metadata.
 //
 // What it does NOT model (be careful what a passing test proves):
 //
 //   - No request signing, verification token or scope checks; any xoxb-/xapp-
 //     token is accepted, and there is a single team (T1), app (A1) and bot
 //     (UBOT/BBOT).
-//   - No block kit validation beyond "blocks is a JSON array"; no text length
-//     limits, no mrkdwn parsing, no attachments beyond recording the field.
+//   - Block Kit validation covers only the limits above (no element, type
+//     or button-label checks); no mrkdwn parsing; block texts and ephemeral
+//     blocks are stored unescaped; no attachments beyond recording the field.
 //   - No automatic retry of unacknowledged envelopes (Slack retries events
 //     after ~3 s and shows slash-command timeouts to the user); use Redeliver to
 //     simulate a retry. The 3-second ack deadline is not enforced, only
@@ -146,6 +161,10 @@ type Message struct {
 	// Set for response_url posts only.
 	ResponseType                    string
 	ReplaceOriginal, DeleteOriginal bool
+
+	// Metadata is the message metadata posted with it (chat.postMessage
+	// "metadata"); conversations.* return it with include_all_metadata.
+	Metadata json.RawMessage
 }
 
 type obj = map[string]any
@@ -212,6 +231,7 @@ type Server struct {
 	text       strings.Builder
 	pings      int
 	pongs      int
+	faults     faults
 }
 
 // New starts a server listening on 127.0.0.1 on a free port.
@@ -230,6 +250,7 @@ func New(opts Options) (*Server, error) {
 		limits: map[string]*rateLimit{}, tickets: map[string]string{}, revoked: map[string]bool{},
 		envs: map[string]*envelope{}, responses: map[string]responseTarget{},
 	}
+	s.faults.init()
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/", s.handleAPI)
 	mux.HandleFunc("/link/", s.handleLink)
@@ -726,6 +747,8 @@ func (s *Server) WaitFor(ctx context.Context, cond func() bool) error {
 
 // ---- Web API ----
 
+func truthy(v string) bool { return v == "1" || v == "true" }
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(code)
@@ -803,7 +826,7 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Unlock()
 	}
-	if !s.gate(w, method) {
+	if !s.gate(w, method) || s.hangIfArmed(r, method) {
 		return
 	}
 	if perr != nil {
@@ -824,6 +847,11 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(token, want) || revoked {
 		s.logf("%s: invalid_auth", method)
 		writeJSON(w, http.StatusOK, errObj("invalid_auth"))
+		return
+	}
+	if code := s.injectedError(method, p); code != "" {
+		s.logf("%s: %s (injected)", method, code)
+		writeJSON(w, http.StatusOK, errObj(code))
 		return
 	}
 
@@ -856,14 +884,14 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	case "conversations.history":
 		ch, oldest := p.Get("channel"), p.Get("oldest")
-		resp = s.conversation(ch, true, func(m *Message) bool {
+		resp = s.conversation(ch, true, truthy(p.Get("include_all_metadata")), func(m *Message) bool {
 			return m.Channel == ch && m.ThreadTS == "" && (oldest == "" || m.TS > oldest)
 		})
 	case "conversations.replies":
 		ch, ts, oldest := p.Get("channel"), p.Get("ts"), p.Get("oldest")
-		resp = s.conversation(ch, false, func(m *Message) bool {
+		resp = s.conversation(ch, false, truthy(p.Get("include_all_metadata")), func(m *Message) bool {
 			return m.Channel == ch && (m.TS == ts || m.ThreadTS == ts) &&
-				(oldest == "" || m.TS > oldest || (p.Get("inclusive") == "true" && m.TS == oldest))
+				(oldest == "" || m.TS > oldest || (truthy(p.Get("inclusive")) && m.TS == oldest))
 		})
 	case "users.info":
 		s.mu.Lock()
@@ -886,6 +914,9 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.logf("%s: ok", method)
 	}
+	if s.loseIfArmed(w, method) {
+		return
+	}
 	writeJSON(w, http.StatusOK, resp)
 }
 
@@ -897,7 +928,7 @@ func (s *Server) noteLocked(text string) {
 // conversation answers conversations.history (newest first) and
 // conversations.replies (oldest first) with the messages keep accepts; one
 // page, no cursors.
-func (s *Server) conversation(ch string, newestFirst bool, keep func(*Message) bool) obj {
+func (s *Server) conversation(ch string, newestFirst, metadata bool, keep func(*Message) bool) obj {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.knownChannelLocked(ch) {
@@ -910,7 +941,11 @@ func (s *Server) conversation(ch string, newestFirst bool, keep func(*Message) b
 			m = s.msgs[len(s.msgs)-1-i]
 		}
 		if keep(m) {
-			msgs = append(msgs, wireMessage(m))
+			o := wireMessage(m)
+			if metadata && m.Metadata != nil {
+				o["metadata"] = m.Metadata
+			}
+			msgs = append(msgs, o)
 		}
 	}
 	return obj{"ok": true, "messages": msgs, "has_more": false, "response_metadata": obj{"next_cursor": ""}}
@@ -980,8 +1015,14 @@ func (s *Server) postMessage(p url.Values) obj {
 	if p.Get("text") == "" && blocks == nil && p.Get("attachments") == "" {
 		return errObj("no_text")
 	}
+	if code := checkText(p.Get("text")) + checkBlocks(blocks); code != "" {
+		return errObj(code)
+	}
 	m := &Message{Channel: ch, TS: s.nextTSLocked(), ThreadTS: p.Get("thread_ts"), User: BotUserID,
-		Text: p.Get("text"), Blocks: blocks, Posted: time.Now(), Source: "chat.postMessage"}
+		Text: escapeText(p.Get("text")), Blocks: blocks, Posted: time.Now(), Source: "chat.postMessage"}
+	if md := strings.TrimSpace(p.Get("metadata")); md != "" && json.Valid([]byte(md)) {
+		m.Metadata = json.RawMessage(md)
+	}
 	s.msgs = append(s.msgs, m)
 	return obj{"ok": true, "channel": ch, "ts": m.TS, "message": wireMessage(m)}
 }
@@ -1004,9 +1045,12 @@ func (s *Server) update(p url.Values) obj {
 	case m.User != BotUserID:
 		return errObj("cant_update_message")
 	}
+	if code := checkText(p.Get("text")) + checkBlocks(blocks); code != "" {
+		return errObj(code)
+	}
 	m.History = append(m.History, m.Text)
 	if p.Has("text") {
-		m.Text = p.Get("text")
+		m.Text = escapeText(p.Get("text"))
 	}
 	if blocks != nil {
 		m.Blocks = blocks
@@ -1030,8 +1074,11 @@ func (s *Server) postEphemeral(p url.Values) obj {
 	if _, ok := s.users[user]; !ok {
 		return errObj("user_not_found")
 	}
+	if code := checkText(p.Get("text")) + checkBlocks(blocks); code != "" {
+		return errObj(code)
+	}
 	m := &Message{Channel: ch, TS: s.nextTSLocked(), ThreadTS: p.Get("thread_ts"), User: user,
-		Text: p.Get("text"), Blocks: blocks, Posted: time.Now(), Source: "chat.postEphemeral"}
+		Text: escapeText(p.Get("text")), Blocks: blocks, Posted: time.Now(), Source: "chat.postEphemeral"}
 	s.ephemerals[user] = append(s.ephemerals[user], m)
 	return obj{"ok": true, "message_ts": m.TS}
 }
