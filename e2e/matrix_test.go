@@ -432,25 +432,15 @@ func (m *mworld) checkEffects(id string) {
 	case jobNative:
 		m.checkExports()
 	case jobRestore:
-		m.checkImports(id)
+		m.checkImports()
 	case jobInPlace:
 		msgs := m.SMTP.Messages()
 		if len(msgs) == 0 {
 			c.fatal("no mail delivered")
 		}
-		iamPw := motoPassword(c.T, m.world, m.user.OrgUsername)
-		cts := map[string]bool{}
-		for _, mm := range msgs {
-			if got := decrypt(c.T, mm.Data, m.user.priv); got != iamPw {
-				c.fail("a mailed password is not the one IAM holds")
-			}
-			cts[string(armoredRe.Find(mm.Data))] = true
-		}
-		// A lost SMTP answer may deliver the same message twice: SMTP has
-		// no idempotency key. It must then be the same ciphertext.
-		if len(msgs) != 1 && !(m.cell.peer == peerSMTP && m.cell.col == colLost && len(cts) == 1) {
-			c.fail("%d mails (%d distinct ciphertexts), want 1", len(msgs), len(cts))
-		}
+		// What IAM holds: the passwords the bot set, as seen on the wire
+		// (moto's data.json cannot be read while other cells' exports are
+		// in it).
 		var pws []string
 		for _, b := range append(m.AWSProxy.Bodies("UpdateLoginProfile"), m.AWSProxy.Bodies("CreateLoginProfile")...) {
 			v, _ := url.ParseQuery(string(b))
@@ -459,7 +449,19 @@ func (m *mworld) checkEffects(id string) {
 			}
 		}
 		if len(pws) != 1 {
-			c.fail("%d distinct passwords set (UpdateLoginProfile called %d times), want 1", len(pws), m.AWSProxy.Count("UpdateLoginProfile"))
+			c.fatal("%d distinct passwords set (UpdateLoginProfile called %d times), want 1", len(pws), m.AWSProxy.Count("UpdateLoginProfile"))
+		}
+		cts := map[string]bool{}
+		for _, mm := range msgs {
+			if got := decrypt(c.T, mm.Data, m.user.priv); got != pws[0] {
+				c.fail("a mailed password is not the one set in IAM")
+			}
+			cts[string(armoredRe.Find(mm.Data))] = true
+		}
+		// A lost SMTP answer may deliver the same message twice: SMTP has
+		// no idempotency key. It must then be the same ciphertext.
+		if len(msgs) != 1 && !(m.cell.peer == peerSMTP && m.cell.col == colLost && len(cts) == 1) {
+			c.fail("%d mails (%d distinct ciphertexts), want 1", len(msgs), len(cts))
 		}
 	case jobRecr, jobRP:
 		want := map[string]int{jobRecr: 2, jobRP: 1}[m.cell.job]
@@ -493,9 +495,8 @@ func distinctJSON(bodies [][]byte, field string) int {
 	return len(seen)
 }
 
-// checkExports: one export, or several from requests carrying the same
-// ClientToken (one export on AWS, where the token is idempotent for 8 h;
-// moto 5.2.1 ignores it).
+// checkExports: one export (the AWS proxy honours ClientToken as AWS
+// does, which moto 5.2.1 does not).
 func (m *mworld) checkExports() {
 	c := m.c
 	db := dynamodb.NewFromConfig(m.Prod)
@@ -507,35 +508,23 @@ func (m *mworld) checkExports() {
 	if err != nil {
 		c.Fatal(err)
 	}
-	n := len(out.ExportSummaries)
-	calls := m.AWSProxy.Bodies("ExportTableToPointInTime")
-	tokens := distinctJSON(calls, "ClientToken")
-	if n != 1 && !(tokens == 1 && n <= len(calls)) {
-		c.fail("%d exports of %s from %d calls with %d distinct ClientTokens", n, m.table, len(calls), tokens)
+	if n := len(out.ExportSummaries); n != 1 {
+		c.fail("%d exports of %s from %d calls, want 1", n, m.table, m.AWSProxy.Count("ExportTableToPointInTime"))
 	}
 }
 
-// checkImports: one import into the new table, or repeats with one
-// ClientToken.
-func (m *mworld) checkImports(id string) {
+// checkImports: one import into the new table, holding every item.
+func (m *mworld) checkImports() {
 	c := m.c
 	db := dynamodb.NewFromConfig(m.Dev)
-	out, err := db.ListImports(m.ctx, &dynamodb.ListImportsInput{})
-	if err != nil {
-		c.Fatal(err)
+	table := "mx_new_" + m.n
+	// moto 5.2.1 has no ListImports: count the ImportTable calls that
+	// reached it (a repeated ClientToken is answered by the proxy, as AWS
+	// answers it).
+	if n := m.AWSProxy.Reached("ImportTable"); n != 1 {
+		c.fail("%d ImportTable calls reached DynamoDB (%d made), want 1", n, m.AWSProxy.Count("ImportTable"))
 	}
-	n := 0
-	for _, s := range out.ImportSummaryList {
-		if strings.HasSuffix(aws.ToString(s.TableArn), "/mx_new_"+m.n) {
-			n++
-		}
-	}
-	calls := m.AWSProxy.Bodies("ImportTable")
-	tokens := distinctJSON(calls, "ClientToken")
-	if n != 1 && !(tokens == 1 && n <= len(calls)) {
-		c.fail("%d imports into mx_new_%s from %d calls with %d distinct ClientTokens", n, m.n, len(calls), tokens)
-	}
-	items, err := testenv.Scan(m.ctx, db, "mx_new_"+m.n)
+	items, err := testenv.Scan(m.ctx, db, table)
 	if err != nil || len(items) != 20 {
 		c.fail("restored table holds %d items (%v), want 20", len(items), err)
 	}

@@ -34,6 +34,13 @@
 //     peer's whole answer, then hijacks the client's connection and closes
 //     it: the client sees the connection end with no answer.
 //
+// Options.ClientTokens fills a gap of moto 5.2.1, which ignores the
+// ClientToken of DynamoDB's ExportTableToPointInTime and ImportTable: for
+// the listed operations (AWS JSON protocols), a repeat with a ClientToken
+// already answered with a 200 gets that answer again without reaching the
+// peer, as AWS does (for 8 hours); a repeat with other parameters gets
+// IdempotentParameterMismatchException.
+//
 // Every request is counted per operation (Count), with its body (Bodies),
 // whether a fault was injected or not.
 //
@@ -52,6 +59,7 @@ package faultproxy
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -60,6 +68,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -105,6 +114,16 @@ type Options struct {
 	Flavor Flavor
 	// HoldMax bounds a Timeout whose rule has no HoldFor (default 2 min).
 	HoldMax time.Duration
+	// ClientTokens lists AWS JSON operations whose ClientToken the proxy
+	// makes idempotent (see the package comment).
+	ClientTokens []string
+}
+
+type answer struct {
+	body   []byte // the request's
+	status int
+	header http.Header
+	out    []byte
 }
 
 // Hold is how one Timeout ended.
@@ -129,6 +148,8 @@ type Proxy struct {
 	injected map[string]int
 	bodies   map[string][][]byte
 	holds    []Hold
+	tokens   map[string]*answer
+	reached  map[string]int
 }
 
 // New starts a proxy on 127.0.0.1 in front of o.Target. Close it when done.
@@ -140,7 +161,7 @@ func New(o Options) (*Proxy, error) {
 	if o.HoldMax <= 0 {
 		o.HoldMax = 2 * time.Minute
 	}
-	p := &Proxy{opts: o, stop: make(chan struct{}), counts: map[string]int{}, injected: map[string]int{}, bodies: map[string][][]byte{}}
+	p := &Proxy{opts: o, stop: make(chan struct{}), counts: map[string]int{}, injected: map[string]int{}, bodies: map[string][][]byte{}, tokens: map[string]*answer{}, reached: map[string]int{}}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
@@ -200,6 +221,14 @@ func (p *Proxy) Injected(op string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.injected[op]
+}
+
+// Reached is how many requests of operation op the proxy passed on to the
+// peer (faulted ones included when the fault forwards: Lost).
+func (p *Proxy) Reached(op string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reached[op]
 }
 
 // Bodies are the request bodies of operation op, in arrival order.
@@ -282,7 +311,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 
 	switch fault {
 	case "":
-		p.rp.ServeHTTP(w, r)
+		rec := p.forward(r, op, body)
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
 	case Fail5xx:
 		p.fail(w, r, status)
 	case Timeout:
@@ -304,10 +338,51 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		p.mu.Unlock()
 		drop(w)
 	case Lost:
-		rec := httptest.NewRecorder()
-		p.rp.ServeHTTP(rec, r) // the peer does the work
+		p.forward(r, op, body) // the peer does the work
 		drop(w)
 	}
+}
+
+// forward sends the request to the peer and returns its whole answer,
+// or replays the answer to an earlier request with the same ClientToken.
+func (p *Proxy) forward(r *http.Request, op string, body []byte) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	key := ""
+	if slices.Contains(p.opts.ClientTokens, op) {
+		var in struct{ ClientToken string }
+		if json.Unmarshal(body, &in) == nil && in.ClientToken != "" {
+			key = op + "\x00" + in.ClientToken
+		}
+	}
+	if key != "" {
+		p.mu.Lock()
+		a := p.tokens[key]
+		p.mu.Unlock()
+		if a != nil {
+			if !bytes.Equal(a.body, body) {
+				rec.Header().Set("Content-Type", "application/x-amz-json-1.0")
+				rec.WriteHeader(http.StatusBadRequest)
+				_, _ = io.WriteString(rec, `{"__type":"com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException","message":"The request uses the same client token as a previous, but non-identical request."}`)
+				return rec
+			}
+			for k, v := range a.header {
+				rec.Header()[k] = v
+			}
+			rec.WriteHeader(a.status)
+			_, _ = rec.Body.Write(a.out)
+			return rec
+		}
+	}
+	p.mu.Lock()
+	p.reached[op]++
+	p.mu.Unlock()
+	p.rp.ServeHTTP(rec, r)
+	if key != "" && rec.Code == http.StatusOK {
+		p.mu.Lock()
+		p.tokens[key] = &answer{body: body, status: rec.Code, header: rec.Header().Clone(), out: bytes.Clone(rec.Body.Bytes())}
+		p.mu.Unlock()
+	}
+	return rec
 }
 
 // drop closes the client's connection without writing an answer.

@@ -231,3 +231,42 @@ func TestLost(t *testing.T) {
 		t.Errorf("after the lost answer: %s, peer %d, count %d", b, u.n(), p.Count("chat.postMessage"))
 	}
 }
+
+// A repeated ClientToken gets the first answer without reaching the peer;
+// other parameters under the same token are a mismatch.
+func TestClientTokens(t *testing.T) {
+	u := newUpstream(t)
+	p, err := New(Options{Target: u.URL, Flavor: AWS, ClientTokens: []string{"ImportTable"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.Arm(Rule{Op: "ImportTable", Fault: Lost, Times: 1})
+	send := func(body string) (int, string, error) {
+		req, _ := http.NewRequest("POST", p.URL()+"/", strings.NewReader(body))
+		req.Header.Set("X-Amz-Target", "DynamoDB_20120810.ImportTable")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	if _, _, err := send(`{"ClientToken":"t1","TableName":"a"}`); err == nil {
+		t.Fatal("the lost answer arrived")
+	}
+	code, body, err := send(`{"ClientToken":"t1","TableName":"a"}`)
+	if err != nil || code != 200 || body != `{"ok":true}` {
+		t.Fatalf("repeat: %d %s %v", code, body, err)
+	}
+	if u.n() != 1 || p.Reached("ImportTable") != 1 || p.Count("ImportTable") != 2 {
+		t.Errorf("the peer saw %d imports (reached %d), want 1", u.n(), p.Reached("ImportTable"))
+	}
+	if code, body, _ := send(`{"ClientToken":"t1","TableName":"b"}`); code != 400 || !strings.Contains(body, "IdempotentParameterMismatchException") {
+		t.Errorf("mismatch: %d %s", code, body)
+	}
+	if code, _, _ := send(`{"ClientToken":"t2","TableName":"b"}`); code != 200 || u.n() != 2 {
+		t.Errorf("a new token: %d, peer %d", code, u.n())
+	}
+}

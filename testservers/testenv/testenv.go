@@ -185,7 +185,12 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 		if err != nil {
 			return "", err
 		}
-		if *p, err = faultproxy.New(faultproxy.Options{Target: u.Scheme + "://" + u.Host, Flavor: f, HoldMax: o.ProxyHoldMax}); err != nil {
+		po := faultproxy.Options{Target: u.Scheme + "://" + u.Host, Flavor: f, HoldMax: o.ProxyHoldMax}
+		if f == faultproxy.AWS {
+			// moto 5.2.1 ignores these ClientTokens; AWS honours them.
+			po.ClientTokens = []string{"ExportTableToPointInTime", "ImportTable"}
+		}
+		if *p, err = faultproxy.New(po); err != nil {
 			return "", err
 		}
 		return (*p).URL() + u.Path, nil
