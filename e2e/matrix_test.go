@@ -137,7 +137,7 @@ func matrixCells() []mcell {
 // 30 s deadline.
 const (
 	times5xx  = 2
-	holdFor   = 20 * time.Second
+	holdFor   = 40 * time.Second
 	smtpStall = 40 * time.Second
 )
 
@@ -227,6 +227,8 @@ type mworld struct {
 	proc   *proc
 	armed  bool
 	export string // restore: the native export's request id
+	// userFile is the app-interface user file as seeded.
+	userFile string
 }
 
 func allProxies() testenv.Proxies {
@@ -272,7 +274,9 @@ func runCell(c *cellT, bin string, cell mcell, i int) {
 	case jobRestore:
 		// The export it restores from, with no fault.
 		m.export = m.approveExport("--native " + m.table)
-		m.waitEnd(m.export, "Request finished")
+		if !m.waitEnd(m.export, "Request finished") {
+			m.c.FailNow()
+		}
 		_, id = m.restore(testenv.Requester, m.export+" "+m.table+" mx_new_"+m.n)
 		if id == "" {
 			c.Fatalf("restore refused: %s", m.ThreadText(m.export))
@@ -377,22 +381,30 @@ func tail(b []byte, n int) string {
 	return string(b)
 }
 
-// waitEnd waits until request id's thread says want, or says it failed.
-func (m *mworld) waitEnd(id, want string) {
+// waitEnd waits until request id's thread says want, or that it failed.
+// A request that never ends stops the cell; one that ended otherwise is a
+// failure, and the cell goes on to count the side effects.
+func (m *mworld) waitEnd(id, want string) bool {
 	err := m.Slack.WaitFor(m.ctx, func() bool {
 		th := m.ThreadText(id)
 		return strings.Contains(th, want) || strings.Contains(th, "Request failed")
 	})
 	th := m.ThreadText(id)
-	if err != nil || !strings.Contains(th, want) {
+	if !strings.Contains(th, want) {
 		b, _ := os.ReadFile(m.proc.log)
-		m.c.fatal("request %s never said %q (%v); thread:\n%s\nlog tail:\n%s", id, want, err, th, tail(b, 3000))
+		if err != nil {
+			m.c.fatal("request %s never ended (%v); thread:\n%s\nlog tail:\n%s", id, err, th, tail(b, 3000))
+		}
+		m.c.fail("request %s failed, want %q; thread:\n%s", id, want, th)
+		return false
 	}
+	return true
 }
 
 // finish drives the request to its end state and checks the cell.
 func (m *mworld) finish(id string) {
 	c := m.c
+	ended := true
 	if m.cell.end == endResend {
 		if err := m.Slack.WaitFor(m.ctx, func() bool { return strings.Contains(cardState(c.T, m.world, id), `"retry"`) }); err != nil {
 			c.fatal("no Resend button after a 554; thread:\n%s", m.ThreadText(id))
@@ -402,12 +414,12 @@ func (m *mworld) finish(id string) {
 			c.fatal("Resend did not finish the request; thread:\n%s", m.ThreadText(id))
 		}
 	} else {
-		m.waitEnd(id, "Request finished")
+		ended = m.waitEnd(id, "Request finished")
 	}
 	// Let anything still in flight (a duplicate post, a second call) land.
 	time.Sleep(700 * time.Millisecond)
 	m.checkEffects(id)
-	m.checkThread(id)
+	m.checkThread(id, ended)
 	m.checkFault()
 }
 
@@ -481,6 +493,16 @@ func (m *mworld) checkEffects(id string) {
 		if n := len(m.SMTP.Messages()); n != 0 {
 			c.fail("the bot mailed %d messages; app-interface mails", n)
 		}
+		// The true end: the user file has its roles back (recreate); the
+		// account file asks app-interface once for this request.
+		user, _ := m.GitLab.File("master", "data/teams/osio/users/"+m.user.OrgUsername+".yml")
+		acct, _ := m.GitLab.File("master", "data"+accountPath)
+		if m.cell.job == jobRecr && string(user) != m.userFile {
+			c.fail("the user file on master is not the original; the user keeps no roles for osio-dev:\n%s", user)
+		}
+		if n := strings.Count(string(acct), "requestId: "+id+"\n"); m.cell.job == jobRP && n != 1 {
+			c.fail("the account file on master holds %d entries for %s, want 1", n, id)
+		}
 	}
 }
 
@@ -553,7 +575,9 @@ func (m *mworld) expectedReplies() []string {
 	return nil
 }
 
-func (m *mworld) checkThread(id string) {
+// checkThread checks one card, no reply twice, and, when the request
+// ended as it should (ended), every expected reply once and in order.
+func (m *mworld) checkThread(id string, ended bool) {
 	c := m.c
 	var cards []string
 	for _, msg := range m.Slack.Messages(testenv.Channel) {
@@ -579,6 +603,9 @@ func (m *mworld) checkThread(id string) {
 		if n > 1 {
 			c.fail("the thread holds this reply %d times: %q\nthread:\n%s", n, text, thread)
 		}
+	}
+	if !ended {
+		return
 	}
 	last := -1
 	for _, want := range m.expectedReplies() {
@@ -643,7 +670,8 @@ func (m *mworld) seedAppInterface() {
 	m.Qontract.AddRole(qontract.Role{Path: "/teams/devtools/roles/devtools.yml", Name: "devtools"})
 	m.Qontract.AddUser(qontract.User{Path: upath, Name: "Dana Developer", OrgUsername: u, GithubUsername: u + "-dev",
 		PublicGPGKey: m.user.PublicGPGKey, Roles: []string{"/teams/osio/roles/osio-prod-readonly.yml", devRole, "/teams/devtools/roles/devtools.yml"}})
-	m.GitLab.SeedFile("master", "data"+upath, []byte(strings.ReplaceAll(userFile(m.user.PublicGPGKey), "dana", u)))
+	m.userFile = strings.ReplaceAll(userFile(m.user.PublicGPGKey), "dana", u)
+	m.GitLab.SeedFile("master", "data"+upath, []byte(m.userFile))
 	m.GitLab.SeedFile("master", "data"+accountPath, []byte(accountFile))
 	m.GitLab.AutoMerge("bot/automerge", 200*time.Millisecond)
 
