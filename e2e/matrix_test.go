@@ -84,9 +84,35 @@ type mcell struct {
 
 func (c mcell) name() string { return c.row + "/" + c.col }
 
-// knownFailing maps cells to the issue item whose defect they hit; read
-// only when OSIO_MATRIX_KNOWN=1.
-var knownFailing = map[string]string{}
+// knownFailing maps the cells that fail on today's code to the defect
+// they hit: "item N" of issue 8 (being fixed), or "new-X" (found by this
+// matrix; see docs/reliability.md). Read only when OSIO_MATRIX_KNOWN=1.
+var knownFailing = map[string]string{
+	"aws.ActivatePipeline/lost":                   "item 14: a second ActivatePipeline",
+	"slack.chat.postMessage/lost":                 "item 15: duplicate thread post after a lost answer",
+	"slack.chat.postMessage/timeout":              "item 10: no deadline on Slack Web API calls",
+	"gitlab.createMR(recreate)/lost":              "item 1: MR opened, answer lost, job fails while the MR merges",
+	"gitlab.createMR(resetpasswords)/lost":        "item 1: MR opened, answer lost, request failed though the reset happened",
+	"gitlab.createCommit(resetpasswords)/lost":    "new-C: a GitLab transport error fails the job",
+	"gitlab.createMR(recreate)/timeout":           "new-C: no deadline on GitLab calls; the dropped call fails the job",
+	"gitlab.createMR(resetpasswords)/timeout":     "new-C: no deadline on GitLab calls; the dropped call fails the job",
+	"gitlab.createCommit(resetpasswords)/timeout": "new-C: no deadline on GitLab calls; the dropped call fails the job",
+	"aws.ActivatePipeline/timeout":                "new-B: no deadline on AWS calls",
+	"aws.ExportTableToPointInTime/timeout":        "new-B: no deadline on AWS calls",
+	"aws.ImportTable/timeout":                     "new-B: no deadline on AWS calls",
+	"aws.UpdateLoginProfile/timeout":              "new-B: no deadline on AWS calls",
+	"datapipeline.defined/kill":                   "new-A: the reply after a checkpoint is lost on a crash",
+	"datapipeline.activated/kill":                 "new-A: the reply after a checkpoint is lost on a crash",
+	"datapipeline.verified/kill":                  "new-A: the reply after a checkpoint is lost on a crash",
+	"native.started/kill":                         "new-A: the reply after a checkpoint is lost on a crash",
+	"native.verified/kill":                        "new-A: the reply after a checkpoint is lost on a crash",
+	"restore.imported/kill":                       "new-A: the reply after a checkpoint is lost on a crash",
+	"inplace.set/kill":                            "new-A: the reply after a checkpoint is lost on a crash",
+	"recreate.mr1/kill":                           "new-A: the reply after a checkpoint is lost on a crash",
+	"recreate.gone/kill":                          "new-A: the reply after a checkpoint is lost on a crash",
+	"recreate.mr2/kill":                           "new-A: the reply after a checkpoint is lost on a crash",
+	"resetpasswords.mr/kill":                      "new-A: the reply after a checkpoint is lost on a crash",
+}
 
 // Rows of checkpoints, in each job's order.
 var matrixFailpoints = map[string][]string{
@@ -151,7 +177,7 @@ type cellT struct {
 func (c *cellT) fail(format string, args ...any) {
 	c.Helper()
 	if c.known != "" {
-		c.Logf("KNOWN FAILURE (issue 8 item %s): "+format, append([]any{c.known}, args...)...)
+		c.Logf("KNOWN FAILURE (%s): "+format, append([]any{c.known}, args...)...)
 		return
 	}
 	c.Errorf(format, args...)
@@ -277,15 +303,16 @@ func runCell(c *cellT, bin string, cell mcell, i int) {
 		if !m.waitEnd(m.export, "Request finished") {
 			m.c.FailNow()
 		}
-		_, id = m.restore(testenv.Requester, m.export+" "+m.table+" mx_new_"+m.n)
+		var ack string
+		ack, id = m.slash("/osio-restore", m.export+" "+m.table+" mx_new_"+m.n)
 		if id == "" {
-			c.Fatalf("restore refused: %s", m.ThreadText(m.export))
+			c.Fatalf("restore refused: %s", ack)
 		}
 		m.armIf(jobRestore)
 		m.click(testenv.Approver, "approve", id)
 	case jobInPlace, jobRecr, jobRP:
 		method := map[string]string{jobInPlace: "inplace", jobRecr: "recreate", jobRP: "resetpasswords"}[cell.job]
-		ack, rid := m.resetRequest(testenv.Requester, m.user.OrgUsername+" --method "+method)
+		ack, rid := m.slash("/osio-reset-password", m.user.OrgUsername+" --method "+method)
 		if rid == "" {
 			c.Fatalf("reset refused: %s", ack)
 		}
@@ -303,10 +330,27 @@ func runCell(c *cellT, bin string, cell mcell, i int) {
 	m.finish(id)
 }
 
+// slash types a command; when the bot answers that its checks did not
+// finish in time (a fixed 2 s deadline, reachable when six bots share one
+// moto_server) it tries again, as the message asks a person to.
+func (m *mworld) slash(command, text string) (string, string) {
+	for i := 0; ; i++ {
+		ack, id, err := m.Slash(m.ctx, testenv.Requester, command, text)
+		if err != nil {
+			m.c.Fatal(err)
+		}
+		if id != "" || !strings.Contains(ack, "Try again") || i == 4 {
+			return ack, id
+		}
+		m.c.Logf("%s %s: %q; trying again", command, text, ack)
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
 // approveExport requests an export and approves it, arming the cell's
 // fault first.
 func (m *mworld) approveExport(text string) string {
-	ack, id := m.request(testenv.Requester, text)
+	ack, id := m.slash("/osio-export", text)
 	if id == "" {
 		m.c.Fatalf("export refused: %s", ack)
 	}
