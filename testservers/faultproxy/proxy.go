@@ -165,7 +165,7 @@ func New(o Options) (*Proxy, error) {
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
 			r.SetURL(target)
-			r.Out.Host = r.In.Host // the peers sign nothing; keep what the client sent
+			r.Out.Host = r.In.Host // keep what the client signed (SigV4 covers Host); the local peers do not check it
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			http.Error(w, "faultproxy: peer unreachable: "+err.Error(), http.StatusBadGateway)
