@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +19,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 
+	"github.com/osio/osio-bot/actions/export"
+	"github.com/osio/osio-bot/actions/passwordreset"
+	"github.com/osio/osio-bot/actions/restore"
 	"github.com/osio/osio-bot/testservers/faultproxy"
 	gitlabserver "github.com/osio/osio-bot/testservers/gitlab"
 	"github.com/osio/osio-bot/testservers/qontract"
@@ -34,10 +39,10 @@ import (
 //   - the request reached its true end state;
 //   - the thread holds every expected reply once, in order, and one card.
 //
-// OSIO_MATRIX_KNOWN=1 turns the failures of the cells listed in
-// knownFailing (defects being fixed under their issue items) into logged
-// skips; by default every cell asserts. OSIO_MATRIX_RUN=REGEXP-free
-// substring picks cells; OSIO_MATRIX_PARALLEL sets how many run at once.
+// By default every cell asserts. OSIO_MATRIX_KNOWN=1 logs the failures of
+// the cells listed in knownFailing (each with its defect) instead of
+// failing them. OSIO_MATRIX_RUN=SUBSTRING runs the cells whose name holds
+// it; OSIO_MATRIX_PARALLEL sets how many run at once (default 6).
 
 // The jobs (failpoint prefixes).
 const (
@@ -87,67 +92,75 @@ func (c mcell) name() string { return c.row + "/" + c.col }
 // knownFailing maps the cells that fail on today's code to the defect
 // they hit: "item N" of issue 8 (being fixed), or "new-X" (found by this
 // matrix; see docs/reliability.md). Read only when OSIO_MATRIX_KNOWN=1.
-var knownFailing = map[string]string{
-	"aws.ActivatePipeline/lost":                   "item 14: a second ActivatePipeline",
-	"slack.chat.postMessage/lost":                 "item 15: duplicate thread post after a lost answer",
-	"slack.chat.postMessage/timeout":              "item 10: no deadline on Slack Web API calls",
-	"gitlab.createMR(recreate)/lost":              "item 1: MR opened, answer lost, job fails while the MR merges",
-	"gitlab.createMR(resetpasswords)/lost":        "item 1: MR opened, answer lost, request failed though the reset happened",
-	"gitlab.createCommit(resetpasswords)/lost":    "new-C: a GitLab transport error fails the job",
-	"gitlab.createMR(recreate)/timeout":           "new-C: no deadline on GitLab calls; the dropped call fails the job",
-	"gitlab.createMR(resetpasswords)/timeout":     "new-C: no deadline on GitLab calls; the dropped call fails the job",
-	"gitlab.createCommit(resetpasswords)/timeout": "new-C: no deadline on GitLab calls; the dropped call fails the job",
-	"aws.ActivatePipeline/timeout":                "new-B: no deadline on AWS calls",
-	"aws.ExportTableToPointInTime/timeout":        "new-B: no deadline on AWS calls",
-	"aws.ImportTable/timeout":                     "new-B: no deadline on AWS calls",
-	"aws.CreateLoginProfile/timeout":              "new-B: no deadline on AWS calls",
-	"aws.CreateLoginProfile/lost":                 "new-D: the SDK's retry of a lost CreateLoginProfile gets EntityAlreadyExists; the request fails with the password set and not mailed",
-	"aws.UpdateLoginProfile/timeout":              "new-B: no deadline on AWS calls",
-	"datapipeline.defined/kill":                   "new-A: the reply after a checkpoint is lost on a crash",
-	"datapipeline.activated/kill":                 "new-A: the reply after a checkpoint is lost on a crash",
-	"datapipeline.verified/kill":                  "new-A: the reply after a checkpoint is lost on a crash",
-	"native.started/kill":                         "new-A: the reply after a checkpoint is lost on a crash",
-	"native.verified/kill":                        "new-A: the reply after a checkpoint is lost on a crash",
-	"restore.imported/kill":                       "new-A: the reply after a checkpoint is lost on a crash",
-	"inplace.set/kill":                            "new-A: the reply after a checkpoint is lost on a crash",
-	"recreate.mr1/kill":                           "new-A: the reply after a checkpoint is lost on a crash",
-	"recreate.gone/kill":                          "new-A: the reply after a checkpoint is lost on a crash",
-	"recreate.mr2/kill":                           "new-A: the reply after a checkpoint is lost on a crash",
-	"resetpasswords.mr/kill":                      "new-A: the reply after a checkpoint is lost on a crash",
+func knownFailing() map[string]string {
+	return map[string]string{
+		"aws.ActivatePipeline/lost":                   "item 14: a second ActivatePipeline",
+		"slack.chat.postMessage/lost":                 "item 15: duplicate thread post after a lost answer",
+		"slack.chat.postMessage/timeout":              "item 10: no deadline on Slack Web API calls",
+		"gitlab.createMR(recreate)/lost":              "item 1: MR opened, answer lost, job fails while the MR merges",
+		"gitlab.createMR(resetpasswords)/lost":        "item 1: MR opened, answer lost, request failed though the reset happened",
+		"gitlab.createCommit(resetpasswords)/lost":    "new-C: a GitLab transport error fails the job",
+		"gitlab.createMR(recreate)/timeout":           "new-C: no deadline on GitLab calls; the dropped call fails the job",
+		"gitlab.createMR(resetpasswords)/timeout":     "new-C: no deadline on GitLab calls; the dropped call fails the job",
+		"gitlab.createCommit(resetpasswords)/timeout": "new-C: no deadline on GitLab calls; the dropped call fails the job",
+		"aws.ActivatePipeline/timeout":                "new-B: no deadline on AWS calls",
+		"aws.ExportTableToPointInTime/timeout":        "new-B: no deadline on AWS calls",
+		"aws.ImportTable/timeout":                     "new-B: no deadline on AWS calls",
+		"aws.CreateLoginProfile/timeout":              "new-B: no deadline on AWS calls",
+		"aws.CreateLoginProfile/lost":                 "new-D: the SDK's retry of a lost CreateLoginProfile gets EntityAlreadyExists; the request fails with the password set and not mailed",
+		"aws.UpdateLoginProfile/timeout":              "new-B: no deadline on AWS calls",
+		"datapipeline.defined/kill":                   "new-A: the reply after a checkpoint is lost on a crash",
+		"datapipeline.activated/kill":                 "new-A: the reply after a checkpoint is lost on a crash",
+		"datapipeline.verified/kill":                  "new-A: the reply after a checkpoint is lost on a crash",
+		"native.started/kill":                         "new-A: the reply after a checkpoint is lost on a crash",
+		"native.verified/kill":                        "new-A: the reply after a checkpoint is lost on a crash",
+		"restore.imported/kill":                       "new-A: the reply after a checkpoint is lost on a crash",
+		"inplace.set/kill":                            "new-A: the reply after a checkpoint is lost on a crash",
+		"recreate.mr1/kill":                           "new-A: the reply after a checkpoint is lost on a crash",
+		"recreate.gone/kill":                          "new-A: the reply after a checkpoint is lost on a crash",
+		"recreate.mr2/kill":                           "new-A: the reply after a checkpoint is lost on a crash",
+		"resetpasswords.mr/kill":                      "new-A: the reply after a checkpoint is lost on a crash",
+	}
 }
 
-// Rows of checkpoints, in each job's order.
-var matrixFailpoints = map[string][]string{
-	jobDP:      {"created", "defined", "checked", "activating", "activated", "finished", "verified"},
-	jobNative:  {"starting", "started", "finished", "verified"},
-	jobRestore: {"importing", "imported", "done"},
-	jobInPlace: {"encrypted", "set", "mailed"},
-	jobRecr:    {"removing", "mr1", "merged1", "gone", "mr2", "merged2", "back"},
-	jobRP:      {"mr", "merged", "profile"},
+// matrixFailpoints are the rows of checkpoints, in each job's order.
+func matrixFailpoints() map[string][]string {
+	return map[string][]string{
+		jobDP:      {"created", "defined", "checked", "activating", "activated", "finished", "verified"},
+		jobNative:  {"starting", "started", "finished", "verified"},
+		jobRestore: {"importing", "imported", "done"},
+		jobInPlace: {"encrypted", "set", "mailed"},
+		jobRecr:    {"removing", "mr1", "merged1", "gone", "mr2", "merged2", "back"},
+		jobRP:      {"mr", "merged", "profile"},
+	}
 }
 
-// Rows of peer operations.
-var matrixOps = []struct{ row, job, peer, op string }{
-	{"aws.ActivatePipeline", jobDP, peerDP, "ActivatePipeline"},
-	{"aws.ExportTableToPointInTime", jobNative, peerAWS, "ExportTableToPointInTime"},
-	{"aws.ImportTable", jobRestore, peerAWS, "ImportTable"},
-	{"aws.UpdateLoginProfile", jobInPlace, peerAWS, "UpdateLoginProfile"},
-	{"aws.CreateLoginProfile", jobInPlace, peerAWS, "CreateLoginProfile"}, // a user with no console password yet
-	{"smtp.DATA", jobInPlace, peerSMTP, "DATA"},
-	{"gitlab.createMR(recreate)", jobRecr, peerGitLab, "POST /api/v4/projects/*/merge_requests"},
-	{"gitlab.createMR(resetpasswords)", jobRP, peerGitLab, "POST /api/v4/projects/*/merge_requests"},
-	{"gitlab.createCommit(resetpasswords)", jobRP, peerGitLab, "POST /api/v4/projects/*/repository/commits"},
-	{"slack.chat.postMessage", jobDP, peerSlack, "chat.postMessage"},
+type matrixOp struct{ row, job, peer, op string }
+
+// matrixOps are the rows of peer operations.
+func matrixOps() []matrixOp {
+	return []matrixOp{
+		{"aws.ActivatePipeline", jobDP, peerDP, "ActivatePipeline"},
+		{"aws.ExportTableToPointInTime", jobNative, peerAWS, "ExportTableToPointInTime"},
+		{"aws.ImportTable", jobRestore, peerAWS, "ImportTable"},
+		{"aws.UpdateLoginProfile", jobInPlace, peerAWS, "UpdateLoginProfile"},
+		{"aws.CreateLoginProfile", jobInPlace, peerAWS, "CreateLoginProfile"}, // a user with no console password yet
+		{"smtp.DATA", jobInPlace, peerSMTP, "DATA"},
+		{"gitlab.createMR(recreate)", jobRecr, peerGitLab, "POST /api/v4/projects/*/merge_requests"},
+		{"gitlab.createMR(resetpasswords)", jobRP, peerGitLab, "POST /api/v4/projects/*/merge_requests"},
+		{"gitlab.createCommit(resetpasswords)", jobRP, peerGitLab, "POST /api/v4/projects/*/repository/commits"},
+		{"slack.chat.postMessage", jobDP, peerSlack, "chat.postMessage"},
+	}
 }
 
 func matrixCells() []mcell {
 	var cells []mcell
 	for _, job := range []string{jobDP, jobNative, jobRestore, jobInPlace, jobRecr, jobRP} {
-		for _, fp := range matrixFailpoints[job] {
+		for _, fp := range matrixFailpoints()[job] {
 			cells = append(cells, mcell{row: job + "." + fp, col: colKill, job: job, failpoint: job + "." + fp, end: endSucceeded})
 		}
 	}
-	for _, o := range matrixOps {
+	for _, o := range matrixOps() {
 		for _, col := range []string{colFail5xx, colTimeout, colLost} {
 			end := endSucceeded
 			if o.peer == peerSMTP && col == colFail5xx {
@@ -197,6 +210,58 @@ func (c *cellT) fatal(format string, args ...any) {
 	c.FailNow()
 }
 
+// The matrix is standing: every jc.Failpoint call in the jobs has its row.
+func TestFaultMatrixCoversEveryFailpoint(t *testing.T) {
+	names := map[string]string{
+		"FailpointDataPipeline": export.FailpointDataPipeline, "FailpointNative": export.FailpointNative,
+		"Failpoint":        restore.Failpoint,
+		"FailpointInPlace": passwordreset.FailpointInPlace, "FailpointRecreate": passwordreset.FailpointRecreate,
+		"FailpointResetPasswords": passwordreset.FailpointResetPasswords,
+		"CheckpointEncrypted":     passwordreset.CheckpointEncrypted, "CheckpointSet": passwordreset.CheckpointSet,
+		"CheckpointMailed": passwordreset.CheckpointMailed,
+	}
+	call := regexp.MustCompile(`jc\.Failpoint\(ctx, (\w+), ("\w+"|\w+)\)`)
+	var inCode []string
+	for _, dir := range []string{"../actions/export", "../actions/restore", "../actions/passwordreset"} {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			src, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range call.FindAllStringSubmatch(string(src), -1) {
+				job, ok := names[m[1]]
+				cp := strings.Trim(m[2], `"`)
+				if !strings.HasPrefix(m[2], `"`) {
+					cp, ok = names[m[2]], ok && names[m[2]] != ""
+				}
+				if !ok {
+					t.Errorf("%s: %s: a failpoint named by an identifier this test does not know; add it to names", f, m[0])
+					continue
+				}
+				inCode = append(inCode, job+"."+cp)
+			}
+		}
+	}
+	var inMatrix []string
+	for _, c := range matrixCells() {
+		if c.col == colKill {
+			inMatrix = append(inMatrix, c.failpoint)
+		}
+	}
+	slices.Sort(inCode)
+	slices.Sort(inMatrix)
+	if len(inCode) < 20 || !slices.Equal(inCode, inMatrix) {
+		t.Errorf("the jobs' failpoints and the matrix's kill rows differ; add the new checkpoints to matrixFailpoints (and docs/reliability.md)\njobs:   %v\nmatrix: %v", inCode, inMatrix)
+	}
+}
+
 func TestFaultMatrix(t *testing.T) {
 	start := time.Now()
 	bin := buildBot(t)
@@ -206,7 +271,10 @@ func TestFaultMatrix(t *testing.T) {
 		par = v
 	}
 	only := os.Getenv("OSIO_MATRIX_RUN")
-	known := os.Getenv("OSIO_MATRIX_KNOWN") == "1"
+	known := map[string]string{}
+	if os.Getenv("OSIO_MATRIX_KNOWN") == "1" {
+		known = knownFailing()
+	}
 	// t.Run from several goroutines runs cells at once without the -parallel
 	// limit (GOMAXPROCS, 2 in CI): the cells mostly wait on their peers.
 	sem := make(chan struct{}, par)
@@ -224,9 +292,7 @@ func TestFaultMatrix(t *testing.T) {
 			defer func() { <-sem }()
 			t.Run(c.name(), func(t *testing.T) {
 				ct := &cellT{T: t}
-				if known {
-					ct.known = knownFailing[c.name()]
-				}
+				ct.known = known[c.name()]
 				cs := time.Now()
 				defer func() {
 					mu.Lock()
