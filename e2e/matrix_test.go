@@ -281,6 +281,8 @@ func TestFaultMatrix(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	durations := map[string]time.Duration{}
+	// Names unique to this run, so that -count=N reuses no moto name.
+	run := strconv.FormatInt(time.Now().UnixNano()/int64(time.Millisecond)%(36*36*36*36), 36)
 	for i, c := range cells {
 		if only != "" && !strings.Contains(c.name(), only) {
 			continue
@@ -299,7 +301,7 @@ func TestFaultMatrix(t *testing.T) {
 					durations[c.name()] = time.Since(cs)
 					mu.Unlock()
 				}()
-				runCell(ct, bin, c, i)
+				runCell(ct, bin, c, fmt.Sprintf("%s%02d", run, i))
 				if ct.known != "" && !ct.hit {
 					t.Logf("listed in knownFailing (%s) but passes now: take it off the list", ct.known)
 				}
@@ -337,8 +339,9 @@ func allProxies() testenv.Proxies {
 	return testenv.Proxies{Slack: true, AWS: true, DP: true, GitLab: true}
 }
 
-func runCell(c *cellT, bin string, cell mcell, i int) {
-	m := &mworld{c: c, cell: cell, bin: bin, n: fmt.Sprintf("%02d", i)}
+// runCell runs one cell; n names its tables and users in the shared moto.
+func runCell(c *cellT, bin string, cell mcell, n string) {
+	m := &mworld{c: c, cell: cell, bin: bin, n: n}
 	o := testenv.Options{KeepMoto: true, Proxies: allProxies(), ProxyHoldMax: holdFor}
 	switch cell.job {
 	case jobDP, jobNative, jobRestore:
