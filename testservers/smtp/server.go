@@ -17,6 +17,12 @@
 //   - Failure injection: FailNext answers the next n DATA commands with a
 //     given code (e.g. 451 or 550) after reading the message; FailNextRcpt
 //     does the same at RCPT. A failed transaction records nothing.
+//     StallNext holds the next n DATA commands after reading the message,
+//     answering nothing, for a given time (a timeout: the client must give
+//     up on its own), then drops the connection; nothing is recorded.
+//     LoseNext records the next n messages (the mail is accepted and will
+//     be delivered) and then drops the connection before the final 250 (a
+//     lost answer).
 //
 // What it does NOT model (be careful what a passing test proves):
 //
@@ -93,6 +99,11 @@ type Server struct {
 	changed   chan struct{} // closed and replaced whenever messages grows
 	failData  failure
 	failRcpt  failure
+	stall     int
+	stallFor  time.Duration
+	stalls    int
+	lose      int
+	closed    chan struct{}
 	authTries int
 	authFails int
 	closeOnce sync.Once
@@ -119,7 +130,7 @@ func (f *failure) take() error {
 
 // New starts a server on 127.0.0.1 on a free port. Close it when done.
 func New(opts Options) (*Server, error) {
-	s := &Server{opts: opts, changed: make(chan struct{}), serveErr: make(chan error, 1)}
+	s := &Server{opts: opts, changed: make(chan struct{}), serveErr: make(chan error, 1), closed: make(chan struct{})}
 	srv := smtp.NewServer(smtp.BackendFunc(s.newSession))
 	srv.Domain = "localhost"
 	srv.ReadTimeout = 30 * time.Second
@@ -156,6 +167,7 @@ func (s *Server) CertPool() *x509.CertPool { return s.pool }
 // Close may be called more than once.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
+		close(s.closed)
 		_ = s.srv.Close()
 		_ = s.ln.Close() // in case Serve had not registered it yet
 		<-s.serveErr
@@ -175,6 +187,31 @@ func (s *Server) FailNextRcpt(n, code int, msg string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.failRcpt = failure{n: n, code: code, msg: msg}
+}
+
+// StallNext makes the next n DATA commands hang after the message was
+// read: no answer for d (or until Close), then the connection is dropped.
+// Nothing is recorded. n <= 0 clears it.
+func (s *Server) StallNext(n int, d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stall, s.stallFor = n, d
+}
+
+// Stalls counts DATA commands StallNext held.
+func (s *Server) Stalls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stalls
+}
+
+// LoseNext makes the next n accepted messages lose their answer: each is
+// recorded, then the connection is dropped before the final 250.
+// n <= 0 clears it.
+func (s *Server) LoseNext(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lose = n
 }
 
 // AuthAttempts counts completed AUTH exchanges, and AuthFailures those
@@ -226,11 +263,12 @@ func (s *Server) record(m Message) {
 
 func (s *Server) newSession(c *smtp.Conn) (smtp.Session, error) {
 	_, isTLS := c.TLSConnectionState()
-	return &session{s: s, tls: isTLS}, nil
+	return &session{s: s, c: c, tls: isTLS}, nil
 }
 
 type session struct {
 	s        *Server
+	c        *smtp.Conn
 	tls      bool
 	authUser string
 	from     string
@@ -314,13 +352,40 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	ss.s.mu.Lock()
 	err = ss.s.failData.take()
+	stall, stallFor, lose := false, ss.s.stallFor, false
+	if err == nil && ss.s.stall > 0 {
+		ss.s.stall--
+		ss.s.stalls++
+		stall = true
+	} else if err == nil && ss.s.lose > 0 {
+		ss.s.lose--
+		lose = true
+	}
 	ss.s.mu.Unlock()
 	if err != nil {
 		return err
 	}
+	if stall {
+		t := time.NewTimer(stallFor)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ss.s.closed:
+		}
+		_ = ss.c.Conn().Close()
+		return errDropped
+	}
 	ss.s.record(Message{From: ss.from, To: append([]string(nil), ss.to...), Data: data, TLS: ss.tls, AuthUser: ss.authUser})
+	if lose {
+		_ = ss.c.Conn().Close()
+		return errDropped
+	}
 	return nil
 }
+
+// errDropped is answered on a connection already closed: the client never
+// reads it.
+var errDropped = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2}, Message: "Connection dropped"}
 
 func (ss *session) Reset()        { ss.from, ss.to = "", nil }
 func (ss *session) Logout() error { return nil }

@@ -241,3 +241,77 @@ func TestCloseTwice(t *testing.T) {
 		t.Fatal("dial after Close succeeded")
 	}
 }
+
+// A stalled DATA answers nothing: the client's deadline ends it, nothing is
+// recorded, and the next transaction goes through.
+func TestStallNext(t *testing.T) {
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.StallNext(1, 5*time.Second)
+	c, err := smtp.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.CommandTimeout = 300 * time.Millisecond
+	c.SubmissionTimeout = 300 * time.Millisecond
+	start := time.Now()
+	err = c.SendMail("bot@example.com", []string{"jdoe@example.com"}, strings.NewReader(body))
+	if err == nil {
+		t.Fatal("a stalled DATA was answered")
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the client waited %s", d)
+	}
+	if n := len(s.Messages()); n != 0 || s.Stalls() != 1 {
+		t.Fatalf("%d messages recorded, %d stalls", n, s.Stalls())
+	}
+	if err := send(t, s, clientOpts{}); err != nil {
+		t.Fatalf("after the stall: %v", err)
+	}
+}
+
+// The stall's bound drops the connection without an answer.
+func TestStallBound(t *testing.T) {
+	s, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.StallNext(1, 200*time.Millisecond)
+	err = send(t, s, clientOpts{})
+	if err == nil || code(err) != 0 {
+		t.Fatalf("want the connection dropped without a reply, got %v", err)
+	}
+	if n := len(s.Messages()); n != 0 {
+		t.Fatalf("%d messages recorded", n)
+	}
+}
+
+// A lost answer: the message is accepted and recorded, but the client
+// never reads the 250.
+func TestLoseNext(t *testing.T) {
+	s, err := New(Options{Username: "bot", Password: "pw", RequireTLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.LoseNext(1)
+	o := clientOpts{tls: true, auth: sasl.NewPlainClient("", "bot", "pw")}
+	err = send(t, s, o)
+	if err == nil || code(err) != 0 {
+		t.Fatalf("want the connection dropped without a reply, got %v", err)
+	}
+	if msgs := s.Messages(); len(msgs) != 1 || !msgs[0].TLS || !strings.Contains(string(msgs[0].Data), "line one") {
+		t.Fatalf("the lost transaction was not recorded: %+v", msgs)
+	}
+	if err := send(t, s, o); err != nil {
+		t.Fatalf("after the lost answer: %v", err)
+	}
+	if n := len(s.Messages()); n != 2 {
+		t.Fatalf("%d messages, want 2", n)
+	}
+}

@@ -8,8 +8,10 @@ package testenv
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -22,12 +24,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"go.uber.org/zap"
 	"gopkg.in/yaml.v3"
 
 	"github.com/osio/osio-bot/app"
 	"github.com/osio/osio-bot/config"
 	dpserver "github.com/osio/osio-bot/testservers/datapipeline"
+	"github.com/osio/osio-bot/testservers/faultproxy"
 	gitlabserver "github.com/osio/osio-bot/testservers/gitlab"
 	"github.com/osio/osio-bot/testservers/moto"
 	"github.com/osio/osio-bot/testservers/qontract"
@@ -67,6 +71,22 @@ type Env struct {
 	Config     config.Config
 	// Vars are the environment variables the bot runs with.
 	Vars map[string]string
+	// The fault proxies in front of the peers (see Options.Proxies); nil
+	// when not asked for. The bot talks to a peer through its proxy; the
+	// test's own clients (Prod, Dev, the servers' methods) do not.
+	SlackProxy, AWSProxy, DPProxy, GitLabProxy *faultproxy.Proxy
+}
+
+// Proxies says which peers get a fault proxy in front of them.
+type Proxies struct {
+	// Slack: the Web API (slack.api_url); Socket Mode stays direct.
+	Slack bool
+	// AWS: moto (AWS_ENDPOINT_URL: DynamoDB, S3, IAM, STS).
+	AWS bool
+	// DP: the Data Pipeline server (AWS_ENDPOINT_URL_DATA_PIPELINE).
+	DP bool
+	// GitLab: app_interface.gitlab_url (needs AppInterface).
+	GitLab bool
 }
 
 // Options tune Start.
@@ -81,8 +101,17 @@ type Options struct {
 	// DPClockOffset shifts the Data Pipeline server's clock against the
 	// bot's (negative: AWS is behind).
 	DPClockOffset time.Duration
-	// Moto reuses a running moto_server (its state is reset).
+	// Moto reuses a running moto_server (its state is reset, unless
+	// KeepMoto).
 	Moto *moto.Server
+	// KeepMoto does not reset a given Moto, so that tests can share it at
+	// once; each then uses its own table and user names. The dev bucket
+	// is made if it is missing.
+	KeepMoto bool
+	// Proxies puts fault proxies in front of the chosen peers.
+	Proxies Proxies
+	// ProxyHoldMax bounds a proxy's Timeout fault (0: the proxy's default).
+	ProxyHoldMax time.Duration
 	// People turns on /osio-reset-password: they are written to the
 	// directory file, and an SMTP server (STARTTLS, AUTH) is started.
 	People []Person
@@ -113,8 +142,10 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 	var err error
 	if o.Moto != nil {
 		e.Moto = o.Moto
-		if err := e.Moto.Reset(); err != nil {
-			return nil, fmt.Errorf("resetting moto: %w", err)
+		if !o.KeepMoto {
+			if err := e.Moto.Reset(); err != nil {
+				return nil, fmt.Errorf("resetting moto: %w", err)
+			}
 		}
 	} else if e.Moto, err = moto.Start(ctx, filepath.Join(dir, "moto.log")); err != nil {
 		return nil, err
@@ -122,7 +153,7 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 	e.Prod = e.Moto.Config(Region, ProdAccount)
 	e.Dev = e.Moto.Config(Region, DevAccount)
 	devS3 := s3.NewFromConfig(e.Dev, func(o *s3.Options) { o.UsePathStyle = true })
-	if _, err := devS3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(Bucket)}); err != nil {
+	if _, err := devS3.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(Bucket)}); err != nil && !(o.KeepMoto && bucketExists(err)) {
 		e.Close()
 		return nil, fmt.Errorf("creating bucket in the dev account: %w", err)
 	}
@@ -153,8 +184,42 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 	}
 	e.Slack.AddUserGroup(Group, Approver, Approver2)
 
+	proxy := func(p **faultproxy.Proxy, on bool, target string, f faultproxy.Flavor) (string, error) {
+		if !on {
+			return target, nil
+		}
+		u, err := url.Parse(target)
+		if err != nil {
+			return "", err
+		}
+		po := faultproxy.Options{Target: u.Scheme + "://" + u.Host, Flavor: f, HoldMax: o.ProxyHoldMax}
+		if f == faultproxy.AWS {
+			// moto 5.2.1 ignores these ClientTokens; AWS honours them.
+			po.ClientTokens = []string{"ExportTableToPointInTime", "ImportTable"}
+		}
+		if *p, err = faultproxy.New(po); err != nil {
+			return "", err
+		}
+		return (*p).URL() + u.Path, nil
+	}
+	slackURL, err := proxy(&e.SlackProxy, o.Proxies.Slack, e.Slack.APIURL(), faultproxy.Slack)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	awsURL, err := proxy(&e.AWSProxy, o.Proxies.AWS, e.Moto.URL, faultproxy.AWS)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	dpURL, err := proxy(&e.DPProxy, o.Proxies.DP, e.DP.URL(), faultproxy.AWS)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+
 	cfg := config.Defaults()
-	cfg.Slack.APIURL = e.Slack.APIURL()
+	cfg.Slack.APIURL = slackURL
 	cfg.Slack.ApprovalsChannel = Channel
 	cfg.Slack.ApproverGroups = []string{Group}
 	cfg.Slack.MinPostInterval = config.Duration(20 * time.Millisecond)
@@ -205,7 +270,10 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 			return nil, err
 		}
 		cfg.AppInterface.GraphQLURL = e.Qontract.URL()
-		cfg.AppInterface.GitLabURL = e.GitLab.URL()
+		if cfg.AppInterface.GitLabURL, err = proxy(&e.GitLabProxy, o.Proxies.GitLab, e.GitLab.URL(), faultproxy.GitLab); err != nil {
+			e.Close()
+			return nil, err
+		}
 		cfg.AppInterface.Project = e.GitLab.ProjectPath()
 		cfg.AppInterface.PollInterval = config.Duration(100 * time.Millisecond)
 		cfg.AppInterface.MergeTimeout = config.Duration(30 * time.Second)
@@ -229,8 +297,8 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 		return nil, err
 	}
 	e.Vars = map[string]string{
-		"AWS_ENDPOINT_URL":               e.Moto.URL,
-		"AWS_ENDPOINT_URL_DATA_PIPELINE": e.DP.URL(),
+		"AWS_ENDPOINT_URL":               awsURL,
+		"AWS_ENDPOINT_URL_DATA_PIPELINE": dpURL,
 		"AWS_ACCESS_KEY_ID":              "testing",
 		"AWS_SECRET_ACCESS_KEY":          "testing",
 		"AWS_REGION":                     Region,
@@ -246,8 +314,20 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 	return e, nil
 }
 
+// bucketExists says CreateBucket failed because the bucket is there.
+func bucketExists(err error) bool {
+	var owned *s3types.BucketAlreadyOwnedByYou
+	var exists *s3types.BucketAlreadyExists
+	return errors.As(err, &owned) || errors.As(err, &exists)
+}
+
 // Close stops every server Start started.
 func (e *Env) Close() {
+	for _, p := range []*faultproxy.Proxy{e.SlackProxy, e.AWSProxy, e.DPProxy, e.GitLabProxy} {
+		if p != nil {
+			p.Close()
+		}
+	}
 	if e.Slack != nil {
 		e.Slack.Close()
 	}
