@@ -499,3 +499,39 @@ func hasKey(ps []Problem, key string) bool {
 	}
 	return false
 }
+
+// resetYAML turns the reset on, with what it needs besides the directory.
+const resetYAML = `reset:
+  enabled: true
+mail:
+  addr: smtp.example.com:587
+  from: osio-bot@example.com
+`
+
+// Issue 8 item 4: directory.email_domains is read and checked.
+func TestEmailDomains(t *testing.T) {
+	c := mustParse(t, validYAML+resetYAML+"directory:\n  email_domains: [example.com, Corp.Example.ORG]\n", goodEnv())
+	if got := strings.Join(c.Directory.EmailDomains, ","); got != "example.com,Corp.Example.ORG" {
+		t.Errorf("EmailDomains = %q", got)
+	}
+	if ps := c.Validate(); len(ps) != 0 {
+		t.Errorf("Validate() = %v", ps)
+	}
+	if ps := mustParse(t, validYAML+resetYAML, goodEnv()).Validate(); len(ps) != 0 {
+		t.Errorf("without email_domains (e-mail matching off): Validate() = %v", ps)
+	}
+	for _, tt := range []struct{ domains, key string }{
+		{`["@example.com"]`, "directory.email_domains[0]"},
+		{`[example.com, "jdoe@example.com"]`, "directory.email_domains[1]"},
+		{`["*.example.com"]`, "directory.email_domains[0]"},
+		{`[localhost]`, "directory.email_domains[0]"},
+		{`[""]`, "directory.email_domains[0]"},
+		{`["example.com "]`, "directory.email_domains[0]"},
+		{`[example.com, EXAMPLE.com]`, "directory.email_domains[1]"},
+	} {
+		ps := mustParse(t, validYAML+resetYAML+"directory:\n  email_domains: "+tt.domains+"\n", goodEnv()).Validate()
+		if len(ps) != 1 || ps[0].Key != tt.key || ps[0].Fix == "" {
+			t.Errorf("email_domains %s: Validate() = %v, want one %s problem", tt.domains, ps, tt.key)
+		}
+	}
+}
