@@ -56,6 +56,14 @@ func seedFiles() []string {
 		"roles:\n- &x {$ref: /r/one.yml}\nb: *x\n",
 		"roles:\n- $ref: /r/one.yml\n---\nroles: []\n",
 		"resetPasswords:\n- user:\n    $ref: /u/a.yml\n  requestId: r1\n- {user: {$ref: /u/b.yml}, requestId: r2}\n",
+		// Shapes a hand-edited file may have.
+		"roles: # granted by the team\n  - {$ref: /r/one.yml,\n     }\n  - $ref: >-\n      /r/two.yml\n  - &a $ref: /r/three.yml\n",
+		"\ufeffname: Zoë # ünïcode\nroles:\n- $ref: /r/one.yml # - $ref: /r/two.yml\n- $ref: \"/r/thr\\u00e9e.yml\"\n...\n",
+		"roles:\n\t# a tab before a comment\n- $ref: /r/one.yml\n-\t$ref: /r/two.yml\n",
+		"roles:\n- $ref: /r/one.yml\n  # indented comment inside the item\n- $ref: /r/two.yml\nresetPasswords: ~ # later\n",
+		"roles:\n- ? $ref\n  : /r/one.yml\n- \"$ref\": /r/two.yml\n- $ref: !!str /r/three.yml\n",
+		"resetPasswords:\n  - user: {$ref: /u/a.yml}\n    requestId: r1\n  # trailing\nroles: []\n",
+		"resetPasswords:\n- user: {$ref: /u/a.yml}\n  requestId: osio-bot-r42\n",
 	}
 }
 
