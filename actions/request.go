@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -146,3 +148,26 @@ type Retryable struct {
 
 func (e *Retryable) Error() string { return e.Err.Error() }
 func (e *Retryable) Unwrap() error { return e.Err }
+
+// LockConflict is returned when a request leaving a terminal state (an
+// approver's retry, e.g. Resend) cannot take its locks back because other
+// requests hold them. Nothing was changed.
+type LockConflict struct {
+	ID string
+	// LockedBy maps each lock held by another request to that request.
+	LockedBy map[string]*Request
+}
+
+func (e *LockConflict) Error() string {
+	locks := make([]string, 0, len(e.LockedBy))
+	for l := range e.LockedBy {
+		locks = append(locks, l)
+	}
+	sort.Strings(locks)
+	parts := make([]string, len(locks))
+	for i, l := range locks {
+		h := e.LockedBy[l]
+		parts[i] = fmt.Sprintf("%s is held by %s (%s)", l, h.ID, h.State)
+	}
+	return fmt.Sprintf("request %s cannot take back its locks: %s", e.ID, strings.Join(parts, "; "))
+}

@@ -79,8 +79,10 @@ func (jc *JobContext) emit(e Event) error {
 	return nil
 }
 
-// Runner runs approved requests' jobs, one goroutine each, and resumes
-// the unfinished ones after a restart.
+// Runner runs approved requests' jobs, one goroutine each. It resumes
+// the unfinished ones at Start, and then every ResumeInterval takes up any
+// approved or running request that no job of this process holds (a lost
+// Run, a failed write at a job's start or end).
 type Runner struct {
 	store  Store
 	notify Notifier
@@ -88,79 +90,196 @@ type Runner struct {
 	log    *zap.Logger
 	// Failpoint, when set, is given to every job (see FailpointEnv).
 	Failpoint Failpoint
+	// ResumeInterval is how often unheld requests are looked for; 30s
+	// when zero.
+	ResumeInterval time.Duration
+	// FinishBackoff paces retries of a failed write of a job's end; 100ms
+	// doubling to 10s when zero.
+	FinishBackoff Backoff
 
-	mu      sync.Mutex
-	running map[string]bool
-	wg      sync.WaitGroup
-	ctx     context.Context
+	mu       sync.Mutex
+	running  map[string]context.CancelFunc // the jobs this process holds
+	draining bool
+	wg       sync.WaitGroup
+	ctx      context.Context
+	stop     context.CancelFunc // ends the resumer
 }
 
 // NewRunner builds a runner for the given job kinds.
 func NewRunner(s Store, n Notifier, jobs map[string]Job, log *zap.Logger) *Runner {
-	return &Runner{store: s, notify: n, jobs: jobs, log: log, running: map[string]bool{}}
+	return &Runner{store: s, notify: n, jobs: jobs, log: log, running: map[string]context.CancelFunc{}}
 }
 
-// Start makes the runner accept work until ctx ends and resumes every
-// request left approved or running. Wait drains in-flight jobs.
+// Start makes the runner accept work until ctx ends or Drain, resumes
+// every request left approved or running, and starts the periodic
+// resumer. Wait drains in-flight jobs.
 func (r *Runner) Start(ctx context.Context) error {
+	rctx, stop := context.WithCancel(ctx)
 	r.mu.Lock()
-	r.ctx = ctx
+	r.ctx, r.stop = ctx, stop
 	r.mu.Unlock()
+	if err := r.resume(true); err != nil {
+		return err
+	}
+	interval := r.ResumeInterval
+	if interval <= 0 {
+		interval = 30 * time.Second
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+			}
+			if err := r.resume(false); err != nil {
+				r.log.Error("looking for requests to resume", zap.Error(err))
+			}
+		}
+	}()
+	return nil
+}
+
+// resume runs every approved or running request that no job holds,
+// oldest first.
+func (r *Runner) resume(atStart bool) error {
 	open, err := r.store.List(func(q *Request) bool { return q.State == Approved || q.State == Running })
 	if err != nil {
 		return fmt.Errorf("listing unfinished requests: %w", err)
 	}
 	for i := len(open) - 1; i >= 0; i-- { // oldest first
-		r.log.Info("resuming request", zap.String("request_id", open[i].ID), zap.String("state", string(open[i].State)))
-		r.Run(open[i].ID)
+		id := open[i].ID
+		r.mu.Lock()
+		held := r.running[id] != nil
+		r.mu.Unlock()
+		if held {
+			continue
+		}
+		msg := "resuming request no job holds"
+		if atStart {
+			msg = "resuming request"
+		}
+		r.log.Info(msg, zap.String("request_id", id), zap.String("state", string(open[i].State)))
+		r.Run(id)
 	}
 	return nil
 }
 
 // Run starts the job of an approved (or resumed running) request, unless
-// it is running in this process already.
+// it is running in this process already, or the runner is draining.
 func (r *Runner) Run(id string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.ctx == nil || r.ctx.Err() != nil || r.running[id] {
+	if r.ctx == nil || r.ctx.Err() != nil || r.draining || r.running[id] != nil {
 		return
 	}
-	r.running[id] = true
+	ctx, cancel := context.WithCancel(r.ctx)
+	r.running[id] = cancel
 	r.wg.Add(1)
-	go func(ctx context.Context) {
+	go func() {
 		defer r.wg.Done()
 		defer func() {
 			r.mu.Lock()
 			delete(r.running, id)
 			r.mu.Unlock()
+			cancel()
 		}()
-		r.run(ctx, id)
-	}(r.ctx)
+		r.run(ctx, id, cancel)
+	}()
 }
 
 // Wait blocks until every job goroutine has returned.
 func (r *Runner) Wait() { r.wg.Wait() }
 
-func (r *Runner) run(ctx context.Context, id string) {
+// Drain stops taking new work, lets each running job go on to its next
+// checkpoint and stops it there (it resumes on the next start), and stops
+// whatever still runs when grace has passed. It returns when every job
+// has returned. Used when the process must stop on its own (a fatal Slack
+// error); a signal ends Start's context instead.
+func (r *Runner) Drain(grace time.Duration) {
+	r.mu.Lock()
+	r.draining = true
+	if r.stop != nil {
+		r.stop()
+	}
+	n := len(r.running)
+	r.mu.Unlock()
+	r.log.Info("draining: no new jobs; running jobs stop at their next checkpoint", zap.Int("jobs", n), zap.Duration("grace", grace))
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	r.mu.Lock()
+	for id, cancel := range r.running {
+		r.log.Warn("grace over: stopping job before its next checkpoint; it resumes on restart", zap.String("request_id", id))
+		cancel()
+	}
+	r.mu.Unlock()
+	<-done
+}
+
+// checkpointStore tells the runner each time a job saved a checkpoint.
+type checkpointStore struct {
+	Store
+	saved func()
+}
+
+func (s checkpointStore) SaveCheckpoint(id, key string, v any) error {
+	if err := s.Store.SaveCheckpoint(id, key, v); err != nil {
+		return err
+	}
+	s.saved()
+	return nil
+}
+
+func (r *Runner) run(ctx context.Context, id string, cancel context.CancelFunc) {
 	log := r.log.With(zap.String("request_id", id))
 	req, err := r.store.Transition(id, []State{Approved, Running}, Running, nil)
+	var conflict *StateConflict
+	if errors.As(err, &conflict) {
+		log.Debug("not starting job: the request has moved on", zap.String("state", conflictState(conflict)))
+		return
+	}
 	if err != nil {
-		log.Error("starting job", zap.Error(err))
+		log.Error("starting job; the resumer tries again", zap.Error(err))
 		return
 	}
 	job, ok := r.jobs[req.Kind]
 	if !ok {
-		r.finish(log, id, fmt.Errorf("no job for request kind %q", req.Kind))
+		r.finish(ctx, log, id, fmt.Errorf("no job for request kind %q", req.Kind))
 		return
 	}
-	jc := NewJobContext(req, r.store, r.notify, log)
+	st := checkpointStore{Store: r.store, saved: func() {
+		r.mu.Lock()
+		draining := r.draining
+		r.mu.Unlock()
+		if draining {
+			log.Info("draining: job stopped at its checkpoint; it resumes on restart")
+			cancel()
+		}
+	}}
+	jc := NewJobContext(req, st, r.notify, log)
 	jc.failpoint = r.Failpoint
 	err = runSafely(ctx, job, jc)
-	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+	r.mu.Lock()
+	draining := r.draining
+	r.mu.Unlock()
+	// A job stopped by a drain is resumed whatever it returned: the error
+	// may be the stop itself, wrapped without its cause.
+	if ctx.Err() != nil && (err == nil || draining || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		log.Info("job interrupted by shutdown; it resumes on restart")
 		return
 	}
-	r.finish(log, id, err)
+	r.finish(ctx, log, id, err)
 }
 
 func runSafely(ctx context.Context, job Job, jc *JobContext) (err error) {
@@ -172,7 +291,10 @@ func runSafely(ctx context.Context, job Job, jc *JobContext) (err error) {
 	return job.Run(ctx, jc)
 }
 
-func (r *Runner) finish(log *zap.Logger, id string, jobErr error) {
+// finish records the job's end, retrying a failed write with backoff
+// until it takes or ctx ends (then the request stays running and is
+// resumed: its job is resumable).
+func (r *Runner) finish(ctx context.Context, log *zap.Logger, id string, jobErr error) {
 	to, ev := Succeeded, Event{Kind: Message, Text: ":white_check_mark: Request finished."}
 	if jobErr != nil {
 		to = Failed
@@ -184,15 +306,29 @@ func (r *Runner) finish(log *zap.Logger, id string, jobErr error) {
 		retry = rt.Label
 		ev.Text += fmt.Sprintf(" An approver can press %s on the request to try again.", rt.Label)
 	}
-	_, err := r.store.Transition(id, []State{Running}, to, func(q *Request) {
-		q.Error, q.Retry = "", retry
-		if jobErr != nil {
-			q.Error = jobErr.Error()
+	b := r.FinishBackoff
+	if b.Next <= 0 {
+		b = Backoff{Next: 100 * time.Millisecond, Max: 10 * time.Second, Factor: 2}
+	}
+	for attempt := 1; ; attempt++ {
+		_, err := r.store.Transition(id, []State{Running}, to, func(q *Request) {
+			q.Error, q.Retry = "", retry
+			if jobErr != nil {
+				q.Error = jobErr.Error()
+			}
+		}, Event{Kind: Progress, Text: "Finished: " + string(to)}, ev, Event{Kind: Card})
+		if err == nil {
+			break
 		}
-	}, Event{Kind: Progress, Text: "Finished: " + string(to)}, ev, Event{Kind: Card})
-	if err != nil {
-		log.Error("recording job end", zap.Error(err))
-		return
+		if c, ok := errors.AsType[*StateConflict](err); ok {
+			log.Warn("not recording job end: the request has moved on", zap.String("state", conflictState(c)), zap.String("end", string(to)))
+			return
+		}
+		log.Error("recording job end; retrying", zap.Error(err), zap.Int("attempt", attempt), zap.Duration("next_in", b.Next))
+		if b.Wait(ctx) != nil {
+			log.Warn("stopped retrying the job's end at shutdown; the job is resumed on the next start", zap.String("end", string(to)))
+			return
+		}
 	}
 	if jobErr != nil {
 		log.Warn("job failed", zap.Error(jobErr))
@@ -200,6 +336,13 @@ func (r *Runner) finish(log *zap.Logger, id string, jobErr error) {
 		log.Info("job succeeded")
 	}
 	r.notify.Notify(id)
+}
+
+func conflictState(c *StateConflict) string {
+	if c.Current == nil {
+		return "unknown"
+	}
+	return string(c.Current.State)
 }
 
 // Backoff yields growing waits: first, then times factor, capped at max.

@@ -7,8 +7,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -159,27 +161,100 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	return a, nil
 }
 
+// fatalGrace bounds how long running jobs get to reach their next
+// checkpoint after a fatal Slack error, before the process exits.
+const fatalGrace = 10 * time.Second
+
 // Run serves until ctx ends; then it drains handlers and jobs (jobs stop
 // at their next wait and resume on the next start) and closes the store.
+// A fatal Socket Mode error (revoked app token, invalid_auth) stops it
+// too: no new work is taken, running jobs get fatalGrace to reach their
+// next checkpoint, and Run returns the error so that the process exits
+// non-zero and is restarted.
+//
+// metrics.listen serves /metrics, /healthz (liveness: fails once the
+// Socket Mode loop is dead) and /readyz (readiness: connected to Slack,
+// store writable, every channel postable).
 func (a *App) Run(ctx context.Context) error {
 	defer a.store.Close()
 	if a.cfg.Metrics.Listen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+			if err := a.bot.SocketDead(); err != nil {
+				http.Error(w, "not live: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+			pctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			// TODO(#8 item 9): the reporter's Unreachable() plugs in here by
+			// itself once *bot.Reporter has it (see unreachabler).
+			if problems := readiness(pctx, a.bot, a.store, a.bot.Reporter); len(problems) > 0 {
+				http.Error(w, "not ready: "+strings.Join(problems, "; "), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ready")
+		})
 		a.metrics = &http.Server{Addr: a.cfg.Metrics.Listen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		ln, err := net.Listen("tcp", a.cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("listening on metrics.listen %s: %w", a.cfg.Metrics.Listen, err)
+		}
+		a.log.Info("serving /metrics, /healthz and /readyz", zap.String("addr", ln.Addr().String()))
 		go func() {
-			if err := a.metrics.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := a.metrics.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				a.log.Error("metrics server", zap.Error(err))
 			}
 		}()
 		defer a.metrics.Close()
 	}
+	a.runner.ResumeInterval = a.cfg.Store.ResumeInterval.D()
 	if err := a.runner.Start(ctx); err != nil {
 		return err
 	}
 	err := a.bot.Run(ctx)
+	if err != nil && ctx.Err() == nil {
+		a.log.Error("fatal error: taking no new work; running jobs stop at their next checkpoint, then exiting for a restart",
+			zap.Error(err), zap.Duration("grace", fatalGrace))
+		a.runner.Drain(fatalGrace)
+	}
 	a.runner.Wait()
 	a.log.Info("stopped")
 	return err
+}
+
+// connChecker tells whether Slack is connected.
+type connChecker interface{ Connected() (bool, time.Time) }
+
+// pinger tells whether the store takes writes.
+type pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// unreachabler lists the channels the thread reporter cannot post to.
+type unreachabler interface{ Unreachable() []string }
+
+// readiness lists why the bot is not ready; none when it is. rep counts
+// when it is an unreachabler.
+func readiness(ctx context.Context, c connChecker, st pinger, rep any) []string {
+	var problems []string
+	if ok, since := c.Connected(); !ok {
+		p := "not connected to Slack"
+		if !since.IsZero() {
+			p += fmt.Sprintf(" (for %s)", time.Since(since).Round(time.Second))
+		}
+		problems = append(problems, p)
+	}
+	if err := st.Ping(ctx); err != nil {
+		problems = append(problems, "store not writable: "+err.Error())
+	}
+	if u, ok := rep.(unreachabler); ok {
+		if chs := u.Unreachable(); len(chs) > 0 {
+			problems = append(problems, "cannot post to Slack channel(s) "+strings.Join(chs, ", "))
+		}
+	}
+	return problems
 }

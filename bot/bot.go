@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,11 @@ type Kind struct {
 	// Options, when set, replace the single Approve button: the
 	// approver's click chooses one and approves in one step.
 	Options func(r *actions.Request) []Option
+	// RefuseRetry, when set, is asked before an approver's retry of a
+	// failed request (e.g. Resend) is recorded; a non-empty reason refuses
+	// it, is told to the approver, and nothing changes. s reads other
+	// requests.
+	RefuseRetry func(s actions.Store, r *actions.Request) (string, error)
 }
 
 // Option is one way an approver can approve a request.
@@ -90,6 +96,7 @@ type Bot struct {
 	Deps
 	commands []Command
 	wg       sync.WaitGroup
+	conn     connState
 }
 
 // New builds the bot. Commands are added with AddCommand.
@@ -112,7 +119,14 @@ func RenderCard(kinds map[string]Kind, groups []string) func(*actions.Request) (
 }
 
 // Run serves Socket Mode until ctx ends, then drains in-flight handlers.
+// A fatal Socket Mode error (a revoked or invalid app token: slack-go
+// stops reconnecting) ends Run too: it stops taking events, drains the
+// handlers and background loops, and returns the error, so that the
+// process can stop its jobs and exit for a restart instead of staying up
+// deaf.
 func (b *Bot) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	b.background(ctx, func(ctx context.Context) { b.Reporter.Run(ctx) })
 	b.background(ctx, b.sweep)
 	b.background(ctx, b.replan)
@@ -130,7 +144,16 @@ func (b *Bot) Run(ctx context.Context) error {
 				b.wg.Wait()
 				return nil
 			}
-			return fmt.Errorf("socket mode: %w", err)
+			err = fmt.Errorf("socket mode stopped: %w", err)
+			b.conn.die(err)
+			b.Log.Error("fatal Slack Socket Mode error: no more events will arrive; stopping", zap.Error(err))
+			cancel()
+			if !waitTimeout(&b.wg, 10*time.Second) {
+				// A handler stuck (e.g. on an ack nobody will send) must
+				// not keep the process up: it exits and Slack redelivers.
+				b.Log.Warn("handlers still running 10s after the fatal error; stopping without them")
+			}
+			return err
 		case evt := <-b.Socket.Events:
 			if ctx.Err() != nil {
 				// Shutting down: leave the envelope unacked so that Slack
@@ -153,15 +176,23 @@ func (b *Bot) background(ctx context.Context, f func(context.Context)) {
 func (b *Bot) handle(ctx context.Context, evt socketmode.Event) {
 	switch evt.Type {
 	case socketmode.EventTypeConnecting:
+		b.conn.set(false)
 		b.Log.Info("connecting to Slack")
 	case socketmode.EventTypeConnected:
+		b.conn.set(true)
 		b.Log.Info("connected to Slack")
 	case socketmode.EventTypeHello:
+		b.conn.set(true)
 		b.Log.Debug("slack hello")
 	case socketmode.EventTypeDisconnect:
+		b.conn.set(false)
 		b.Log.Info("slack asked to reconnect")
 	case socketmode.EventTypeConnectionError:
+		b.conn.set(false)
 		b.Log.Warn("slack connection error", zap.Any("detail", evt.Data))
+	case socketmode.EventTypeInvalidAuth:
+		b.conn.set(false)
+		b.Log.Error("slack refused the app token (invalid_auth)")
 	case socketmode.EventTypeSlashCommand:
 		start := time.Now()
 		b.background(ctx, func(ctx context.Context) { b.onSlash(ctx, evt, start) })
@@ -499,6 +530,19 @@ func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, 
 		b.tell(ctx, channel, user, ":no_entry: "+verdict.Reason)
 		return
 	}
+	if k := b.Kinds[req.Kind]; k.RefuseRetry != nil && req.State == actions.Failed && req.Retry != "" {
+		reason, err := k.RefuseRetry(b.Store, req)
+		if err != nil {
+			log.Error("checking retry", zap.Error(err))
+			b.tell(ctx, channel, user, fmt.Sprintf("I could not check whether %s can be retried (%s) right now; it is unchanged. Try again in a minute.", req.ID, label))
+			return
+		}
+		if reason != "" {
+			log.Info("retry refused", zap.String("reason", reason))
+			b.tell(ctx, channel, user, ":no_entry: "+reason)
+			return
+		}
+	}
 	_, err = b.Store.Update(req.ID, []actions.State{actions.Failed}, func(q *actions.Request) error {
 		if q.Retry == "" {
 			return &actions.StateConflict{ID: q.ID, Current: q}
@@ -508,6 +552,17 @@ func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, 
 	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("%s requested by <@%s>.", label, user)})
 	if c, conflict := store.IsConflict(err); conflict {
 		b.tell(ctx, channel, user, fmt.Sprintf("%s is %s; there is nothing to %s.", req.ID, c.Current.State, strings.ToLower(label)))
+		return
+	}
+	var lc *actions.LockConflict
+	if errors.As(err, &lc) {
+		var lines []string
+		for lock, holder := range lc.LockedBy {
+			lines = append(lines, fmt.Sprintf("• `%s` is held by %s (%s, requested by <@%s>): %s", lock, holder.ID, holder.State, holder.Requester, threadLink(holder)))
+		}
+		sort.Strings(lines)
+		log.Info("retry refused: locks held", zap.Error(err))
+		b.tell(ctx, channel, user, fmt.Sprintf(":no_entry: I cannot %s %s: a newer request holds what it works on, so %s is unchanged.\n%s", strings.ToLower(label), req.ID, req.ID, strings.Join(lines, "\n")))
 		return
 	}
 	if err != nil {

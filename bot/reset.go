@@ -42,6 +42,9 @@ func ResetKind() Kind {
 			}
 			return out
 		},
+		RefuseRetry: func(s actions.Store, q *actions.Request) (string, error) {
+			return passwordreset.RefuseResend(s, q)
+		},
 		Options: func(q *actions.Request) []Option {
 			a := decode(q)
 			var out []Option

@@ -244,6 +244,9 @@ type AppInterface struct {
 // Store is where requests, checkpoints and audit events live.
 type Store struct {
 	Path string `yaml:"path"`
+	// ResumeInterval is how often approved or running requests that no
+	// job holds are looked for and resumed.
+	ResumeInterval Duration `yaml:"resume_interval"`
 }
 
 // Log configures zap.
@@ -295,7 +298,7 @@ func Defaults() Config {
 		Directory: Directory{Source: "file", File: "/etc/osio-bot/people.yaml"},
 		AppInterface: AppInterface{TargetBranch: "master", Labels: []string{"bot/automerge"},
 			PollInterval: Duration(30 * time.Second), MergeTimeout: Duration(24 * time.Hour), IAMTimeout: Duration(2 * time.Hour)},
-		Store:   Store{Path: "/var/lib/osio-bot/osio-bot.db"},
+		Store:   Store{Path: "/var/lib/osio-bot/osio-bot.db", ResumeInterval: Duration(30 * time.Second)},
 		Log:     Log{Level: "info", Format: "json"},
 		Metrics: Metrics{Listen: ":9090"},
 	}
@@ -394,6 +397,7 @@ func (c Config) Validate() []Problem {
 	positive(&ps, "slack.progress_interval", c.Slack.ProgressInterval)
 	positive(&ps, "approval.expiry", c.Approval.Expiry)
 	positive(&ps, "approval.sweep_interval", c.Approval.SweepInterval)
+	positive(&ps, "store.resume_interval", c.Store.ResumeInterval)
 
 	names := map[string]bool{}
 	if len(c.Accounts) == 0 {

@@ -244,6 +244,7 @@ func TestValidateProblems(t *testing.T) {
 		{name: "progress interval negative", old: "slack:\n", new: "slack:\n  progress_interval: -1s\n", key: "slack.progress_interval"},
 		{name: "approval expiry zero", old: "accounts:\n", new: "approval:\n  expiry: 0s\naccounts:\n", key: "approval.expiry"},
 		{name: "sweep interval zero", old: "accounts:\n", new: "approval:\n  sweep_interval: 0s\naccounts:\n", key: "approval.sweep_interval"},
+		{name: "resume interval zero", old: "store:\n", new: "store:\n  resume_interval: 0s\n", key: "store.resume_interval"},
 		{name: "accounts missing", old: accountsYAML, new: "accounts: []\n", key: "accounts"},
 		{name: "short account id", old: `id: "619539278362"`, new: `id: "123"`, key: "accounts[1].id"},
 		{name: "account id missing", old: `id: "386414299200"`, new: `id: ""`, key: "accounts[0].id"},

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -46,11 +45,18 @@ type Options struct {
 }
 
 // Open opens (or creates) the store file at path. It fails after 5s if
-// another process holds the file.
+// another process holds the file, and with a *CorruptError (naming the
+// file and how to recover) when the file is damaged: every page is read
+// here, so that damage stops the start instead of panicking a later write.
+// A file from before width-independent request keys is migrated.
 func Open(path string, o Options) (*Store, error) {
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	db, err := openBolt(path, &bbolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
-		return nil, fmt.Errorf("opening store %s: %w", path, err)
+		return nil, err
+	}
+	if problems := verify(db); len(problems) > 0 {
+		db.Close()
+		return nil, &CorruptError{Path: path, Problems: problems}
 	}
 	db.MaxBatchDelay = o.BatchDelay
 	if db.MaxBatchDelay == 0 {
@@ -62,7 +68,7 @@ func Open(path string, o Options) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return migrate(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -119,7 +125,7 @@ func (s *Store) Create(r *actions.Request, envelopeID string, events ...actions.
 			return err
 		}
 		nr := *r
-		nr.ID = fmt.Sprintf("R-%06d", seq)
+		nr.ID = formatID(seq)
 		now := s.now().UTC()
 		nr.CreatedAt, nr.UpdatedAt, nr.Version = now, now, 1
 		if nr.State == "" {
@@ -168,7 +174,10 @@ func (s *Store) Get(id string) (*actions.Request, error) {
 // state if from is empty), mutate changes it and events are appended, all
 // in one transaction. Otherwise it returns *actions.StateConflict and
 // changes nothing. A request that reaches a terminal state releases its
-// locks.
+// locks; one that leaves a terminal state (an approver's retry, e.g.
+// Resend) takes them back in the same transaction, or, when another
+// request holds any of them, changes nothing and returns
+// *actions.LockConflict naming the holders.
 func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Request) error, events ...actions.Event) (*actions.Request, error) {
 	var out *actions.Request
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
@@ -180,8 +189,14 @@ func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Req
 		if len(from) > 0 && !slices.Contains(from, r.State) {
 			return &actions.StateConflict{ID: id, Current: r}
 		}
+		wasTerminal := r.State.Terminal()
 		if mutate != nil {
 			if err := mutate(r); err != nil {
+				return err
+			}
+		}
+		if wasTerminal && !r.State.Terminal() {
+			if err := relock(tx, r); err != nil {
 				return err
 			}
 		}
@@ -209,6 +224,39 @@ func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Req
 	return out, err
 }
 
+// relock takes r's locks back for it. A lock held by another request
+// that is still going is a conflict; one left behind by an ended or
+// missing request is taken over.
+func relock(tx *bbolt.Tx, r *actions.Request) error {
+	locks := tx.Bucket(bLocks)
+	held := map[string]*actions.Request{}
+	for _, l := range r.Locks {
+		h := locks.Get([]byte(l))
+		if h == nil || string(h) == r.ID {
+			continue
+		}
+		holder, err := getReq(tx, string(h))
+		if errors.Is(err, actions.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !holder.State.Terminal() {
+			held[l] = holder
+		}
+	}
+	if len(held) > 0 {
+		return &actions.LockConflict{ID: r.ID, LockedBy: held}
+	}
+	for _, l := range r.Locks {
+		if err := locks.Put([]byte(l), []byte(r.ID)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Transition moves a request from one of from to to; see Update.
 func (s *Store) Transition(id string, from []actions.State, to actions.State, mutate func(*actions.Request), events ...actions.Event) (*actions.Request, error) {
 	return s.Update(id, from, func(r *actions.Request) error {
@@ -228,7 +276,7 @@ func (s *Store) List(keep func(*actions.Request) bool) ([]*actions.Request, erro
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
 			var r actions.Request
 			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decoding request %s: %w", k, err)
+				return fmt.Errorf("decoding request under key %x: %w", k, err)
 			}
 			if keep == nil || keep(&r) {
 				out = append(out, &r)
@@ -309,7 +357,7 @@ func (s *Store) Outbox() ([]string, error) {
 			return nil
 		})
 	})
-	sort.Strings(ids)
+	slices.SortFunc(ids, compareIDs)
 	return ids, err
 }
 
@@ -407,7 +455,11 @@ func putEnvelopeTime(tx *bbolt.Tx, key string, at time.Time) error {
 }
 
 func getReq(tx *bbolt.Tx, id string) (*actions.Request, error) {
-	v := tx.Bucket(bRequests).Get([]byte(id))
+	k, ok := reqKey(id)
+	var v []byte
+	if ok {
+		v = tx.Bucket(bRequests).Get(k)
+	}
 	if v == nil {
 		return nil, fmt.Errorf("%w: %s", actions.ErrNotFound, id)
 	}
@@ -423,7 +475,11 @@ func putReq(tx *bbolt.Tx, r *actions.Request) error {
 	if err != nil {
 		return fmt.Errorf("encoding request %s: %w", r.ID, err)
 	}
-	return tx.Bucket(bRequests).Put([]byte(r.ID), data)
+	k, ok := reqKey(r.ID)
+	if !ok {
+		return fmt.Errorf("storing request: malformed id %q", r.ID)
+	}
+	return tx.Bucket(bRequests).Put(k, data)
 }
 
 func appendEvents(tx *bbolt.Tx, id string, now time.Time, events []actions.Event) error {

@@ -141,6 +141,45 @@ func (r *Repo) FindOpenMR(ctx context.Context, title string) (*MR, error) {
 	return toMR(m.IID, m.WebURL, m.State, m.MergedAt, m.Title, m.SourceBranch), nil
 }
 
+// FindMR returns the merge request from branch into the target branch, in
+// any state, or nil, nil if there is none. It is how a job finds its own
+// merge request after a restart (the branch names the request): GitLab
+// lists it with source_branch and state=all. When several MRs came from
+// the branch, a merged one wins (the change is in), then an open one (it
+// may still merge), then the newest closed one.
+func (r *Repo) FindMR(ctx context.Context, branch string) (*MR, error) {
+	opt := &gitlab.ListProjectMergeRequestsOptions{
+		ListOptions:  gitlab.ListOptions{PerPage: 100, Page: 1},
+		State:        gitlab.Ptr("all"),
+		SourceBranch: gitlab.Ptr(branch),
+		TargetBranch: gitlab.Ptr(r.TargetBranch),
+	}
+	var best *gitlab.BasicMergeRequest
+	rank := map[string]int{"merged": 3, "opened": 2, "locked": 2, "closed": 1}
+	for {
+		mrs, resp, err := r.client.MergeRequests.ListProjectMergeRequests(r.Project, opt, gitlab.WithContext(ctx))
+		if err != nil {
+			return nil, fmt.Errorf("looking for the merge request from %s: %w", branch, err)
+		}
+		for _, m := range mrs {
+			if m.SourceBranch != branch || m.TargetBranch != r.TargetBranch {
+				continue
+			}
+			if best == nil || rank[m.State] > rank[best.State] || rank[m.State] == rank[best.State] && m.IID > best.IID {
+				best = m
+			}
+		}
+		if resp.NextPage == 0 {
+			break
+		}
+		opt.Page = resp.NextPage
+	}
+	if best == nil {
+		return nil, nil
+	}
+	return toMR(best.IID, best.WebURL, best.State, best.MergedAt, best.Title, best.SourceBranch), nil
+}
+
 // MRState returns a merge request's current state.
 func (r *Repo) MRState(ctx context.Context, iid int) (*MR, error) {
 	m, _, err := r.client.MergeRequests.GetMergeRequest(r.Project, int64(iid), nil, gitlab.WithContext(ctx))
@@ -156,7 +195,10 @@ func (r *Repo) MRState(ctx context.Context, iid int) (*MR, error) {
 // Propose opens a merge request for c, idempotently, so that a retry after
 // a crash at any point never opens a second one:
 //
-//  1. An open merge request titled c.Title is returned as it is.
+//  1. A merge request from c.Branch into the target branch, in any state
+//     (FindMR), is returned as it is: open (a retry), merged (progress
+//     made while the caller was away: the caller must take it as done,
+//     not propose again) or closed (the caller decides; the job fails).
 //  2. When every file already has its content at the target branch, there
 //     is nothing to propose: ErrNoChange.
 //  3. When c.Branch does not exist, one commit updating c.Files is made on
@@ -167,8 +209,10 @@ func (r *Repo) MRState(ctx context.Context, iid int) (*MR, error) {
 //     puts them right.
 //  4. The merge request is opened from c.Branch into the target branch with
 //     c.Title, c.Description, the Repo's labels and remove_source_branch.
-//     If GitLab answers that one is open for the branch already (a race),
-//     that one is returned.
+//     If that fails (409: one is open for the branch already, a race; or
+//     an error after which GitLab may have opened it: a lost answer), the
+//     branch's merge request is looked up again and returned if there is
+//     one.
 func (r *Repo) Propose(ctx context.Context, c Change) (*MR, error) {
 	if c.Branch == "" || c.Title == "" || len(c.Files) == 0 {
 		return nil, errors.New("proposing a change: branch, title and files are required")
@@ -176,7 +220,7 @@ func (r *Repo) Propose(ctx context.Context, c Change) (*MR, error) {
 	if c.Branch == r.TargetBranch {
 		return nil, fmt.Errorf("proposing a change: branch %s is the target branch", c.Branch)
 	}
-	if m, err := r.FindOpenMR(ctx, c.Title); err != nil || m != nil {
+	if m, err := r.FindMR(ctx, c.Branch); err != nil || m != nil {
 		return m, err
 	}
 	paths := make([]string, 0, len(c.Files))
@@ -238,11 +282,12 @@ func (r *Repo) Propose(ctx context.Context, c Change) (*MR, error) {
 		RemoveSourceBranch: gitlab.Ptr(true),
 	}, gitlab.WithContext(ctx))
 	if err != nil {
-		var er *gitlab.ErrorResponse
-		if errors.As(err, &er) && er.HasStatusCode(http.StatusConflict) {
-			if open, ferr := r.FindOpenMR(ctx, c.Title); ferr == nil && open != nil {
-				return open, nil
-			}
+		// 409: one is open for the branch already (a race). Any other
+		// failure may be a lost answer (a 5xx from a proxy, a dropped
+		// connection, a timeout) after GitLab opened it. Either way, the
+		// branch's MR, if there is one now, is the answer.
+		if m, ferr := r.FindMR(ctx, c.Branch); ferr == nil && m != nil {
+			return m, nil
 		}
 		return nil, fmt.Errorf("opening merge request %q from %s: %w", c.Title, c.Branch, err)
 	}

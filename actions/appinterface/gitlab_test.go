@@ -370,8 +370,9 @@ func TestFindOpenMR(t *testing.T) {
 	if err != nil || got == nil || got.IID != want.IID || got.Title != title {
 		t.Fatalf("%+v %v", got, err)
 	}
-	// Propose listed (page 1 and 2) once, FindOpenMR twice more.
-	if n := s.Calls(gitlabserver.RouteListMRs) - listsBefore; n != 4 {
+	// Propose listed by branch once (one page), FindOpenMR twice more
+	// (page 1 and 2).
+	if n := s.Calls(gitlabserver.RouteListMRs) - listsBefore; n != 3 {
 		t.Fatalf("%d list calls", n)
 	}
 }
@@ -502,8 +503,15 @@ func TestResetPasswordsFlow(t *testing.T) {
 	if reconciled.Load() != 1 {
 		t.Fatal("hook not called")
 	}
-	// A retry after the merge: the entry is there, nothing to propose.
-	if _, err := propose(); !errors.Is(err, ErrNoChange) {
+	// A retry after the merge (the answer lost, or the bot killed before
+	// its checkpoint): the branch's merged MR is returned, as progress.
+	again, err := propose()
+	if err != nil || again.IID != mr.IID || again.State != "merged" || again.MergedAt == nil || len(s.MRs()) != 1 {
+		t.Fatalf("retry after the merge: %+v %v (%d MRs)", again, err, len(s.MRs()))
+	}
+	// Another branch with the same content: nothing to propose.
+	file, _ := r.ReadFile(ctx, accountPath)
+	if _, err := r.Propose(ctx, Change{Branch: "osio-bot/r43", Title: "other", Files: map[string][]byte{accountPath: file}}); !errors.Is(err, ErrNoChange) {
 		t.Fatalf("%v", err)
 	}
 }
@@ -583,5 +591,91 @@ func TestRecreateFlow(t *testing.T) {
 	final, _ := s.File("master", RepoPath(user.Path))
 	if want := strings.Replace(userFile, "roles:\n", "roles:\n- $ref: /teams/devtools/roles/new.yml\n", 1); string(final) != want {
 		t.Fatalf("final file:\n%s\nwant:\n%s", final, want)
+	}
+}
+
+// Issue 8, item 1: a job finds its own MR by branch in every state.
+func TestFindMR(t *testing.T) {
+	s := newGitLab(t)
+	r := newRepo(t, s)
+	ctx := context.Background()
+	change, _ := removeChange(t, []byte(userFile), refOsio)
+	if m, err := r.FindMR(ctx, change.Branch); err != nil || m != nil {
+		t.Fatalf("before any MR: %+v %v", m, err)
+	}
+	// Another branch whose name contains this one is not it.
+	other := change
+	other.Branch = change.Branch + "-2"
+	if _, err := r.Propose(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := r.FindMR(ctx, change.Branch); err != nil || m != nil {
+		t.Fatalf("other branch matched: %+v %v", m, err)
+	}
+	if err := s.CloseMR(1); err != nil {
+		t.Fatal(err)
+	}
+	mr, err := r.Propose(ctx, change)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		do    func() error
+		state string
+	}{
+		{func() error { return nil }, "opened"},
+		{func() error { return s.CloseMR(int64(mr.IID)) }, "closed"},
+	} {
+		if err := step.do(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.FindMR(ctx, change.Branch)
+		if err != nil || got == nil || got.IID != mr.IID || got.State != step.state || got.SourceBranch != change.Branch {
+			t.Fatalf("want !%d %s: %+v %v", mr.IID, step.state, got, err)
+		}
+	}
+	// A closed MR is returned by Propose as it is: the caller fails; no
+	// second MR is opened for the branch.
+	if again, err := r.Propose(ctx, change); err != nil || again.IID != mr.IID || again.State != "closed" || len(s.MRs()) != 2 {
+		t.Fatalf("propose after close: %+v %v, %d MRs", again, err, len(s.MRs()))
+	}
+	// An MR that someone reopened as a new one from the same branch and
+	// merged wins over the closed one: merged is progress.
+	if _, _, err := gitlabClient(t, s).MergeRequests.CreateMergeRequest(project, &gitlab.CreateMergeRequestOptions{
+		Title: gitlab.Ptr(change.Title), SourceBranch: gitlab.Ptr(change.Branch), TargetBranch: gitlab.Ptr("master")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Merge(3); err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.FindMR(ctx, change.Branch)
+	if err != nil || got.IID != 3 || got.State != "merged" || got.MergedAt == nil {
+		t.Fatalf("merged: %+v %v", got, err)
+	}
+}
+
+func gitlabClient(t *testing.T, s *gitlabserver.Server) *gitlab.Client {
+	t.Helper()
+	c, err := gitlab.NewClient(gltoken, gitlab.WithBaseURL(s.URL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Issue 8, item 1: GitLab opens the MR but its answer is lost (the
+// connection drops). Propose finds the MR by branch and returns it; it
+// neither fails nor opens a second one.
+func TestProposeLostAnswer(t *testing.T) {
+	s := newGitLab(t)
+	r := newRepo(t, s)
+	change, _ := removeChange(t, []byte(userFile), refOsio)
+	s.LoseNext(gitlabserver.RouteCreateMR, 1)
+	mr, err := r.Propose(context.Background(), change)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mr.IID != 1 || mr.State != "opened" || len(s.MRs()) != 1 || s.Calls(gitlabserver.RouteCreateMR) != 1 {
+		t.Fatalf("%+v, %d MRs, %d creates", mr, len(s.MRs()), s.Calls(gitlabserver.RouteCreateMR))
 	}
 }

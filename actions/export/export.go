@@ -52,6 +52,7 @@ type DataPipeline interface {
 	PutPipelineDefinition(ctx context.Context, in *datapipeline.PutPipelineDefinitionInput, optFns ...func(*datapipeline.Options)) (*datapipeline.PutPipelineDefinitionOutput, error)
 	GetPipelineDefinition(ctx context.Context, in *datapipeline.GetPipelineDefinitionInput, optFns ...func(*datapipeline.Options)) (*datapipeline.GetPipelineDefinitionOutput, error)
 	ActivatePipeline(ctx context.Context, in *datapipeline.ActivatePipelineInput, optFns ...func(*datapipeline.Options)) (*datapipeline.ActivatePipelineOutput, error)
+	DescribePipelines(ctx context.Context, in *datapipeline.DescribePipelinesInput, optFns ...func(*datapipeline.Options)) (*datapipeline.DescribePipelinesOutput, error)
 	QueryObjects(ctx context.Context, in *datapipeline.QueryObjectsInput, optFns ...func(*datapipeline.Options)) (*datapipeline.QueryObjectsOutput, error)
 	DescribeObjects(ctx context.Context, in *datapipeline.DescribeObjectsInput, optFns ...func(*datapipeline.Options)) (*datapipeline.DescribeObjectsOutput, error)
 }
@@ -78,6 +79,10 @@ type Exporter struct {
 	devS3    S3
 	now      func() time.Time
 	cacheTTL time.Duration
+	// planTimeout bounds Plan's ListPipelines, callTimeout each call
+	// around the activation, activateWait the pause before checking
+	// whether an activation whose answer failed happened after all.
+	planTimeout, callTimeout, activateWait time.Duration
 
 	mu     sync.Mutex
 	exists map[string]time.Time // table -> when DescribeTable last said it exists
@@ -90,7 +95,21 @@ type Deps struct {
 	DataPipeline DataPipeline
 	DevS3        S3
 	Now          func() time.Time
+	// PlanTimeout bounds Plan's listing of pipelines (default
+	// DefaultPlanTimeout); CallTimeout bounds each Data Pipeline call
+	// around an activation (default DefaultCallTimeout).
+	PlanTimeout, CallTimeout time.Duration
 }
+
+// Defaults of Deps' timeouts.
+const (
+	DefaultPlanTimeout = 10 * time.Second
+	DefaultCallTimeout = 30 * time.Second
+)
+
+// activateAttempts is how often the job sends ActivatePipeline when the
+// earlier attempts failed and provably did not activate.
+const activateAttempts = 3
 
 // New builds an Exporter.
 func New(cfg config.Config, d Deps) (*Exporter, error) {
@@ -103,9 +122,16 @@ func New(cfg config.Config, d Deps) (*Exporter, error) {
 		return nil, fmt.Errorf("export.dest_account %q is not configured", cfg.Export.DestAccount)
 	}
 	e := &Exporter{cfg: cfg.Export, source: src, dest: dst, region: src.Region, ddb: d.DynamoDB, dp: d.DataPipeline,
-		devS3: d.DevS3, now: d.Now, cacheTTL: 5 * time.Minute, exists: map[string]time.Time{}}
+		devS3: d.DevS3, now: d.Now, cacheTTL: 5 * time.Minute, exists: map[string]time.Time{},
+		planTimeout: d.PlanTimeout, callTimeout: d.CallTimeout, activateWait: time.Second}
 	if e.now == nil {
 		e.now = time.Now
+	}
+	if e.planTimeout <= 0 {
+		e.planTimeout = DefaultPlanTimeout
+	}
+	if e.callTimeout <= 0 {
+		e.callTimeout = DefaultCallTimeout
 	}
 	return e, nil
 }
@@ -181,7 +207,10 @@ func Locks(tables []string) []string {
 	return out
 }
 
-// Plan says, per table, what approval will do with method.
+// Plan says, per table, what approval will do with method. It lists the
+// pipelines within its own bound (Deps.PlanTimeout), even when ctx has no
+// deadline, so that a hung Data Pipeline endpoint cannot hold the
+// approval card; a shorter deadline on ctx still applies.
 func (e *Exporter) Plan(ctx context.Context, method string, tables []string) []string {
 	if method == MethodNative {
 		var out []string
@@ -190,7 +219,12 @@ func (e *Exporter) Plan(ctx context.Context, method string, tables []string) []s
 		}
 		return out
 	}
-	byName, err := e.pipelinesByName(ctx)
+	lctx, cancel := context.WithTimeout(ctx, e.planTimeout)
+	byName, err := e.pipelinesByName(lctx)
+	cancel()
+	if err != nil && errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		err = fmt.Errorf("Data Pipeline did not answer ListPipelines within %s", e.planTimeout)
+	}
 	var out []string
 	for _, t := range tables {
 		dest := e.OutputLocation(t) + "/<activation time>/"
@@ -243,13 +277,21 @@ type TableState struct {
 	Created    bool      `json:"created,omitempty"`
 	Defined    bool      `json:"defined,omitempty"`
 	ActivateAt time.Time `json:"activate_at,omitempty"`
-	Activated  bool      `json:"activated,omitempty"`
-	Folder     string    `json:"folder,omitempty"`
-	Finished   bool      `json:"finished,omitempty"`
-	Files      int       `json:"files,omitempty"`
-	Bytes      int64     `json:"bytes,omitempty"`
-	Verified   bool      `json:"verified,omitempty"`
-	Failed     string    `json:"failed,omitempty"`
+	// PriorActivation is the pipeline's @lastActivationTime as read just
+	// before ActivateAt was recorded ("" if it had never been activated);
+	// nil in checkpoints written before the bot recorded it.
+	PriorActivation *string `json:"prior_activation,omitempty"`
+	// PriorRun is the @scheduledStartTime of the activity's latest
+	// instance before this activation: that run and older ones are not
+	// this request's, whatever their time.
+	PriorRun  string `json:"prior_run,omitempty"`
+	Activated bool   `json:"activated,omitempty"`
+	Folder    string `json:"folder,omitempty"`
+	Finished  bool   `json:"finished,omitempty"`
+	Files     int    `json:"files,omitempty"`
+	Bytes     int64  `json:"bytes,omitempty"`
+	Verified  bool   `json:"verified,omitempty"`
+	Failed    string `json:"failed,omitempty"`
 }
 
 // Run runs an approved export: per table find or create the pipeline and
@@ -383,25 +425,166 @@ func (e *Exporter) start(ctx context.Context, jc *actions.JobContext, table stri
 			}
 		}
 	}
-	// Write-ahead: record when we activate before doing it, so a resumed
-	// job can tell from the pipeline's instances whether it happened.
+	// Write-ahead: record the pipeline's last activation and when we
+	// activate before doing it, so that a resumed job can tell from the
+	// pipeline's @lastActivationTime whether the activation happened. Its
+	// run's instances are no evidence: AWS shows them some time after the
+	// activation, and a second ActivatePipeline would cancel the run and
+	// start it again on a new EMR cluster.
 	if st.ActivateAt.IsZero() {
+		prior, err := e.lastActivation(ctx, st.PipelineID)
+		if err != nil {
+			return err
+		}
+		prev, err := e.runInstance(ctx, st) // ActivateAt is zero: the latest run of all
+		if err != nil {
+			return err
+		}
+		st.PriorActivation, st.PriorRun = &prior, ""
+		if prev != nil {
+			st.PriorRun = prev.scheduled
+		}
 		st.ActivateAt = e.now().UTC().Truncate(time.Second)
 		if err := jc.Save(key, st); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointDataPipeline, "activating")
-	} else if inst, err := e.runInstance(ctx, st); err != nil {
+	} else if happened, err := e.activationHappened(ctx, jc, st); err != nil {
 		return err
-	} else if inst != nil {
-		jc.Log.Info("activation already happened before restart; not activating again")
-		return e.markActivated(ctx, jc, table, st, inst.scheduled)
+	} else if happened {
+		jc.Log.Info("activation already happened before restart; not activating again", zap.String("table", table), zap.String("pipeline", st.PipelineID))
+		return e.markActivated(ctx, jc, table, st, st.ActivateAt.Format(dpTimeLayout))
 	}
-	_, err := e.dp.ActivatePipeline(ctx, &datapipeline.ActivatePipelineInput{PipelineId: aws.String(st.PipelineID), StartTimestamp: aws.Time(st.ActivateAt)})
-	if err != nil {
-		return fmt.Errorf("activating pipeline %s: %w", st.PipelineID, err)
+	if err := e.activate(ctx, jc, st); err != nil {
+		return err
 	}
 	return e.markActivated(ctx, jc, table, st, st.ActivateAt.Format(dpTimeLayout))
+}
+
+// activate sends ActivatePipeline, which is not idempotent: each accepted
+// call cancels the running objects and re-runs the pipeline. So the SDK
+// must not retry it on its own (a lost answer would become a second run);
+// after a failed attempt the job waits, asks DescribePipelines whether
+// the activation happened anyway, and sends it again only if it did not.
+func (e *Exporter) activate(ctx context.Context, jc *actions.JobContext, st *TableState) error {
+	var err error
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, e.callTimeout)
+		_, err = e.dp.ActivatePipeline(actx, &datapipeline.ActivatePipelineInput{PipelineId: aws.String(st.PipelineID), StartTimestamp: aws.Time(st.ActivateAt)},
+			func(o *datapipeline.Options) { o.RetryMaxAttempts = 1 })
+		cancel()
+		if err == nil || ctx.Err() != nil || attempt == activateAttempts || refused(err) {
+			break
+		}
+		jc.Log.Warn("ActivatePipeline failed; checking whether it happened", zap.String("pipeline", st.PipelineID), zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(e.activateWait * time.Duration(attempt)):
+		}
+		happened, herr := e.activationHappened(ctx, jc, st)
+		if herr != nil {
+			return fmt.Errorf("activating pipeline %s: %w; then %w", st.PipelineID, err, herr)
+		}
+		if happened {
+			jc.Log.Info("ActivatePipeline's answer was lost but the activation happened", zap.String("pipeline", st.PipelineID))
+			return nil
+		}
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("activating pipeline %s: %w", st.PipelineID, err)
+	}
+	return nil
+}
+
+// refused reports an answer saying that AWS did not activate, for a
+// reason no retry changes.
+func refused(err error) bool {
+	var inv *dptypes.InvalidRequestException
+	var nf *dptypes.PipelineNotFoundException
+	var del *dptypes.PipelineDeletedException
+	return errors.As(err, &inv) || errors.As(err, &nf) || errors.As(err, &del)
+}
+
+// activationSkew is how far AWS's clock may be behind the bot's when
+// @lastActivationTime is compared with ActivateAt. It also absorbs the
+// truncation of both to whole seconds.
+const activationSkew = time.Minute
+
+// activationHappened tells whether the activation recorded in st (as
+// "activating at st.ActivateAt") reached AWS, from the pipeline's
+// @lastActivationTime L, in AWS's layout and clock (UTC, whole seconds):
+//
+//   - L is empty: the pipeline was never activated. Not happened.
+//   - st.PriorActivation is known (read just before ActivateAt was
+//     recorded): the activation happened iff L differs from it. L only
+//     moves forward, and an activation after that read is taken as ours:
+//     the request holds the table's export lock, so the bot activates the
+//     pipeline for no one else meanwhile (a person activating it by hand in
+//     that window would be taken for ours). This needs no clock comparison,
+//     and an activation by an earlier request, however recent, is not
+//     mistaken for ours.
+//   - Otherwise (a checkpoint from before PriorActivation existed): it
+//     happened iff L >= ActivateAt - activationSkew. Our activation was sent
+//     after ActivateAt by the bot's clock; AWS stamps it by its own clock,
+//     which may be behind, and both are truncated to the second, hence the
+//     allowance. An earlier activation within that minute would be
+//     mistaken for ours, which costs a watched run that is not ours, never
+//     a second activation.
+//
+// When L differs from the prior value but is older than ActivateAt -
+// activationSkew, AWS's clock is more than the allowance behind: that is
+// logged, and the activation still counts as happened.
+func (e *Exporter) activationHappened(ctx context.Context, jc *actions.JobContext, st *TableState) (bool, error) {
+	last, err := e.lastActivation(ctx, st.PipelineID)
+	if err != nil || last == "" {
+		return false, err
+	}
+	if st.PriorActivation != nil && last == *st.PriorActivation {
+		return false, nil
+	}
+	at, err := parseDPTime(last)
+	if err != nil {
+		return false, fmt.Errorf("cannot tell whether pipeline %s was activated: @lastActivationTime %q: %w", st.PipelineID, last, err)
+	}
+	recent := !at.Before(st.ActivateAt.Add(-activationSkew))
+	if st.PriorActivation == nil {
+		return recent, nil
+	}
+	if !recent {
+		jc.Log.Warn("pipeline activated after the bot recorded its activation, but @lastActivationTime is older than that: AWS's clock is behind the bot's",
+			zap.String("pipeline", st.PipelineID), zap.String("lastActivationTime", last), zap.Time("activateAt", st.ActivateAt))
+	}
+	return true, nil
+}
+
+// lastActivation is the pipeline's @lastActivationTime as DescribePipelines
+// gives it, "" if it was never activated.
+func (e *Exporter) lastActivation(ctx context.Context, id string) (string, error) {
+	dctx, cancel := context.WithTimeout(ctx, e.callTimeout)
+	defer cancel()
+	out, err := e.dp.DescribePipelines(dctx, &datapipeline.DescribePipelinesInput{PipelineIds: []string{id}})
+	if err != nil {
+		return "", fmt.Errorf("describing pipeline %s: %w", id, err)
+	}
+	for _, d := range out.PipelineDescriptionList {
+		if aws.ToString(d.PipelineId) == id {
+			return first(fieldValues(d.Fields, "@lastActivationTime")), nil
+		}
+	}
+	return "", fmt.Errorf("describing pipeline %s: not in DescribePipelines' answer", id)
+}
+
+// parseDPTime parses a Data Pipeline date-time: 2006-01-02T15:04:05, UTC;
+// RFC 3339 is accepted too.
+func parseDPTime(v string) (time.Time, error) {
+	if t, err := time.Parse(dpTimeLayout, v); err == nil {
+		return t, nil
+	}
+	return time.Parse(time.RFC3339Nano, v)
 }
 
 func (e *Exporter) markActivated(ctx context.Context, jc *actions.JobContext, table string, st *TableState, scheduled string) error {
@@ -518,7 +701,11 @@ type instance struct {
 }
 
 // runInstance finds the activity's instance of the run started at
-// st.ActivateAt, or nil if there is none yet.
+// st.ActivateAt, or nil if there is none yet: the latest instance
+// scheduled at most activationSkew before ActivateAt and after
+// st.PriorRun. The instances of a new run appear some time after the
+// activation; until then an earlier run (another request's, seconds
+// before) must not pass for this one.
 func (e *Exporter) runInstance(ctx context.Context, st *TableState) (*instance, error) {
 	var ids []string
 	var marker *string
@@ -533,7 +720,7 @@ func (e *Exporter) runInstance(ctx context.Context, st *TableState) (*instance, 
 		}
 		marker = q.Marker
 	}
-	since := st.ActivateAt.Add(-time.Minute).Format(dpTimeLayout)
+	since := st.ActivateAt.Add(-activationSkew).Format(dpTimeLayout)
 	var best *instance
 	for i := 0; i < len(ids); i += 25 {
 		chunk := ids[i:min(i+25, len(ids))]
@@ -552,7 +739,7 @@ func (e *Exporter) runInstance(ctx context.Context, st *TableState) (*instance, 
 				if c := first(fieldValues(o.Fields, "@cascadeFailedOn")); in.errMsg == "" && c != "" {
 					in.errMsg = "cascade failed on " + c
 				}
-				if in.scheduled >= since && (best == nil || in.scheduled > best.scheduled) {
+				if in.scheduled >= since && in.scheduled > st.PriorRun && (best == nil || in.scheduled > best.scheduled) {
 					best = in
 				}
 			}

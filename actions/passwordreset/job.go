@@ -24,6 +24,9 @@ type Mailer = mail.Mailer
 type Repo interface {
 	ReadFile(ctx context.Context, path string) ([]byte, error)
 	Propose(ctx context.Context, c appinterface.Change) (*appinterface.MR, error)
+	// FindMR finds the merge request from a branch in any state (nil
+	// when there is none).
+	FindMR(ctx context.Context, branch string) (*appinterface.MR, error)
 	MRState(ctx context.Context, iid int) (*appinterface.MR, error)
 }
 
@@ -57,6 +60,12 @@ type inPlaceState struct {
 // Failpoint prefixes of the three methods (see actions.FailpointEnv).
 // In place: encrypted, set, mailed. Recreate: removing, mr1, merged1,
 // gone, mr2, merged2, back. resetPasswords: mr, merged, profile.
+//
+// Besides those, each merge request has a "lost answer" failpoint that
+// sits between Propose returning and the MR's checkpoint being saved:
+// recreate.mr1.opened, recreate.mr2.opened and resetpasswords.mr.opened.
+// A process killed there has opened the MR but not recorded it, as if
+// GitLab's answer had been lost; on resume the job finds its MR by branch.
 const (
 	FailpointInPlace        = "inplace"
 	FailpointRecreate       = "recreate"
@@ -76,11 +85,26 @@ const (
 // ciphertext is mailed; if only the ciphertext is, it is discarded and a
 // new password is generated and set, so the user always ends up with the
 // password that was set last, readable.
-func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) error {
+//
+// Once the password is set, every failure ends with Resend (see
+// afterSet), since the user's password changed and they have not got it.
+func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) (err error) {
 	var st inPlaceState
+	// set: the password was set (this run, or "set" was recorded before);
+	// recorded: "set" is in the store.
+	set, recorded := false, false
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("internal error: %v", p)
+		}
+		if set {
+			err = afterSet(ctx, a, recorded, err)
+		}
+	}()
 	if _, err := jc.Load("inplace", &st); err != nil {
 		return err
 	}
+	set, recorded = !st.SetAt.IsZero(), !st.SetAt.IsZero()
 	acct, _ := r.cfg.Account(a.Account)
 	client := r.iam[a.Account]
 	if st.SetAt.IsZero() {
@@ -130,10 +154,12 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 		if err != nil {
 			return fmt.Errorf("setting the console password of %s in %s: %w", a.User, a.Account, err)
 		}
+		set = true
 		st.SetAt = r.now().UTC()
 		if err := jc.Save("inplace", &st); err != nil {
 			return err
 		}
+		recorded = true
 		jc.Failpoint(ctx, FailpointInPlace, CheckpointSet)
 		how := "updated the console password (login profile)"
 		if st.Created {
@@ -165,6 +191,24 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 	}
 	return jc.Say(":white_check_mark: <@%s> Done: the console password of `%s` in %s was reset and mailed to %s, encrypted to GPG key `%s`. Decrypt it with `gpg -d`.",
 		jc.Request.Requester, a.User, a.Account, Mask(a.Email), a.Fingerprint)
+}
+
+// afterSet turns a failure after the password was set into one an
+// approver can Resend: the user's password changed, and only the mail can
+// tell them the new one. A shutdown (ctx ended) is left as it is: the job
+// resumes on restart. When "set" was recorded, Resend mails the stored
+// ciphertext; when recording it failed, the job cannot tell on resume
+// whether its ciphertext's password was set, so Resend generates, sets and
+// mails a new one (never a ciphertext that may not be the password).
+func afterSet(ctx context.Context, a Args, recorded bool, err error) error {
+	var rt *actions.Retryable
+	if err == nil || ctx.Err() != nil || errors.As(err, &rt) {
+		return err
+	}
+	if !recorded {
+		return &actions.Retryable{Label: "Resend", Err: fmt.Errorf("the password of `%s` was set, but recording that failed (%w), so it was not mailed. An approver can press Resend, which sets a new password and mails it", a.User, err)}
+	}
+	return &actions.Retryable{Label: "Resend", Err: fmt.Errorf("the password of `%s` is set, but the job failed before it was mailed and recorded as mailed: %w. The encrypted copy is kept; an approver can press Resend", a.User, err)}
 }
 
 // message is the reset mail: the console URL, the user name, the armored
@@ -233,48 +277,24 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 	}
 	path := appinterface.RepoPath(a.UserFile)
 	save := func() error { return jc.Save("appinterface", &st) }
+	branch1 := "osio-bot/" + strings.ToLower(jc.Request.ID) + "-remove-roles"
 	if st.MR1 == nil {
-		content, err := r.repo.ReadFile(ctx, path)
+		mr, found, err := r.ownMR(ctx, "MR 1", branch1)
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", path, err)
+			return err
 		}
-		if len(st.Removed) == 0 {
-			_, removed, err := appinterface.RemoveRoleRefs(content, a.RoleRefs)
-			if err != nil {
-				return fmt.Errorf("editing %s: %w", path, err)
-			}
-			if len(removed) == 0 {
-				return fmt.Errorf("%s no longer lists the roles granting %s (%s); nothing to remove", path, a.Account, strings.Join(a.RoleRefs, ", "))
-			}
-			st.Removed = removed
-			if err := save(); err != nil {
+		if !found {
+			if mr, err = r.proposeRemoval(ctx, jc, a, &st, path, branch1); err != nil {
 				return err
 			}
-			jc.Failpoint(ctx, FailpointRecreate, "removing")
-		}
-		refs := make([]string, len(st.Removed))
-		for i, rm := range st.Removed {
-			refs[i] = rm.Ref
-		}
-		out, _, err := appinterface.RemoveRoleRefs(content, refs)
-		if err != nil {
-			return fmt.Errorf("editing %s: %w", path, err)
-		}
-		title := fmt.Sprintf("[osio-bot] remove %s roles of %s to reset their password (%s)", a.Account, a.User, jc.Request.ID)
-		mr, err := r.repo.Propose(ctx, appinterface.Change{
-			Branch: "osio-bot/" + strings.ToLower(jc.Request.ID) + "-remove-roles", Title: title,
-			CommitMessage: title, Files: map[string][]byte{path: out},
-			Description: r.description(jc.Request, fmt.Sprintf("Removes the role(s) granting AWS account %s from `%s` so that the IAM user is deleted; a second MR restores them and the user is recreated with a new password.", a.Account, a.User)),
-		})
-		if err != nil {
-			return fmt.Errorf("opening MR 1 (remove roles): %w", err)
+			jc.Failpoint(ctx, FailpointRecreate, "mr1.opened")
 		}
 		st.MR1 = mr
 		if err := save(); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointRecreate, "mr1")
-		if err := jc.Say("MR 1 opened: <%s|!%d> removes `%s` from `%s`.", mr.WebURL, mr.IID, strings.Join(refs, "`, `"), a.UserFile); err != nil {
+		if err := jc.Say("MR 1 opened: <%s|!%d> removes `%s` from `%s`%s.", mr.WebURL, mr.IID, strings.Join(removedRefs(st.Removed), "`, `"), a.UserFile, foundNote(found, mr)); err != nil {
 			return err
 		}
 	}
@@ -301,33 +321,25 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 			return err
 		}
 	}
+	branch2 := "osio-bot/" + strings.ToLower(jc.Request.ID) + "-restore-roles"
 	if st.MR2 == nil {
-		content, err := r.repo.ReadFile(ctx, path)
+		mr, found, err := r.ownMR(ctx, "MR 2", branch2)
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", path, err)
+			return err
 		}
-		out, skipped, err := appinterface.RestoreRoleRefs(content, st.Removed)
-		if err != nil {
-			return fmt.Errorf("restoring roles in %s: %w", path, err)
-		}
-		title := fmt.Sprintf("[osio-bot] restore %s roles of %s to reset their password (%s)", a.Account, a.User, jc.Request.ID)
-		mr, err := r.repo.Propose(ctx, appinterface.Change{
-			Branch: "osio-bot/" + strings.ToLower(jc.Request.ID) + "-restore-roles", Title: title,
-			CommitMessage: title, Files: map[string][]byte{path: out},
-			Description: r.description(jc.Request, fmt.Sprintf("Restores the role(s) granting AWS account %s to `%s`; the IAM user is recreated with a new password and app-interface mails the invitation.", a.Account, a.User)),
-		})
-		if errors.Is(err, appinterface.ErrNoChange) {
-			return fmt.Errorf("the roles are already back in %s (someone restored them); nothing to propose", path)
-		}
-		if err != nil {
-			return fmt.Errorf("opening MR 2 (restore roles): %w", err)
+		var skipped []string
+		if !found {
+			if mr, skipped, err = r.proposeRestore(ctx, jc, a, &st, path, branch2); err != nil {
+				return err
+			}
+			jc.Failpoint(ctx, FailpointRecreate, "mr2.opened")
 		}
 		st.MR2 = mr
 		if err := save(); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointRecreate, "mr2")
-		note := ""
+		note := foundNote(found, mr)
 		if len(skipped) > 0 {
 			note = fmt.Sprintf(" (already there, skipped: `%s`)", strings.Join(skipped, "`, `"))
 		}
@@ -359,6 +371,98 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 		jc.Request.Requester, a.User, a.Account, st.MR1.WebURL, st.MR1.IID, st.MR2.WebURL, st.MR2.IID)
 }
 
+// ownMR looks for the job's own merge request from branch, in any state:
+// after a restart it may have been opened (its answer lost, or the
+// process killed before the checkpoint) and since merged or closed. A
+// merged MR is progress; a closed one fails the job later, in waitMerged.
+func (r *Resetter) ownMR(ctx context.Context, name, branch string) (*appinterface.MR, bool, error) {
+	mr, err := r.repo.FindMR(ctx, branch)
+	if err != nil {
+		return nil, false, fmt.Errorf("looking for %s (branch %s) before opening it: %w", name, branch, err)
+	}
+	return mr, mr != nil, nil
+}
+
+// foundNote is said after "MR N opened" when the MR was found rather than
+// opened by this run.
+func foundNote(found bool, mr *appinterface.MR) string {
+	if !found {
+		return ""
+	}
+	return fmt.Sprintf(" (opened before a restart; now %s)", mr.State)
+}
+
+func removedRefs(removed []appinterface.Removed) []string {
+	refs := make([]string, len(removed))
+	for i, rm := range removed {
+		refs[i] = rm.Ref
+	}
+	return refs
+}
+
+// proposeRemoval records which role refs MR 1 removes (once), and
+// proposes the edit.
+func (r *Resetter) proposeRemoval(ctx context.Context, jc *actions.JobContext, a Args, st *aiState, path, branch string) (*appinterface.MR, error) {
+	content, err := r.repo.ReadFile(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	if len(st.Removed) == 0 {
+		_, removed, err := appinterface.RemoveRoleRefs(content, a.RoleRefs)
+		if err != nil {
+			return nil, fmt.Errorf("editing %s: %w", path, err)
+		}
+		if len(removed) == 0 {
+			return nil, fmt.Errorf("%s no longer lists the roles granting %s (%s); nothing to remove", path, a.Account, strings.Join(a.RoleRefs, ", "))
+		}
+		st.Removed = removed
+		if err := jc.Save("appinterface", st); err != nil {
+			return nil, err
+		}
+		jc.Failpoint(ctx, FailpointRecreate, "removing")
+	}
+	out, _, err := appinterface.RemoveRoleRefs(content, removedRefs(st.Removed))
+	if err != nil {
+		return nil, fmt.Errorf("editing %s: %w", path, err)
+	}
+	title := fmt.Sprintf("[osio-bot] remove %s roles of %s to reset their password (%s)", a.Account, a.User, jc.Request.ID)
+	mr, err := r.repo.Propose(ctx, appinterface.Change{
+		Branch: branch, Title: title,
+		CommitMessage: title, Files: map[string][]byte{path: out},
+		Description: r.description(jc.Request, fmt.Sprintf("Removes the role(s) granting AWS account %s from `%s` so that the IAM user is deleted; a second MR restores them and the user is recreated with a new password.", a.Account, a.User)),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("opening MR 1 (remove roles): %w", err)
+	}
+	return mr, nil
+}
+
+// proposeRestore proposes putting the removed role refs back, re-reading
+// the file first.
+func (r *Resetter) proposeRestore(ctx context.Context, jc *actions.JobContext, a Args, st *aiState, path, branch string) (*appinterface.MR, []string, error) {
+	content, err := r.repo.ReadFile(ctx, path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	out, skipped, err := appinterface.RestoreRoleRefs(content, st.Removed)
+	if err != nil {
+		return nil, nil, fmt.Errorf("restoring roles in %s: %w", path, err)
+	}
+	title := fmt.Sprintf("[osio-bot] restore %s roles of %s to reset their password (%s)", a.Account, a.User, jc.Request.ID)
+	mr, err := r.repo.Propose(ctx, appinterface.Change{
+		Branch: branch, Title: title,
+		CommitMessage: title, Files: map[string][]byte{path: out},
+		Description: r.description(jc.Request, fmt.Sprintf("Restores the role(s) granting AWS account %s to `%s`; the IAM user is recreated with a new password and app-interface mails the invitation.", a.Account, a.User)),
+	})
+	if errors.Is(err, appinterface.ErrNoChange) {
+		return nil, nil, fmt.Errorf("the roles are already back in %s (someone restored them); nothing to propose", path)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening MR 2 (restore roles): %w", err)
+	}
+	return mr, skipped, nil
+}
+
 // resetPasswords appends a resetPasswords entry to the account file and
 // waits until the login profile is recreated after the merge.
 func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a Args) error {
@@ -368,30 +472,38 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 	}
 	save := func() error { return jc.Save("appinterface", &st) }
 	path := appinterface.RepoPath(a.AccountFile)
+	branch := "osio-bot/" + strings.ToLower(jc.Request.ID) + "-reset-password"
 	if st.MR1 == nil {
-		content, err := r.repo.ReadFile(ctx, path)
+		mr, found, err := r.ownMR(ctx, "the resetPasswords MR", branch)
 		if err != nil {
-			return fmt.Errorf("reading %s: %w", path, err)
+			return err
 		}
-		out, err := appinterface.AppendResetPassword(content, a.UserFile, jc.Request.ID)
-		if err != nil {
-			return fmt.Errorf("adding the resetPasswords entry to %s: %w", path, err)
-		}
-		title := fmt.Sprintf("[osio-bot] reset the %s console password of %s (%s)", a.Account, a.User, jc.Request.ID)
-		mr, err := r.repo.Propose(ctx, appinterface.Change{
-			Branch: "osio-bot/" + strings.ToLower(jc.Request.ID) + "-reset-password", Title: title, CommitMessage: title,
-			Files:       map[string][]byte{path: out},
-			Description: r.description(jc.Request, fmt.Sprintf("Adds `%s` to resetPasswords of AWS account %s: the integration deletes the login profile and terraform-users recreates it and mails the new password.", a.User, a.Account)),
-		})
-		if err != nil {
-			return fmt.Errorf("opening the resetPasswords MR: %w", err)
+		if !found {
+			content, err := r.repo.ReadFile(ctx, path)
+			if err != nil {
+				return fmt.Errorf("reading %s: %w", path, err)
+			}
+			out, err := appinterface.AppendResetPassword(content, a.UserFile, jc.Request.ID)
+			if err != nil {
+				return fmt.Errorf("adding the resetPasswords entry to %s: %w", path, err)
+			}
+			title := fmt.Sprintf("[osio-bot] reset the %s console password of %s (%s)", a.Account, a.User, jc.Request.ID)
+			mr, err = r.repo.Propose(ctx, appinterface.Change{
+				Branch: branch, Title: title, CommitMessage: title,
+				Files:       map[string][]byte{path: out},
+				Description: r.description(jc.Request, fmt.Sprintf("Adds `%s` to resetPasswords of AWS account %s: the integration deletes the login profile and terraform-users recreates it and mails the new password.", a.User, a.Account)),
+			})
+			if err != nil {
+				return fmt.Errorf("opening the resetPasswords MR: %w", err)
+			}
+			jc.Failpoint(ctx, FailpointResetPasswords, "mr.opened")
 		}
 		st.MR1 = mr
 		if err := save(); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointResetPasswords, "mr")
-		if err := jc.Say("MR opened: <%s|!%d> adds `{user: {$ref: %s}, requestId: %s}` to resetPasswords in `%s`.", mr.WebURL, mr.IID, a.UserFile, jc.Request.ID, a.AccountFile); err != nil {
+		if err := jc.Say("MR opened: <%s|!%d> adds `{user: {$ref: %s}, requestId: %s}` to resetPasswords in `%s`%s.", mr.WebURL, mr.IID, a.UserFile, jc.Request.ID, a.AccountFile, foundNote(found, mr)); err != nil {
 			return err
 		}
 	}

@@ -22,12 +22,16 @@ const dpTime = "2006-01-02T15:04:05"
 type run struct {
 	p                        *pipeline
 	scheduled                time.Time
+	visibleAt                time.Time // real clock; its objects are hidden before
 	actInst, attempt, clInst string
 	status, errMsg, failMsg  string
 	setupErr                 error
 	table, outputDir         string
 	postStep, keys           []string
 }
+
+// visible reports whether QueryObjects and DescribeObjects show the object.
+func (i *instance) visible() bool { return i.owner == nil || !time.Now().Before(i.owner.visibleAt) }
 
 func terminal(status string) bool {
 	switch status {
@@ -64,11 +68,11 @@ func (s *Server) newRun(p *pipeline, sched time.Time) (*run, error) {
 		}
 	}
 	ts := sched.Format(dpTime)
-	r := &run{p: p, scheduled: sched, actInst: "@" + act.ID + "_" + ts, postStep: act.strs("postStepCommand")}
+	r := &run{p: p, scheduled: sched, visibleAt: time.Now().Add(max(s.opts.InstanceDelay, 0)), actInst: "@" + act.ID + "_" + ts, postStep: act.strs("postStepCommand")}
 	r.attempt = r.actInst + "_Attempt=1"
 	r.table, r.outputDir, r.setupErr = resolveIO(byID, *act, params, sched)
 
-	now := time.Now().UTC().Format(dpTime)
+	now := s.now().Format(dpTime)
 	newInst := func(id, sphere, component, typ string) *wObject {
 		o := wObject{ID: id, Name: id}
 		o.set("@sphere", sphere)
@@ -99,7 +103,7 @@ func (s *Server) newRun(p *pipeline, sched time.Time) (*run, error) {
 // setStatus moves a run and its objects to status; the caller holds s.mu.
 func (s *Server) setStatus(r *run, status, errMsg string) {
 	r.status, r.errMsg = status, errMsg
-	now := time.Now().UTC().Format(dpTime)
+	now := s.now().Format(dpTime)
 	for _, id := range []string{r.actInst, r.attempt} {
 		inst, ok := r.p.instances[id]
 		if !ok || inst.owner != r {
@@ -149,7 +153,7 @@ func (s *Server) drive(r *run) {
 		defer s.mu.Unlock()
 		return r.status != "CANCELED"
 	}
-	if !step(s.opts.WaitingFor) {
+	if !step(max(s.opts.InstanceDelay, 0) + s.opts.WaitingFor) {
 		return
 	}
 	s.mu.Lock()

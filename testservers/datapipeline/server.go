@@ -18,17 +18,38 @@
 //     Options.CrossAccountBuckets ("Unable to validate S3 Access for role ...").
 //   - One run per activation of the pipeline's EmrActivity, with instance and
 //     attempt objects: WAITING_FOR_RUNNER -> RUNNING -> FINISHED | FAILED, driven
-//     by a goroutine per run and stopped by Close. Re-activating a pipeline whose
-//     run is not finished cancels that run (CANCELED), as AWS documents for
-//     on-demand pipelines. On FINISHED the run has done what the
-//     "Export DynamoDB table to S3" template's EMR step does: it evaluates the
-//     input node's tableName and the output node's directoryPath (parameters
-//     and #{format(@scheduledStartTime, '...')} only), scans the table through
+//     by a goroutine per run and stopped by Close. As on AWS, a run's objects
+//     appear some time after ActivatePipeline returns, not at once
+//     (Options.InstanceDelay): until then QueryObjects does not list them and
+//     DescribeObjects skips them. Re-activating a pipeline whose run is not
+//     finished cancels that run (CANCELED) and starts a new one: the AWS API
+//     reference says "If you activate an on-demand pipeline that is already
+//     running, it will cancel all running objects and re-run the pipeline".
+//     Activations counts every accepted activation, so a test sees a second one.
+//   - DescribePipelines fields @lastActivationTime (set when ActivatePipeline is
+//     applied), @pipelineState (PENDING, SCHEDULED, FINISHED, INACTIVE),
+//     @latestRunTime (the last run's @scheduledStartTime), @healthStatus,
+//     @creationTime, @version; times in Data Pipeline's layout
+//     2006-01-02T15:04:05, UTC, whole seconds. Options.ClockOffset shifts the
+//     server's clock, to model an AWS clock that differs from the bot's.
+//   - Lost answers (LoseAnswers): a request is applied, then its answer is held
+//     until ReleaseAnswers, Close or the client going away (HoldAnswer), or
+//     the connection is closed without a response (DropAnswer).
+//   - On FINISHED the run has done what the "Export DynamoDB table to S3"
+//     template's EMR step does: it evaluates the input node's tableName and
+//     the output node's directoryPath (parameters and
+//     #{format(@scheduledStartTime, '...')} only), scans the table through
 //     Options.Source and writes data files (one JSON line per item, lower-case
 //     type keys as the EMR DynamoDB tools write them), a manifest and an empty
 //     _SUCCESS through Options.Sink.
 //
-// What it does NOT model: SigV4 signatures are not verified (an Authorization
+// What it does NOT model: the ACTIVATING and WAITING_ON_DEPENDENCIES states
+// and AWS's real delays (EMR start-up takes minutes there; InstanceDelay,
+// WaitingFor and RunningFor are short here); @lastActivationTime is exact to
+// the second, while AWS's own lag between accepting an activation and
+// recording it is not modelled; no faults but lost answers (no throttling,
+// no 5xx except while closing, no request that AWS applies after its caller
+// gave up); SigV4 signatures are not verified (an Authorization
 // header is merely required); there is no EMR, no Task Runner, no PollForTask
 // or task reporting, no tags API (tags given to CreatePipeline are kept and
 // described), no schedules other than ONDEMAND (activation of any other
@@ -81,8 +102,29 @@ type Options struct {
 	PageSize            int      // ListPipelines page size, default 25
 	WaitingFor          time.Duration
 	RunningFor          time.Duration // defaults 300ms and 500ms
-	Logf                func(string, ...any)
+	// InstanceDelay is how long a run's instance and attempt objects stay
+	// invisible to QueryObjects and DescribeObjects after ActivatePipeline
+	// (AWS shows them some time after activation, not at once). Default
+	// 250ms; a negative value shows them at once.
+	InstanceDelay time.Duration
+	// ClockOffset is added to the server's clock in every time it reports
+	// (@lastActivationTime, @creationTime, @actualStartTime, ...): a
+	// negative offset models an AWS clock that is behind the bot's.
+	ClockOffset time.Duration
+	Logf        func(string, ...any)
 }
+
+// AnswerFault is what happens to the answer of a request that the server
+// applied: the work is done, the caller never learns it.
+type AnswerFault int
+
+const (
+	// HoldAnswer keeps the answer until ReleaseAnswers, Close, or the
+	// client going away (a killed process, a timed-out call).
+	HoldAnswer AnswerFault = iota + 1
+	// DropAnswer closes the connection without a response.
+	DropAnswer
+)
 
 // Run is a snapshot of one activation, for tests.
 type Run struct {
@@ -114,6 +156,9 @@ type Server struct {
 	calls     map[string]int
 	held      map[string]bool
 	failNext  map[string]string
+	faults    map[string][]AnswerFault // op -> faults for its next requests
+	holding   map[string]int           // op -> answers held now
+	release   chan struct{}            // closed by ReleaseAnswers
 }
 
 type pipeline struct {
@@ -188,6 +233,9 @@ func New(opts Options) (*Server, error) {
 	if opts.RunningFor <= 0 {
 		opts.RunningFor = 500 * time.Millisecond
 	}
+	if opts.InstanceDelay == 0 {
+		opts.InstanceDelay = 250 * time.Millisecond
+	}
 	if opts.Logf == nil {
 		opts.Logf = func(string, ...any) {}
 	}
@@ -199,6 +247,7 @@ func New(opts Options) (*Server, error) {
 		opts: opts, url: "http://" + ln.Addr().String(),
 		pipelines: map[string]*pipeline{}, unique: map[[2]string]string{},
 		calls: map[string]int{}, held: map[string]bool{}, failNext: map[string]string{},
+		faults: map[string][]AnswerFault{}, holding: map[string]int{}, release: make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second}
@@ -240,6 +289,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		out, err = s.call(op, r.Body)
 	}
+	if f := s.takeFault(op); f != 0 && !s.loseAnswer(w, r, op, f) {
+		return
+	}
 	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
 	w.Header().Set("x-amzn-RequestId", newUUID())
 	if err != nil {
@@ -263,6 +315,54 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out = struct{}{}
 	}
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// takeFault pops the fault armed for op's next request, 0 if none.
+func (s *Server) takeFault(op string) AnswerFault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fs := s.faults[op]
+	if len(fs) == 0 {
+		return 0
+	}
+	s.faults[op] = fs[1:]
+	return fs[0]
+}
+
+// loseAnswer applies fault f to the answer of an applied request. It
+// reports whether the answer is still to be written (a held answer that
+// was released).
+func (s *Server) loseAnswer(w http.ResponseWriter, r *http.Request, op string, f AnswerFault) bool {
+	switch f {
+	case DropAnswer:
+		s.opts.Logf("dpserver: %s applied; dropping the connection without an answer", op)
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return false
+			}
+		}
+		panic(http.ErrAbortHandler) // closes the connection all the same
+	case HoldAnswer:
+		s.mu.Lock()
+		s.holding[op]++
+		release := s.release
+		s.mu.Unlock()
+		s.opts.Logf("dpserver: %s applied; holding its answer", op)
+		defer func() {
+			s.mu.Lock()
+			s.holding[op]--
+			s.mu.Unlock()
+		}()
+		select {
+		case <-release:
+			return true
+		case <-r.Context().Done(): // the client went away
+		case <-s.ctx.Done():
+		}
+		return false
+	}
+	return true
 }
 
 // request holds the input members of every modelled operation.
@@ -344,7 +444,7 @@ func (s *Server) create(name, uniqueID, description string, tags []wTag) string 
 	}
 	id := newPipelineID()
 	s.pipelines[id] = &pipeline{id: id, name: name, uniqueID: uniqueID, description: description,
-		tags: tags, created: time.Now().UTC(), instances: map[string]*instance{}}
+		tags: tags, created: s.now(), instances: map[string]*instance{}}
 	s.order = append(s.order, id)
 	s.unique[key] = id
 	return id
@@ -394,7 +494,7 @@ func (s *Server) activate(in *request, p *pipeline) (any, error) {
 	if len(in.Values) > 0 {
 		p.values = mergeValues(p.values, in.Values)
 	}
-	sched := time.Now().UTC()
+	sched := s.now()
 	if in.StartTimestamp != nil {
 		sec, frac := math.Modf(*in.StartTimestamp)
 		sched = time.Unix(int64(sec), int64(frac*1e9)).UTC()
@@ -415,7 +515,7 @@ func (s *Server) activate(in *request, p *pipeline) (any, error) {
 	p.runs = append(p.runs, r)
 	p.activations++
 	p.inactive = false
-	p.lastActivation = time.Now().UTC()
+	p.lastActivation = s.now()
 	for _, c := range r.postStep {
 		s.opts.Logf("dpserver: %s: recorded postStepCommand (not executed): %s", r.actInst, c)
 	}
@@ -552,7 +652,7 @@ func (s *Server) queryObjects(in *request, p *pipeline) (any, error) {
 		objs = p.objects
 	case "INSTANCE", "ATTEMPT":
 		for _, inst := range p.instances {
-			if inst.sphere == in.Sphere {
+			if inst.sphere == in.Sphere && inst.visible() {
 				objs = append(objs, inst.obj)
 			}
 		}
@@ -616,7 +716,9 @@ func (s *Server) describeObjects(in *request, p *pipeline) (any, error) {
 	var out []wObject
 	for _, id := range in.ObjectIDs {
 		if inst, ok := p.instances[id]; ok {
-			out = append(out, inst.obj.clone())
+			if inst.visible() {
+				out = append(out, inst.obj.clone())
+			}
 		} else if i := slices.IndexFunc(p.objects, func(o wObject) bool { return o.ID == id }); i >= 0 {
 			c := p.objects[i].clone()
 			c.set("@sphere", "COMPONENT")
@@ -626,6 +728,35 @@ func (s *Server) describeObjects(in *request, p *pipeline) (any, error) {
 	}
 	return map[string]any{"pipelineObjects": nonNil(out), "hasMoreResults": false}, nil
 }
+
+// LoseAnswers makes the next n requests for op (e.g. "ActivatePipeline")
+// be applied as usual and then lose their answer as f says.
+func (s *Server) LoseAnswers(op string, f AnswerFault, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ; n > 0; n-- {
+		s.faults[op] = append(s.faults[op], f)
+	}
+}
+
+// HeldAnswers reports how many answers to op are being held now.
+func (s *Server) HeldAnswers(op string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holding[op]
+}
+
+// ReleaseAnswers sends every answer held now, late, to clients still
+// waiting for it.
+func (s *Server) ReleaseAnswers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.release)
+	s.release = make(chan struct{})
+}
+
+// now is the server's clock, UTC, shifted by Options.ClockOffset.
+func (s *Server) now() time.Time { return time.Now().UTC().Add(s.opts.ClockOffset) }
 
 // Calls reports how many requests named op (e.g. "ActivatePipeline") arrived.
 func (s *Server) Calls(op string) int {

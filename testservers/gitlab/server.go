@@ -49,7 +49,12 @@
 //     on both sides is a conflict and the MR stays open), CloseMR, OnMerge
 //     hooks (to play app-interface's reconcilers), AutoMerge (merge MRs
 //     carrying a label after a delay, like app-interface's housekeeping of
-//     bot/automerge), FailNext (inject HTTP errors per route) and Calls.
+//     bot/automerge), FailNext (inject HTTP errors per route), LoseNext
+//     (a lost answer: the request is carried out in full, then the
+//     connection is closed without a response, as when a proxy or the
+//     network drops it) and Calls. A test merges or closes an MR through
+//     Merge and CloseMR whenever it likes, for example while the bot's
+//     process is down, as app-interface's housekeeping would.
 //
 // What it does NOT model (be careful what a passing test proves): users,
 // permissions, protected branches, forks, project settings or any other
@@ -159,6 +164,7 @@ type Server struct {
 	seq       int
 	calls     map[string]int
 	fail      map[string]*failure
+	lose      map[string]int
 	hooks     []func(MR)
 	autoLabel string
 	autoDelay time.Duration
@@ -195,6 +201,7 @@ func New(opts Options) (*Server, error) {
 		branches: map[string]string{},
 		calls:    map[string]int{},
 		fail:     map[string]*failure{},
+		lose:     map[string]int{},
 		now:      func() time.Time { return time.Now().UTC() },
 	}
 	root := s.newCommitLocked(nil, "Initial commit", map[string][]byte{})
@@ -359,6 +366,16 @@ func (s *Server) AutoMerge(label string, delay time.Duration) {
 func (s *Server) FailNext(route string, n, code int) {
 	s.mu.Lock()
 	s.fail[route] = &failure{n: n, code: code}
+	s.mu.Unlock()
+}
+
+// LoseNext makes the next n requests to route lose their answer: each is
+// carried out (a merge request is created, a commit made), then the
+// connection is closed before any response is written. The client sees a
+// transport error (EOF) although GitLab did the work.
+func (s *Server) LoseNext(route string, n int) {
+	s.mu.Lock()
+	s.lose[route] = n
 	s.mu.Unlock()
 }
 
@@ -656,7 +673,33 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		message(w, f.code, "injected failure")
 		return
 	}
+	lose := s.lose[name] > 0
+	if lose {
+		s.lose[name]--
+	}
 	s.mu.Unlock()
+	if lose {
+		// Do the work into a discarded response, then drop the connection.
+		s.dispatch(discard{h: http.Header{}}, r, name, project, params)
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return
+			}
+		}
+		panic(http.ErrAbortHandler) // closes the connection without a response
+	}
+	s.dispatch(w, r, name, project, params)
+}
+
+// discard is a ResponseWriter that drops the answer (see LoseNext).
+type discard struct{ h http.Header }
+
+func (d discard) Header() http.Header         { return d.h }
+func (d discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d discard) WriteHeader(int)             {}
+
+func (s *Server) dispatch(w http.ResponseWriter, r *http.Request, name, project string, params []string) {
 	if project != strconv.FormatInt(s.opts.ProjectID, 10) && project != s.opts.ProjectPath {
 		message(w, http.StatusNotFound, "404 Project Not Found")
 		return

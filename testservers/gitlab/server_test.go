@@ -565,3 +565,27 @@ func TestUnifiedDiff(t *testing.T) {
 		})
 	}
 }
+
+// LoseNext carries the request out and drops the connection: the client
+// gets no answer, but the MR exists.
+func TestLoseNext(t *testing.T) {
+	s, c := newServer(t)
+	s.SeedFile("feature", "a.txt", []byte("a\n"))
+	s.LoseNext(RouteCreateMR, 1)
+	_, _, err := c.MergeRequests.CreateMergeRequest(13582, &gitlab.CreateMergeRequestOptions{
+		Title: gitlab.Ptr("t"), SourceBranch: gitlab.Ptr("feature"), TargetBranch: gitlab.Ptr("master")})
+	if err == nil {
+		t.Fatal("the answer was not lost")
+	}
+	var er *gitlab.ErrorResponse
+	if errors.As(err, &er) {
+		t.Fatalf("got an HTTP answer: %v", err)
+	}
+	if mrs := s.MRs(); len(mrs) != 1 || mrs[0].State != "opened" {
+		t.Fatalf("MRs: %+v", mrs)
+	}
+	// Only the next one: the following request is answered.
+	if _, _, err := c.MergeRequests.GetMergeRequest(13582, 1, nil); err != nil {
+		t.Fatal(err)
+	}
+}

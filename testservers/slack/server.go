@@ -27,9 +27,13 @@
 //   - response_url: slash and interactive payloads carry a response_url on this
 //     server; JSON posted there is recorded as an ephemeral for the user who
 //     triggered it (response_type, replace_original, delete_original kept).
-//   - Failure injection: RateLimitNext (HTTP 429 + Retry-After) and SetDown
+//   - Failure injection: RateLimitNext (HTTP 429 + Retry-After), SetDown
 //     (HTTP 503 for every Web API call, apps.connections.open and
-//     response_url posts).
+//     response_url posts), and RevokeAppToken: the app-level (xapp-) token
+//     is revoked, so Slack closes its Socket Mode connections and
+//     apps.connections.open answers HTTP 200 {"ok":false,"error":"invalid_auth"}
+//     (a fatal error for slack-go, which stops reconnecting); bot-token
+//     methods go on working, as they do in Slack.
 //
 // What it does NOT model (be careful what a passing test proves):
 //
@@ -52,6 +56,10 @@
 //     unrelated to wall-clock time; Message.Posted holds the real time.
 //   - Rate limits are only what RateLimitNext injects; there are no per-tier
 //     limits. A call answered 503 while down does not consume an injected 429.
+//   - RevokeAppToken closes the token's connections without a disconnect
+//     message and answers every later apps.connections.open with that token
+//     invalid_auth; Slack's
+//     other answer for this case, token_revoked, is not chosen.
 //   - SetDown does not close existing WebSocket connections; call Disconnect
 //     as well to force the client through apps.connections.open.
 //   - Unmodelled chat parameters (as_user, username, unfurl_*, metadata, ...)
@@ -155,7 +163,8 @@ type obj = map[string]any
 type wsConn struct {
 	c                     *websocket.Conn
 	wmu                   sync.Mutex
-	ready, draining, dead bool // guarded by Server.mu
+	ready, draining, dead bool   // guarded by Server.mu
+	token                 string // the app token that opened it
 }
 
 func (c *wsConn) write(v any) error {
@@ -202,7 +211,8 @@ type Server struct {
 	limits     map[string]*rateLimit
 	down       bool
 	seq, tsSeq int
-	tickets    map[string]bool
+	tickets    map[string]string // ticket -> the app token that opened it
+	revoked    map[string]bool   // revoked app tokens
 	conns      []*wsConn
 	accepted   int
 	envs       map[string]*envelope
@@ -227,7 +237,7 @@ func New(opts Options) (*Server, error) {
 		opts: opts, ln: ln, closed: make(chan struct{}),
 		users: map[string]User{}, groups: map[string][]string{}, channels: map[string]string{},
 		ephemerals: map[string][]*Message{}, calls: map[string][]time.Time{},
-		limits: map[string]*rateLimit{}, tickets: map[string]bool{},
+		limits: map[string]*rateLimit{}, tickets: map[string]string{}, revoked: map[string]bool{},
 		envs: map[string]*envelope{}, responses: map[string]responseTarget{},
 	}
 	mux := http.NewServeMux()
@@ -330,7 +340,7 @@ func (s *Server) dropConn(c *wsConn) {
 func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 	t := r.URL.Query().Get("ticket")
 	s.mu.Lock()
-	ok := s.tickets[t]
+	token, ok := s.tickets[t]
 	delete(s.tickets, t)
 	s.mu.Unlock()
 	if !ok {
@@ -343,7 +353,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 		s.logf("websocket upgrade: %v", err)
 		return
 	}
-	wc := &wsConn{c: c}
+	wc := &wsConn{c: c, token: token}
 	s.mu.Lock()
 	select {
 	case <-s.closed:
@@ -637,6 +647,26 @@ func (s *Server) waitAck(ctx context.Context, id string, index int) (Ack, error)
 // Acks returns every ack received so far, in arrival order.
 func (s *Server) Acks() []Ack { s.mu.Lock(); defer s.mu.Unlock(); return slices.Clone(s.acks) }
 
+// RevokeAppToken revokes the app-level token: every Socket Mode connection
+// it opened is closed at once, and apps.connections.open with it answers
+// invalid_auth from now on (the call is still counted). Other app tokens
+// (a newly issued one) go on working.
+func (s *Server) RevokeAppToken(token string) {
+	s.mu.Lock()
+	s.revoked[token] = true
+	var conns []*wsConn
+	for _, c := range s.conns {
+		if c.token == token {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		s.dropConn(c)
+	}
+	s.logf("app token revoked; %d connection(s) closed", len(conns))
+}
+
 // Disconnect sends {"type":"disconnect","reason":reason} to every live
 // connection. Those connections get no further envelopes; envelopes sent
 // before the client reconnects are queued.
@@ -798,7 +828,10 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	if method == "apps.connections.open" {
 		want = "xapp-"
 	}
-	if !strings.HasPrefix(token, want) {
+	s.mu.Lock()
+	revoked := s.revoked[token] && method == "apps.connections.open"
+	s.mu.Unlock()
+	if !strings.HasPrefix(token, want) || revoked {
 		s.logf("%s: invalid_auth", method)
 		writeJSON(w, http.StatusOK, errObj("invalid_auth"))
 		return
@@ -812,7 +845,7 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	case "apps.connections.open":
 		s.mu.Lock()
 		t := s.nextIDLocked("ticket-")
-		s.tickets[t] = true
+		s.tickets[t] = token
 		s.mu.Unlock()
 		resp = obj{"ok": true, "url": "ws://" + s.ln.Addr().String() + "/link/?ticket=" + t}
 	case "chat.postMessage":

@@ -501,3 +501,49 @@ func TestRateLimitAndDown(t *testing.T) {
 		t.Errorf("auth.test calls = %d", srv.Calls("auth.test"))
 	}
 }
+
+// TestRevokeAppToken: the connection is closed, apps.connections.open
+// answers invalid_auth, slack-go's Socket Mode loop stops with it, and
+// bot-token methods still work.
+func TestRevokeAppToken(t *testing.T) {
+	srv := newTestServer(t)
+	ctx := testCtx(t)
+	api := newAPI(srv)
+	smc := socketmode.New(api)
+	runErr := make(chan error, 1)
+	go func() { runErr <- smc.RunContext(ctx) }()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-smc.Events:
+			}
+		}
+	}()
+	if err := srv.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.RevokeAppToken("xapp-test")
+	select {
+	case err := <-runErr:
+		if err == nil || err.Error() != "invalid_auth" {
+			t.Errorf("RunContext ended with %v, want invalid_auth", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Socket Mode loop still running 5s after the app token was revoked")
+	}
+	if n := srv.LiveConnections(); n != 0 {
+		t.Errorf("%d live connections after revocation", n)
+	}
+	if _, _, err := api.StartSocketModeContext(ctx); err == nil || err.Error() != "invalid_auth" {
+		t.Errorf("apps.connections.open after revocation: %v, want invalid_auth", err)
+	}
+	if _, err := api.AuthTestContext(ctx); err != nil {
+		t.Errorf("auth.test with the bot token after the app token's revocation: %v", err)
+	}
+	fresh := slack.New("xoxb-test", slack.OptionAPIURL(srv.APIURL()), slack.OptionAppLevelToken("xapp-fresh"))
+	if _, _, err := fresh.StartSocketModeContext(ctx); err != nil {
+		t.Errorf("apps.connections.open with a new app token: %v", err)
+	}
+}

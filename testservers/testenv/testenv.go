@@ -75,6 +75,12 @@ type Options struct {
 	Tweak func(*config.Config)
 	// DPPageSize is the Data Pipeline server's page size (0: its default).
 	DPPageSize int
+	// DPInstanceDelay is how long a run's objects stay invisible after
+	// ActivatePipeline (0: the server's default).
+	DPInstanceDelay time.Duration
+	// DPClockOffset shifts the Data Pipeline server's clock against the
+	// bot's (negative: AWS is behind).
+	DPClockOffset time.Duration
 	// Moto reuses a running moto_server (its state is reset).
 	Moto *moto.Server
 	// People turns on /osio-reset-password: they are written to the
@@ -124,6 +130,7 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 		Source: dynamodb.NewFromConfig(e.Prod), Sink: devS3,
 		CrossAccountBuckets: []string{Bucket}, PageSize: o.DPPageSize,
 		WaitingFor: 300 * time.Millisecond, RunningFor: 700 * time.Millisecond,
+		InstanceDelay: o.DPInstanceDelay, ClockOffset: o.DPClockOffset,
 	})
 	if err != nil {
 		e.Close()

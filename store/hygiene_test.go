@@ -1,0 +1,235 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/osio/osio-bot/actions"
+)
+
+// setSequence makes the next request id R-(n+1).
+func setSequence(t *testing.T, s *Store, n uint64) {
+	t.Helper()
+	if err := s.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bRequests).SetSequence(n) }); err != nil {
+		t.Fatalf("setting the sequence: %v", err)
+	}
+}
+
+// realStoreFile writes a sound store file with n requests and returns its
+// bytes.
+func realStoreFile(t *testing.T, path string, n int) []byte {
+	t.Helper()
+	s := openAt(t, path, nil)
+	for i := range n {
+		r := newReq()
+		r.Plan = []string{strings.Repeat("plan line ", 30)}
+		mustCreate(t, s, r, fmt.Sprint("env", i), msg("hello"))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestOpenCorruptFileFailsClearly(t *testing.T) {
+	dir := t.TempDir()
+	good := realStoreFile(t, filepath.Join(dir, "good.db"), 300)
+	if len(good) < 16*4096 {
+		t.Fatalf("test store is only %d bytes", len(good))
+	}
+	scribbled := slices.Clone(good)
+	for i := 4 * 4096; i < 8*4096; i++ {
+		scribbled[i] = 0xff
+	}
+	cases := map[string][]byte{
+		"garbage":     []byte("this is not a bbolt file, only some text somebody wrote here\n"),
+		"truncated":   good[:len(good)/2],
+		"three-pages": good[:3*4096],
+		"scribbled":   scribbled,
+	}
+	for name, data := range cases {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(dir, name+".db")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var s *Store
+			var err error
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Fatalf("Open panicked on a corrupt file: %v", p)
+					}
+				}()
+				s, err = Open(path, Options{})
+			}()
+			if err == nil {
+				s.Close()
+				t.Fatal("Open of a corrupt file succeeded")
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Open error %q does not wrap ErrCorrupt", err)
+			}
+			for _, want := range []string{path, "store check", "backup"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Open error %q does not say %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckReport(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.db")
+	data := realStoreFile(t, good, 300)
+	rep, err := Check(good)
+	if err != nil {
+		t.Fatalf("Check of a sound file: %v", err)
+	}
+	if rep.Requests != 300 || rep.Newest != "R-000300" || len(rep.Problems) != 0 {
+		t.Errorf("Check = %+v, want 300 requests, newest R-000300, no problems", rep)
+	}
+	bad := filepath.Join(dir, "bad.db")
+	for i := 4 * 4096; i < 8*4096; i++ {
+		data[i] = 0xff
+	}
+	if err := os.WriteFile(bad, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Check(bad)
+	if err != nil {
+		t.Fatalf("Check of a corrupt file: %v (want a report with problems)", err)
+	}
+	if len(rep.Problems) == 0 {
+		t.Errorf("Check of a corrupt file found no problem: %+v", rep)
+	}
+	if _, err := Check(filepath.Join(dir, "missing.db")); err == nil {
+		t.Error("Check of a missing file succeeded")
+	}
+}
+
+func TestIDsPastSixDigitsKeepOrder(t *testing.T) {
+	s, _ := newStore(t)
+	mustCreate(t, s, newReq(), "")
+	setSequence(t, s, 999_998)
+	var ids []string
+	for i := range 3 {
+		ids = append(ids, mustCreate(t, s, newReq(), fmt.Sprint("e", i), msg("x")).ID)
+	}
+	if want := []string{"R-999999", "R-1000000", "R-1000001"}; !slices.Equal(ids, want) {
+		t.Fatalf("ids = %v, want %v", ids, want)
+	}
+	rs, err := s.List(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range rs {
+		got = append(got, r.ID)
+	}
+	if want := []string{"R-1000001", "R-1000000", "R-999999", "R-000001"}; !slices.Equal(got, want) {
+		t.Errorf("List order = %v, want newest first %v", got, want)
+	}
+	ob, err := s.Outbox()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"R-999999", "R-1000000", "R-1000001"}; !slices.Equal(ob, want) {
+		t.Errorf("Outbox order = %v, want oldest first %v", ob, want)
+	}
+	for _, id := range append(ids, "R-000001") {
+		if r, err := s.Get(id); err != nil || r.ID != id {
+			t.Errorf("Get(%s) = %v, %v", id, r, err)
+		}
+	}
+	for _, id := range []string{"R-1", "R-0000001", "R-", "X-000001", "R-00000a"} {
+		if _, err := s.Get(id); !errors.Is(err, actions.ErrNotFound) {
+			t.Errorf("Get(%q) error = %v, want not found", id, err)
+		}
+	}
+}
+
+// TestOpenMigratesOldKeys: a file written before request keys were
+// width-independent ("R-000001" as the key) still reads, in order.
+func TestOpenMigratesOldKeys(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "old.db")
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bRequests, bEvents, bCursors, bOutbox, bCheckpoints, bLocks, bEnvelopes, bMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		rb := tx.Bucket(bRequests)
+		for i := 1; i <= 3; i++ {
+			id := fmt.Sprintf("R-%06d", i)
+			if err := rb.Put([]byte(id), []byte(fmt.Sprintf(`{"id":%q,"kind":"export","state":"pending","version":1}`, id))); err != nil {
+				return err
+			}
+		}
+		return rb.SetSequence(3)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	s := openAt(t, path, nil)
+	defer s.Close()
+	rs, err := s.List(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 3 || rs[0].ID != "R-000003" || rs[2].ID != "R-000001" {
+		t.Fatalf("List after migration = %v", rs)
+	}
+	if _, err := s.Get("R-000002"); err != nil {
+		t.Errorf("Get after migration: %v", err)
+	}
+	if id := mustCreate(t, s, newReq(), "").ID; id != "R-000004" {
+		t.Errorf("next id after migration = %s, want R-000004", id)
+	}
+	if _, err := s.Transition("R-000001", nil, actions.Cancelled, nil); err != nil {
+		t.Errorf("Transition after migration: %v", err)
+	}
+	if n := count(t, s); n != 4 {
+		t.Errorf("%d requests after migration, want 4 (no duplicates under old keys)", n)
+	}
+}
+
+func TestPing(t *testing.T) {
+	s, _ := newStore(t)
+	if err := s.Ping(t.Context()); err != nil {
+		t.Errorf("Ping of an open store: %v", err)
+	}
+	s.Close()
+	if err := s.Ping(t.Context()); err == nil {
+		t.Error("Ping of a closed store succeeded")
+	}
+}
+
+func TestCheckWhileInUse(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the 2s lock timeout")
+	}
+	s, _ := newStore(t)
+	_, err := Check(s.Path())
+	if err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Errorf("Check of a file held by a running bot: %v, want 'in use by another process'", err)
+	}
+}
