@@ -40,7 +40,26 @@ func FuzzSlashCommand(f *testing.F) {
 		if err := checkExportArgs(exportCommand, args); err != nil {
 			t.Fatalf("%q: %v", text, err)
 		}
+		if err := checkGuestRefused(args); err != nil {
+			t.Fatalf("%q: %v", text, err)
+		}
 	})
+}
+
+// checkGuestRefused: a Slack guest asking for a reset is refused whatever
+// they type (help and status aside), before anything is parsed or checked.
+func checkGuestRefused(args []string) error {
+	if len(args) > 0 && (strings.EqualFold(args[0], "help") || strings.EqualFold(args[0], "status")) {
+		return nil
+	}
+	b := New(Deps{Log: zap.NewNop()})
+	// A nil resetter: reaching it would panic.
+	cmd := b.ResetCommand(nil, fakeUsers{"UGUEST": {Email: "dana@example.com", Guest: true}})
+	inv := Invocation{Cmd: slack.SlashCommand{Command: cmd.Name, UserID: "UGUEST"}, Args: slices.Clone(args)}
+	if got := cmd.Dispatch(context.Background(), inv).Text; got != guestRefusal {
+		return fmt.Errorf("a guest got %q", got)
+	}
+	return nil
 }
 
 // checkDispatch runs dispatch on a table with help, status and a default
