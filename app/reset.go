@@ -14,6 +14,7 @@ import (
 
 	"github.com/osio/osio-bot/actions/appinterface"
 	"github.com/osio/osio-bot/actions/passwordreset"
+	"github.com/osio/osio-bot/bot"
 	"github.com/osio/osio-bot/config"
 	"github.com/osio/osio-bot/directory"
 	"github.com/osio/osio-bot/mail"
@@ -63,7 +64,7 @@ func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *z
 	}
 	d := passwordreset.Deps{
 		IAM:       clients,
-		Directory: people{dir: dir, resolver: &directory.Resolver{Dir: dir, Mappings: cfg.Directory.Mappings}},
+		Directory: people{dir: dir, resolver: &directory.Resolver{Dir: dir, Mappings: cfg.Directory.Mappings, EmailDomains: cfg.Directory.EmailDomains}},
 		Mailer:    sender,
 	}
 	if ai != nil {
@@ -102,13 +103,13 @@ func convert(d *directory.Person, err error) (*passwordreset.Person, error) {
 	return &passwordreset.Person{OrgUsername: d.OrgUsername, Email: d.Email, Name: d.Name, PublicGPGKey: d.PublicGPGKey}, nil
 }
 
-// slackUsers reads a Slack user's e-mail with users.info.
+// slackUsers reads who a Slack user is with users.info.
 type slackUsers struct{ api *slack.Client }
 
-func (s slackUsers) Email(ctx context.Context, id string) (string, error) {
+func (s slackUsers) SlackUser(ctx context.Context, id string) (bot.SlackUser, error) {
 	u, err := s.api.GetUserInfoContext(ctx, id)
 	if err != nil {
-		return "", fmt.Errorf("users.info %s: %w", id, err)
+		return bot.SlackUser{}, fmt.Errorf("users.info %s: %w", id, err)
 	}
-	return u.Profile.Email, nil
+	return bot.SlackUser{Email: u.Profile.Email, Guest: u.IsRestricted || u.IsUltraRestricted}, nil
 }

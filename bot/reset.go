@@ -56,10 +56,24 @@ func ResetKind() Kind {
 	}
 }
 
-// UserInfo is the Slack call used to find the requester's e-mail.
-type UserInfo interface {
-	Email(ctx context.Context, userID string) (string, error)
+// SlackUser is what a reset needs to know of the Slack user asking.
+type SlackUser struct {
+	// Email is the profile's e-mail ("" when Slack shows none).
+	Email string
+	// Guest is a multi-channel (is_restricted) or single-channel
+	// (is_ultra_restricted) guest of the workspace.
+	Guest bool
 }
+
+// UserInfo is the Slack call (users.info) that says who is asking.
+type UserInfo interface {
+	SlackUser(ctx context.Context, userID string) (SlackUser, error)
+}
+
+// guestRefusal is the whole answer to a Slack guest: guests are outside
+// the company, and their profile e-mail proves nothing.
+const guestRefusal = ":no_entry: Slack guest accounts cannot use /osio-reset-password, so nothing was requested. " +
+	"If you need a console password reset, ask a full member of your team to request it for you."
 
 // ResetCommand is /osio-reset-password.
 func (b *Bot) ResetCommand(r *passwordreset.Resetter, users UserInfo) Command {
@@ -73,19 +87,26 @@ func (b *Bot) ResetCommand(r *passwordreset.Resetter, users UserInfo) Command {
 				return b.Status(passwordreset.Kind, inv.Args)
 			}},
 			{Args: "[IAM_USER] [--account NAME] [--method inplace|recreate|resetpasswords]", Help: "asks to reset the password; the reply carries the request id.", Run: func(ctx context.Context, inv Invocation) Reply {
+				cctx, cancel := context.WithTimeout(ctx, b.Settings.CheckTimeout)
+				defer cancel()
+				// Who asks comes first: a guest is refused whatever they
+				// typed, and without users.info nobody is known not to be one.
+				who, err := users.SlackUser(cctx, inv.Cmd.UserID)
+				if err != nil {
+					b.Log.Warn("users.info", zap.String("user", inv.Cmd.UserID), zap.Error(err))
+					return Reply{Text: ":warning: I could not read your Slack profile just now, so nothing was requested. Try again in a minute."}
+				}
+				if who.Guest {
+					b.Log.Info("reset refused: Slack guest", zap.String("user", inv.Cmd.UserID))
+					return Reply{Text: guestRefusal}
+				}
 				q, msg := r.Parse(inv.Args)
 				if msg != "" {
 					return Reply{Text: ":warning: " + msg}
 				}
-				cctx, cancel := context.WithTimeout(ctx, b.Settings.CheckTimeout)
-				defer cancel()
 				email := ""
 				if q.User == "" {
-					var err error
-					if email, err = users.Email(cctx, inv.Cmd.UserID); err != nil {
-						b.Log.Warn("users.info", zap.Error(err))
-						return Reply{Text: ":warning: I could not read your Slack profile just now. Name the IAM user: `/osio-reset-password IAM_USER`."}
-					}
+					email = who.Email
 				}
 				args, msg, err := r.Check(cctx, q, inv.Cmd.UserID, email)
 				if err != nil {

@@ -212,6 +212,12 @@ type Directory struct {
 	// Mappings maps Slack user ids to org usernames, before the e-mail
 	// local-part match.
 	Mappings map[string]string `yaml:"mappings,omitempty"`
+	// EmailDomains are the Slack e-mail domains whose addresses are matched
+	// to people by their local part (jdoe@example.com -> jdoe), each
+	// matched whole, ignoring case: jdoe@gmail.com or jdoe@eng.example.com
+	// never match the employee jdoe. Empty: nobody is matched by e-mail,
+	// only by mappings.
+	EmailDomains []string `yaml:"email_domains,omitempty"`
 }
 
 // AppInterface configures the GitOps repository and its GraphQL API.
@@ -353,6 +359,8 @@ var (
 	groupRe     = regexp.MustCompile(`^S[A-Z0-9]{2,}$`)
 	prefixRe    = regexp.MustCompile(`^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$`)
 	regionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
+	// domainRe is a DNS name of two or more labels, as a mail domain is.
+	domainRe = regexp.MustCompile(`^(?i)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
 // Validate returns every problem in c; none means c is usable.
@@ -542,6 +550,17 @@ func (c Config) validateReset(accounts map[string]bool) []Problem {
 		}
 	default:
 		add("directory.source", fmt.Sprintf("%q is not a source", c.Directory.Source), "use file or app-interface")
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Directory.EmailDomains {
+		k := fmt.Sprintf("directory.email_domains[%d]", i)
+		switch {
+		case !domainRe.MatchString(d) || len(d) > 253:
+			add(k, missingOr(d, fmt.Sprintf("%q is not a mail domain", d)), "write the domain alone, e.g. example.com (no @, no wildcard)")
+		case seen[strings.ToLower(d)]:
+			add(k, fmt.Sprintf("%q appears twice", d), "list each domain once")
+		}
+		seen[strings.ToLower(d)] = true
 	}
 	if c.AppInterface.GraphQLURL != "" {
 		if c.AppInterface.GitLabURL == "" {

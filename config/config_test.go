@@ -2,9 +2,13 @@ package config
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 const (
@@ -499,4 +503,70 @@ func hasKey(ps []Problem, key string) bool {
 		}
 	}
 	return false
+}
+
+// resetYAML turns the reset on, with what it needs besides the directory.
+const resetYAML = `reset:
+  enabled: true
+mail:
+  addr: smtp.example.com:587
+  from: osio-bot@example.com
+`
+
+// Issue 8 item 4: directory.email_domains is read and checked.
+func TestEmailDomains(t *testing.T) {
+	c := mustParse(t, validYAML+resetYAML+"directory:\n  email_domains: [example.com, Corp.Example.ORG]\n", goodEnv())
+	if got := strings.Join(c.Directory.EmailDomains, ","); got != "example.com,Corp.Example.ORG" {
+		t.Errorf("EmailDomains = %q", got)
+	}
+	if ps := c.Validate(); len(ps) != 0 {
+		t.Errorf("Validate() = %v", ps)
+	}
+	if ps := mustParse(t, validYAML+resetYAML, goodEnv()).Validate(); len(ps) != 0 {
+		t.Errorf("without email_domains (e-mail matching off): Validate() = %v", ps)
+	}
+	for _, tt := range []struct{ domains, key string }{
+		{`["@example.com"]`, "directory.email_domains[0]"},
+		{`[example.com, "jdoe@example.com"]`, "directory.email_domains[1]"},
+		{`["*.example.com"]`, "directory.email_domains[0]"},
+		{`[localhost]`, "directory.email_domains[0]"},
+		{`[""]`, "directory.email_domains[0]"},
+		{`["example.com "]`, "directory.email_domains[0]"},
+		{`[example.com, EXAMPLE.com]`, "directory.email_domains[1]"},
+	} {
+		ps := mustParse(t, validYAML+resetYAML+"directory:\n  email_domains: "+tt.domains+"\n", goodEnv()).Validate()
+		if len(ps) != 1 || ps[0].Key != tt.key || ps[0].Fix == "" {
+			t.Errorf("email_domains %s: Validate() = %v, want one %s problem", tt.domains, ps, tt.key)
+		}
+	}
+}
+
+// The shipped examples (deploy/config.example.yaml and the ConfigMap's copy)
+// parse, validate with the secrets set, and carry directory.email_domains.
+func TestShippedExamples(t *testing.T) {
+	example, err := os.ReadFile(filepath.Join("..", "deploy", "config.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join("..", "deploy", "kubernetes", "configmap.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `yaml:"data"`
+	}
+	if err := yaml.Unmarshal(raw, &cm); err != nil {
+		t.Fatal(err)
+	}
+	env := envOf(map[string]string{"SLACK_APP_TOKEN": testAppToken, "SLACK_BOT_TOKEN": testBotToken,
+		"SMTP_PASSWORD": "pw", "GITLAB_TOKEN": "glpat-x", "APP_INTERFACE_TOKEN": "t"})
+	for name, data := range map[string]string{"config.example.yaml": string(example), "configmap.yaml": cm.Data["config.yaml"]} {
+		c := mustParse(t, data, env)
+		if ps := c.Validate(); len(ps) != 0 {
+			t.Errorf("%s: %v", name, ps)
+		}
+		if got := strings.Join(c.Directory.EmailDomains, ","); got != "example.com" {
+			t.Errorf("%s: directory.email_domains = %q", name, got)
+		}
+	}
 }

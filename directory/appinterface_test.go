@@ -35,7 +35,7 @@ func TestAppInterfaceDirectory(t *testing.T) {
 		t.Error("a directory without MailDomain answered")
 	}
 	// The resolver finds a Slack user by the local part of their e-mail.
-	r := &Resolver{Dir: d}
+	r := &Resolver{Dir: d, EmailDomains: []string{"example.com"}}
 	if p, err := r.Resolve(ctx, "U1", "jdoe@example.com"); err != nil || p.OrgUsername != "jdoe" {
 		t.Errorf("Resolve = %+v, %v", p, err)
 	}

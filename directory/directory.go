@@ -2,7 +2,8 @@
 // the IAM user name), the mail address and the public GPG key. Two sources are
 // provided: a local YAML file (FileDirectory) and app-interface's GraphQL API
 // (AppInterface, through the actions/appinterface GraphQL client). A Resolver picks the person for a Slack user, by an
-// explicit mapping first, else by the local part of the Slack profile e-mail.
+// explicit mapping first, else by the local part of the Slack profile e-mail
+// when its domain is one of the configured EmailDomains.
 package directory
 
 import (
@@ -47,15 +48,18 @@ type Resolver struct {
 	Dir Directory
 	// Mappings maps Slack user IDs to org usernames; they win over e-mail.
 	Mappings map[string]string
-	// EmailDomains, when set, are the only Slack e-mail domains whose local
-	// part is trusted to be an org username (e.g. a contractor's
-	// jdoe@gmail.com must not match the employee jdoe).
+	// EmailDomains are the only Slack e-mail domains whose local part is
+	// trusted to be an org username (config directory.email_domains), each
+	// matched whole and ignoring case: a contractor's jdoe@gmail.com, or
+	// jdoe@eng.example.com, must not match the employee jdoe. Empty turns
+	// e-mail matching off: only Mappings and the directory's own mappings
+	// resolve.
 	EmailDomains []string
 }
 
 // Resolve returns the person for a Slack user: an explicit mapping (Mappings,
 // then the directory's own if it is a SlackMapper), else the directory entry
-// for the local part of slackEmail. It wraps ErrNotFound when nobody matches.
+// for the local part of slackEmail, if its domain is one of EmailDomains. It wraps ErrNotFound when nobody matches.
 func (r *Resolver) Resolve(ctx context.Context, slackUserID, slackEmail string) (*Person, error) {
 	if r.Dir == nil {
 		return nil, errors.New("resolving Slack user: no directory configured")
@@ -77,7 +81,11 @@ func (r *Resolver) Resolve(ctx context.Context, slackUserID, slackEmail string) 
 		return nil, fmt.Errorf("Slack user %s has no mapping and no usable e-mail in their profile: %w", slackUserID, ErrNotFound)
 	}
 	local, domain := slackEmail[:at], slackEmail[at+1:]
-	if len(r.EmailDomains) > 0 && !containsFold(r.EmailDomains, domain) {
+	if len(r.EmailDomains) == 0 {
+		return nil, fmt.Errorf("Slack user %s has no mapping, and matching by e-mail is off (directory.email_domains is empty): %w",
+			slackUserID, ErrNotFound)
+	}
+	if !containsFold(r.EmailDomains, domain) {
 		return nil, fmt.Errorf("Slack user %s has no mapping, and the e-mail domain %q is not one of %s: %w",
 			slackUserID, domain, strings.Join(r.EmailDomains, ", "), ErrNotFound)
 	}

@@ -34,25 +34,39 @@ func TestResolver(t *testing.T) {
 		notFound bool
 		errHas   string
 	}{
-		{name: "email local part", r: Resolver{Dir: fd}, id: "U999", email: "jane.doe@example.com", want: "jdoe"},
+		{name: "email local part", r: Resolver{Dir: fd, EmailDomains: []string{"example.com"}}, id: "U999", email: "jane.doe@example.com", want: "jdoe"},
 		{name: "resolver mapping wins over email", r: Resolver{Dir: fd, Mappings: map[string]string{"U999": "bsmith"}},
 			id: "U999", email: "jane.doe@example.com", want: "bsmith"},
 		{name: "resolver mapping wins over directory mapping", r: Resolver{Dir: fd, Mappings: map[string]string{"U012AB3CD": "CKent"}},
 			id: "U012AB3CD", email: "jane.doe@example.com", want: "CKent"},
 		{name: "directory slack_user wins over email", r: Resolver{Dir: fd}, id: "U012AB3CD", email: "bsmith@example.com", want: "jdoe"},
 		{name: "directory mappings entry", r: Resolver{Dir: fd}, id: "W0SHARED1", email: "", want: "bsmith"},
-		{name: "plain directory ignores slack mappings", r: Resolver{Dir: plain{fd}}, id: "U012AB3CD", email: "bsmith@example.com", want: "bsmith"},
+		{name: "plain directory ignores slack mappings", r: Resolver{Dir: plain{fd}, EmailDomains: []string{"example.com"}}, id: "U012AB3CD", email: "bsmith@example.com", want: "bsmith"},
 		{name: "mapping to unknown user", r: Resolver{Dir: fd, Mappings: map[string]string{"U999": "ghost"}},
 			id: "U999", email: "jane.doe@example.com", notFound: true, errHas: `mapped to "ghost"`},
-		{name: "unknown email", r: Resolver{Dir: fd}, id: "U999", email: "stranger@example.com", notFound: true, errHas: "stranger"},
+		{name: "unknown email", r: Resolver{Dir: fd, EmailDomains: []string{"example.com"}}, id: "U999", email: "stranger@example.com", notFound: true, errHas: "stranger"},
 		{name: "no email", r: Resolver{Dir: fd}, id: "U999", notFound: true, errHas: "no usable e-mail"},
 		{name: "malformed email", r: Resolver{Dir: fd}, id: "U999", email: "@example.com", notFound: true},
 		{name: "allowed domain", r: Resolver{Dir: fd, EmailDomains: []string{"example.com"}}, id: "U999", email: "jane.doe@EXAMPLE.com", want: "jdoe"},
 		{name: "foreign domain", r: Resolver{Dir: fd, EmailDomains: []string{"example.com"}}, id: "U999", email: "jane.doe@gmail.com",
 			notFound: true, errHas: "gmail.com"},
+		// Issue 8 item 4: without configured domains nobody is matched by
+		// e-mail, and a domain is matched whole, not as a suffix.
+		{name: "no domains: e-mail matching is off", r: Resolver{Dir: fd}, id: "U999", email: "jane.doe@example.com",
+			notFound: true, errHas: "directory.email_domains"},
+		{name: "no domains: a guest's address is not an employee's", r: Resolver{Dir: fd}, id: "U999", email: "jane.doe@gmail.com",
+			notFound: true, errHas: "directory.email_domains"},
+		{name: "subdomain is another domain", r: Resolver{Dir: fd, EmailDomains: []string{"example.com"}}, id: "U999", email: "jane.doe@evil.example.com",
+			notFound: true, errHas: "evil.example.com"},
+		{name: "domain as a prefix", r: Resolver{Dir: fd, EmailDomains: []string{"example.com"}}, id: "U999", email: "jane.doe@example.com.evil.org",
+			notFound: true, errHas: "example.com.evil.org"},
+		{name: "quoted local part with an @", r: Resolver{Dir: fd, EmailDomains: []string{"example.com"}}, id: "U999", email: `"jane.doe@example.com"@gmail.com`,
+			notFound: true, errHas: "gmail.com"},
+		{name: "mapping without domains", r: Resolver{Dir: fd, Mappings: map[string]string{"U999": "jdoe"}},
+			id: "U999", email: "jane.doe@gmail.com", want: "jdoe"},
 		{name: "mapping ignores domains", r: Resolver{Dir: fd, EmailDomains: []string{"example.com"}, Mappings: map[string]string{"U999": "jdoe"}},
 			id: "U999", email: "jane.doe@gmail.com", want: "jdoe"},
-		{name: "directory failure is not not-found", r: Resolver{Dir: failingDir{}}, id: "U999", email: "jdoe@example.com", errHas: "unreachable"},
+		{name: "directory failure is not not-found", r: Resolver{Dir: failingDir{}, EmailDomains: []string{"example.com"}}, id: "U999", email: "jdoe@example.com", errHas: "unreachable"},
 		{name: "no directory", r: Resolver{}, id: "U999", email: "jdoe@example.com", errHas: "no directory"},
 	}
 	for _, tt := range tests {

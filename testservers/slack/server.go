@@ -17,6 +17,9 @@
 //   - Web API: auth.test, apps.connections.open, chat.postMessage, chat.update,
 //     chat.postEphemeral, chat.getPermalink, usergroups.users.list, users.info,
 //     with the form fields, JSON shapes and error strings slack-go uses.
+//     users.info reports guests as Slack does: is_restricted for a
+//     multi-channel guest, is_restricted and is_ultra_restricted for a
+//     single-channel one.
 //     Tokens come from "Authorization: Bearer" or the "token" form field; bot
 //     methods need xoxb-, apps.connections.open needs xapp-. Any other method
 //     answers unknown_method and is recorded. Every call is counted and
@@ -126,7 +129,14 @@ type Options struct {
 }
 
 // User is a workspace member known to users.info.
-type User struct{ ID, Name, RealName, Email string }
+type User struct {
+	ID, Name, RealName, Email string
+	// Restricted is a multi-channel guest (users.info is_restricted).
+	Restricted bool
+	// UltraRestricted is a single-channel guest (is_ultra_restricted). As
+	// on Slack, such a user is also reported is_restricted.
+	UltraRestricted bool
+}
 
 // SlashCommand describes a slash command invocation to deliver.
 type SlashCommand struct{ Command, Text, UserID, UserName, ChannelID string }
@@ -896,8 +906,14 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 	case "users.info":
 		s.mu.Lock()
 		if u, ok := s.users[p.Get("user")]; ok {
+			// Slack's user object: the role flags are always present for
+			// a member; a single-channel guest is both restricted and
+			// ultra-restricted.
 			resp = obj{"ok": true, "user": obj{"id": u.ID, "team_id": TeamID, "name": u.Name, "real_name": u.RealName,
-				"deleted": false, "is_bot": false, "profile": obj{"email": u.Email, "real_name": u.RealName,
+				"deleted": false, "is_bot": false, "is_app_user": false,
+				"is_admin": false, "is_owner": false, "is_primary_owner": false,
+				"is_restricted": u.Restricted || u.UltraRestricted, "is_ultra_restricted": u.UltraRestricted,
+				"profile": obj{"email": u.Email, "real_name": u.RealName,
 					"real_name_normalized": u.RealName, "display_name": u.Name, "display_name_normalized": u.Name}}}
 		} else {
 			resp = errObj("user_not_found")

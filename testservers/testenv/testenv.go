@@ -255,6 +255,8 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 			return nil, err
 		}
 		cfg.Reset.Enabled = true
+		// The Slack users' addresses are @example.com: match them by e-mail.
+		cfg.Directory.EmailDomains = []string{"example.com"}
 		cfg.Reset.MailBackoff = config.Duration(100 * time.Millisecond)
 		cfg.Reset.MailRetries = 3
 		cfg.Mail = config.Mail{Addr: e.SMTP.Addr(), From: "osio-bot@example.com", Username: SMTPUser, StartTLS: true, InsecureSkipVerify: true}
