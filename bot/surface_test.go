@@ -19,6 +19,7 @@ import (
 
 	"github.com/osio/osio-bot/actions"
 	"github.com/osio/osio-bot/actions/export"
+	"github.com/osio/osio-bot/bot/mrkdwn"
 	"github.com/osio/osio-bot/store"
 	slackserver "github.com/osio/osio-bot/testservers/slack"
 )
@@ -317,5 +318,79 @@ func TestPlanTwiceAtOncePostsRequestedByOnce(t *testing.T) {
 	}
 	if n != 1 {
 		t.Errorf("%d \"Requested by\" events, want 1", n)
+	}
+}
+
+// Issue 8, item 12: a card stays within Block Kit's limits whatever the
+// request holds: 50 blocks, 3,000 characters per section or context text,
+// 150 per header, 75 per button label, 300 per confirmation text.
+func TestCardWithinBlockKitLimits(t *testing.T) {
+	var tables, plan []string
+	for j := 0; j < 40; j++ {
+		tables = append(tables, longName(7, j))
+		plan = append(plan, "• "+longName(8, j)+" → "+strings.Repeat("é", 200))
+	}
+	long := strings.Repeat("ü", 400)
+	kinds := map[string]Kind{
+		export.Kind: ExportKind(fakeChecker{}),
+		"wide": {
+			Describe: func(*actions.Request) (string, []string) {
+				return long, []string{long, long, long, long, long, long, long, long}
+			},
+			Options: func(*actions.Request) []Option {
+				var out []Option
+				for i := 0; i < 5; i++ {
+					out = append(out, Option{Value: fmt.Sprintf("m%d", i), Label: long, Recommended: i == 0})
+				}
+				return out
+			},
+		},
+	}
+	args, _ := json.Marshal(export.Args{Tables: tables, Method: export.MethodDataPipeline})
+	render := RenderCard(kinds, []string{"SCATCHERS"})
+	for _, r := range []*actions.Request{
+		{ID: "R-000001", Kind: export.Kind, State: actions.Pending, Requester: "UDEV", Args: args, Plan: plan, Planned: true},
+		{ID: "R-000002", Kind: "wide", State: actions.Pending, Requester: "UDEV", Args: args, Plan: plan, Planned: true},
+		{ID: "R-000003", Kind: "wide", State: actions.Failed, Requester: "UDEV", Error: long + long + long + long + long + long + long + long, Retry: long, Decision: &actions.Decision{Action: "approved", By: "UCATCHER"}},
+	} {
+		_, blocks := render(r)
+		raw, err := json.Marshal(blocks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bs []map[string]any
+		_ = json.Unmarshal(raw, &bs)
+		if len(bs) > 50 {
+			t.Errorf("%s: %d blocks", r.ID, len(bs))
+		}
+		var walk func(path string, v any, limit int)
+		walk = func(path string, v any, limit int) {
+			switch x := v.(type) {
+			case map[string]any:
+				for k, c := range x {
+					l := limit
+					switch {
+					case k == "confirm":
+						l = 300
+					case path == "header":
+						l = 150
+					case x["type"] == "button" && k == "text":
+						l = 75
+					}
+					walk(path, c, l)
+				}
+				if s, ok := x["text"].(string); ok && mrkdwn.Len(s) > limit {
+					t.Errorf("%s: %s text has %d characters, over %d", r.ID, path, mrkdwn.Len(s), limit)
+				}
+			case []any:
+				for _, c := range x {
+					walk(path, c, limit)
+				}
+			}
+		}
+		for _, b := range bs {
+			typ, _ := b["type"].(string)
+			walk(typ, b, 3000)
+		}
 	}
 }
