@@ -518,6 +518,14 @@ func clickOrigin(c click, req *actions.Request) string {
 // is not on req's own card (or receipt).
 func (b *Bot) fromItsMessage(ctx context.Context, log *zap.Logger, c click, req *actions.Request) bool {
 	why := clickOrigin(c, req)
+	if why != "" && c.Action != ActionCancel && req.Thread.TS == "" {
+		// The card may be posted and clicked before the reporter has
+		// recorded its ts: wait briefly for it.
+		if r := b.awaitCard(ctx, req.ID); r != nil {
+			req = r
+			why = clickOrigin(c, r)
+		}
+	}
 	if why == "" {
 		return true
 	}
@@ -525,6 +533,34 @@ func (b *Bot) fromItsMessage(ctx context.Context, log *zap.Logger, c click, req 
 		zap.String("card_channel", req.Thread.Channel), zap.String("card_ts", req.Thread.TS), zap.String("origin", req.Origin))...)
 	b.tell(ctx, c.Channel, c.User, ":no_entry: "+why)
 	return false
+}
+
+// cardWait bounds how long a click waits for its card's ts to be recorded
+// (the ack is sent after the click is handled, within Slack's 3 s).
+const cardWait = 2 * time.Second
+
+// awaitCard waits up to cardWait for request id's card ts to be recorded
+// and returns the request then, or nil.
+func (b *Bot) awaitCard(ctx context.Context, id string) *actions.Request {
+	t := time.NewTicker(25 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.After(cardWait)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-deadline:
+			return nil
+		case <-t.C:
+		}
+		r, err := b.Store.Get(id)
+		if err != nil {
+			return nil
+		}
+		if r.Thread.TS != "" {
+			return r
+		}
+	}
 }
 
 // tell sends an ephemeral message to user; it is not part of the audit.

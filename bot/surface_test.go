@@ -213,7 +213,48 @@ func unitBot(t *testing.T, kinds map[string]Kind, s Settings) (*Bot, *store.Stor
 	t.Cleanup(func() { st.Close() })
 	rep := NewReporter(&recorder{}, st, ReporterOptions{Log: zap.NewNop(), Render: RenderCard(kinds, nil)})
 	s.ApprovalsChannel, s.Expiry = "CAPPROVALS", time.Hour
-	return New(Deps{Settings: s, Store: st, Runner: noRun{}, Reporter: rep, Kinds: kinds, Log: zap.NewNop()}), st
+	return New(Deps{Settings: s, API: &fakeAPI{recorder: &recorder{}}, Store: st, Runner: noRun{}, Reporter: rep, Kinds: kinds, Log: zap.NewNop()}), st
+}
+
+// fakeAPI is the bot's Slack without a server: it records ephemerals.
+type fakeAPI struct {
+	*recorder
+	mu    sync.Mutex
+	told  []string
+	group []string
+}
+
+func (f *fakeAPI) GetUserGroupMembersContext(context.Context, string, ...slack.GetUserGroupMembersOption) ([]string, error) {
+	return f.group, nil
+}
+
+func (f *fakeAPI) PostEphemeralContext(_ context.Context, _, user string, opts ...slack.MsgOption) (string, error) {
+	_, vals, _ := slack.UnsafeApplyMsgOptions("", "C", "", opts...)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.told = append(f.told, user+": "+vals.Get("text"))
+	return "1.0", nil
+}
+
+// Issue 8, item 6: a click that comes as soon as the card is posted, before
+// the reporter has recorded the card's ts, is checked against the ts once
+// it is recorded, not refused.
+func TestClickBeforeCardTSIsRecorded(t *testing.T) {
+	b, st := unitBot(t, map[string]Kind{}, Settings{})
+	id := pendingRequest(t, st, "k")
+	c := click{Action: ActionApprove, ID: id, User: "UCATCHER", Channel: "CAPPROVALS", TS: "1764180000.000100"}
+	req, _ := st.Get(id)
+	go func() {
+		time.Sleep(200 * time.Millisecond) // the reporter gets the permalink, then saves the ts
+		_, _ = st.Update(id, nil, func(q *actions.Request) error { q.Thread.TS = "1764180000.000100"; return nil })
+	}()
+	if !b.fromItsMessage(context.Background(), zap.NewNop(), c, req) {
+		t.Errorf("a click on the card was refused because its ts was not recorded yet: %v", b.API.(*fakeAPI).told)
+	}
+	c.TS = "1764180000.000999"
+	if b.fromItsMessage(context.Background(), zap.NewNop(), c, req) {
+		t.Error("a click on another message was accepted")
+	}
 }
 
 func pendingRequest(t *testing.T, st *store.Store, kind string) string {
