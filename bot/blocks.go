@@ -21,16 +21,6 @@ const (
 // Describer gives a request kind's title and its facts for the card.
 type Describer func(r *actions.Request) (title string, facts []string)
 
-// maxSection keeps under Block Kit's 3000 characters per section text.
-const maxSection = 2900
-
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
 // cardRenderer renders approval cards from the request kinds.
 type cardRenderer struct {
 	kinds  map[string]Kind

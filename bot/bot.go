@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/osio/osio-bot/actions"
+	"github.com/osio/osio-bot/bot/mrkdwn"
 	"github.com/osio/osio-bot/store"
 )
 
@@ -56,6 +58,10 @@ type Kind struct {
 	// it, is told to the approver, and nothing changes. s reads other
 	// requests.
 	RefuseRetry func(s actions.Store, r *actions.Request) (string, error)
+	// Public lets anyone in the workspace see this kind's details in
+	// "status" (facts, thread, events). Otherwise only the requester and
+	// the approvers do; anyone else sees a request's id, kind and state.
+	Public bool
 }
 
 // Option is one way an approver can approve a request.
@@ -72,6 +78,11 @@ type Settings struct {
 	SweepInterval    time.Duration
 	// CheckTimeout bounds the AWS checks done before the ack.
 	CheckTimeout time.Duration
+	// PlanTimeout bounds computing a card's plan (AWS calls) before the
+	// card is posted.
+	PlanTimeout time.Duration
+	// AckTimeout bounds handing an ack to the Socket Mode connection.
+	AckTimeout time.Duration
 }
 
 // Deps is everything the bot is built from; main wires it.
@@ -106,6 +117,12 @@ func New(d Deps) *Bot {
 	}
 	if d.Settings.CheckTimeout == 0 {
 		d.Settings.CheckTimeout = 2 * time.Second
+	}
+	if d.Settings.PlanTimeout == 0 {
+		d.Settings.PlanTimeout = 20 * time.Second
+	}
+	if d.Settings.AckTimeout == 0 {
+		d.Settings.AckTimeout = 2 * time.Second
 	}
 	return &Bot{Deps: d}
 }
@@ -200,19 +217,22 @@ func (b *Bot) handle(ctx context.Context, evt socketmode.Event) {
 		b.background(ctx, func(ctx context.Context) { b.onInteractive(ctx, evt) })
 	default:
 		if evt.Request != nil {
-			b.ack(evt.Request, nil)
+			b.ack(ctx, evt.Request, nil)
 		}
 	}
 }
 
-func (b *Bot) ack(req *socketmode.Request, payload any) {
-	var err error
-	if payload == nil {
-		err = b.Socket.Ack(*req)
-	} else {
-		err = b.Socket.Ack(*req, payload)
+// ack answers an envelope. Handing the ack to the connection has a
+// deadline (slack-go's Ack waits with context.TODO for room in its send
+// queue); it is not cut short by shutdown, since an envelope being drained
+// must still be answered.
+func (b *Bot) ack(ctx context.Context, req *socketmode.Request, payload any) {
+	if req == nil {
+		return
 	}
-	if err != nil {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.Settings.AckTimeout)
+	defer cancel()
+	if err := b.Socket.AckCtx(ctx, req.EnvelopeID, payload); err != nil {
 		b.Log.Warn("ack failed", zap.String("envelope_id", req.EnvelopeID), zap.Error(err))
 	}
 }
@@ -227,13 +247,9 @@ func (b *Bot) onSlash(ctx context.Context, evt socketmode.Event, start time.Time
 	if c, found := lookup(b.commands, cmd.Command); found {
 		reply = c.Dispatch(ctx, Invocation{Cmd: cmd, Args: strings.Fields(cmd.Text), EnvelopeID: evt.Request.EnvelopeID})
 	} else {
-		reply = Reply{Text: fmt.Sprintf("I do not know `%s`. I know: %s.", cmd.Command, b.commandNames())}
+		reply = Reply{Text: fmt.Sprintf("I do not know %s. I know: %s.", code(cmd.Command, 40), b.commandNames())}
 	}
-	payload := map[string]any{"response_type": "ephemeral", "text": reply.Text}
-	if len(reply.Blocks) > 0 {
-		payload["blocks"] = reply.Blocks
-	}
-	b.ack(evt.Request, payload)
+	b.ack(ctx, evt.Request, fitAck(reply))
 	if b.AckObserved != nil {
 		b.AckObserved(cmd.Command, time.Since(start))
 	}
@@ -307,19 +323,22 @@ func (b *Bot) plan(ctx context.Context, id string) {
 		waiting = ""
 	}
 	if !r.Planned {
-		var lines []string
-		if k.Plan != nil {
-			lines = k.Plan(ctx, r)
-		}
+		lines := b.computePlan(ctx, k, r)
 		if ctx.Err() != nil {
 			return
 		}
+		// Planned is checked again inside the transaction: a replan after a
+		// restart and the command's own plan may race, and only one may post
+		// the card and "Requested by".
 		_, err = b.Store.Update(id, []actions.State{actions.Pending}, func(q *actions.Request) error {
+			if q.Planned {
+				return &actions.StateConflict{ID: q.ID, Current: q}
+			}
 			q.Plan, q.Planned = lines, true
 			return nil
 		}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("Requested by <@%s> in <#%s>.%s", r.Requester, r.Origin, waiting)})
 		if _, conflict := store.IsConflict(err); conflict {
-			return
+			return // decided meanwhile, or planned by the other (which approves what needs no approver)
 		}
 		if err != nil {
 			b.Log.Error("saving plan", zap.String("request_id", id), zap.Error(err))
@@ -342,6 +361,25 @@ func (b *Bot) plan(ctx context.Context, id string) {
 		b.Reporter.Notify(id)
 		b.Runner.Run(id)
 	}
+}
+
+// computePlan asks the kind for the card's plan, within PlanTimeout (the
+// plan calls AWS, e.g. ListPipelines). A plan that ran out of time says so
+// on the card.
+func (b *Bot) computePlan(ctx context.Context, k Kind, r *actions.Request) []string {
+	if k.Plan == nil {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, b.Settings.PlanTimeout)
+	defer cancel()
+	lines := k.Plan(pctx, r)
+	if pctx.Err() != nil && ctx.Err() == nil {
+		b.Log.Warn("planning ran out of time", zap.String("request_id", r.ID), zap.Duration("timeout", b.Settings.PlanTimeout))
+		if len(lines) == 0 {
+			lines = []string{fmt.Sprintf("_The plan could not be computed within %s (AWS did not answer in time); the job checks everything again when it runs._", b.Settings.PlanTimeout)}
+		}
+	}
+	return lines
 }
 
 // replan plans requests a crash left unplanned, and approves those of
@@ -384,9 +422,9 @@ func (b *Bot) sweep(ctx context.Context) {
 }
 
 func (b *Bot) onInteractive(ctx context.Context, evt socketmode.Event) {
-	defer b.ack(evt.Request, nil)
+	defer b.ack(ctx, evt.Request, nil)
 	cb, ok := evt.Data.(slack.InteractionCallback)
-	if !ok || cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
+	if !ok || evt.Request == nil || cb.Type != slack.InteractionTypeBlockActions {
 		return
 	}
 	first, err := b.Store.ClaimEnvelope(evt.Request.EnvelopeID)
@@ -398,28 +436,160 @@ func (b *Bot) onInteractive(ctx context.Context, evt socketmode.Event) {
 		b.Log.Info("duplicate envelope ignored", zap.String("envelope_id", evt.Request.EnvelopeID))
 		return
 	}
-	act := cb.ActionCallback.BlockActions[0]
-	user, channel := cb.User.ID, cb.Channel.ID
-	if channel == "" {
-		channel = cb.Container.ChannelID
+	c, why := decodeClick(cb)
+	log := b.Log.With(zap.String("request_id", c.ID), zap.String("user", c.User), zap.String("action", c.Action), zap.String("choice", c.Choice))
+	if why != "" {
+		log.Warn("click refused", append(c.fields(), zap.String("reason", why), zap.String("envelope_id", evt.Request.EnvelopeID))...)
+		if c.User != "" && c.Channel != "" {
+			b.tell(ctx, c.Channel, c.User, ":no_entry: I cannot act on that click: "+mrkdwn.Escape(why)+". Nothing changed.")
+		}
+		return
 	}
-	id, choice, _ := strings.Cut(act.Value, "/")
-	log := b.Log.With(zap.String("request_id", id), zap.String("user", user), zap.String("action", act.ActionID), zap.String("choice", choice))
-	req, err := b.Store.Get(id)
+	req, err := b.Store.Get(c.ID)
 	if err != nil {
-		b.tell(ctx, channel, user, fmt.Sprintf("I cannot find request `%s`.", clip(id, 40)))
+		b.tell(ctx, c.Channel, c.User, fmt.Sprintf("I cannot find request %s.", code(c.ID, 40)))
 		if !errors.Is(err, actions.ErrNotFound) {
 			log.Error("reading request", zap.Error(err))
 		}
 		return
 	}
-	switch act.ActionID {
+	switch c.Action {
 	case ActionApprove, ActionDeny, ActionCancel:
-		b.decide(ctx, log, channel, user, act.ActionID, choice, req)
+		b.decide(ctx, log, c, req)
 	case ActionRetry:
-		b.retry(ctx, log, channel, user, req)
+		if !b.fromItsMessage(ctx, log, c, req) {
+			return
+		}
+		b.retry(ctx, log, c.Channel, c.User, req)
+	}
+}
+
+// click is one button click, decoded from a block_actions payload.
+type click struct {
+	Action, ID, Choice string
+	User               string
+	// Channel and TS name the message the button is on (the payload's
+	// container); Ephemeral is set for a message only its user sees.
+	Channel, TS string
+	Ephemeral   bool
+	Value       string
+}
+
+func (c click) fields() []zap.Field {
+	return []zap.Field{zap.String("container_channel", c.Channel), zap.String("container_ts", c.TS),
+		zap.Bool("container_ephemeral", c.Ephemeral), zap.String("value", c.Value)}
+}
+
+var (
+	requestIDRe = regexp.MustCompile(`^R-[0-9]{1,18}$`)
+	choiceRe    = regexp.MustCompile(`^[a-z0-9_-]{1,40}$`)
+)
+
+// decodeClick reads the button click a block_actions payload carries. A
+// payload that is not one well-formed click of one of the bot's buttons,
+// on a message, is refused with the reason (for the log and the clicker;
+// it quotes nothing from the payload).
+func decodeClick(cb slack.InteractionCallback) (click, string) {
+	c := click{User: cb.User.ID, Channel: cb.Container.ChannelID, TS: cb.Container.MessageTs, Ephemeral: cb.Container.IsEphemeral}
+	if cb.Type != slack.InteractionTypeBlockActions {
+		return c, "it is not a button click"
+	}
+	if n := len(cb.ActionCallback.BlockActions); n != 1 {
+		return c, fmt.Sprintf("it carries %d actions, not one button", n)
+	}
+	act := cb.ActionCallback.BlockActions[0]
+	c.Action, c.Value = act.ActionID, act.Value
+	if c.User == "" {
+		return c, "it names no user"
+	}
+	switch act.ActionID {
+	case ActionApprove, ActionDeny, ActionCancel, ActionRetry:
 	default:
-		log.Warn("unknown action")
+		return c, "it is not one of my buttons"
+	}
+	if cb.Container.Type != "message" || c.Channel == "" || c.TS == "" {
+		return c, "it does not come from a message"
+	}
+	if cb.Channel.ID != "" && cb.Channel.ID != c.Channel {
+		return c, "its channel and its message's channel differ"
+	}
+	if !c.Ephemeral && cb.Message.Timestamp != "" && cb.Message.Timestamp != c.TS {
+		return c, "it names two different messages"
+	}
+	id, choice, hasChoice := strings.Cut(act.Value, "/")
+	if !requestIDRe.MatchString(id) {
+		return c, "its button names no request"
+	}
+	if hasChoice && (act.ActionID != ActionApprove || !choiceRe.MatchString(choice)) {
+		return c, "its button names no option"
+	}
+	c.ID, c.Choice = id, choice
+	return c, ""
+}
+
+// clickOrigin says why click c may not act on req, or "" if it may: its
+// button must sit on req's card, or, for Cancel, on the requester's
+// receipt (the ephemeral ack shown in the channel the command was typed
+// in; Slack does not tell the bot that message's ts).
+func clickOrigin(c click, req *actions.Request) string {
+	if c.Action == ActionCancel {
+		if c.Ephemeral && c.Channel == req.Origin {
+			return ""
+		}
+		return fmt.Sprintf("That Cancel button is not on %s's receipt, so nothing changed. Cancel from the receipt I showed you when you asked.", req.ID)
+	}
+	if !c.Ephemeral && req.Thread.TS != "" && c.Channel == req.Thread.Channel && c.TS == req.Thread.TS {
+		return ""
+	}
+	return fmt.Sprintf("That button is not on %s's card, so nothing changed. Use the buttons on its card in <#%s>.", req.ID, req.Thread.Channel)
+}
+
+// fromItsMessage refuses, says why and logs at warn a click whose button
+// is not on req's own card (or receipt).
+func (b *Bot) fromItsMessage(ctx context.Context, log *zap.Logger, c click, req *actions.Request) bool {
+	why := clickOrigin(c, req)
+	if why != "" && c.Action != ActionCancel && req.Thread.TS == "" {
+		// The card may be posted and clicked before the reporter has
+		// recorded its ts: wait briefly for it.
+		if r := b.awaitCard(ctx, req.ID); r != nil {
+			req = r
+			why = clickOrigin(c, r)
+		}
+	}
+	if why == "" {
+		return true
+	}
+	log.Warn("click refused", append(c.fields(), zap.String("reason", "the button is not on the request's card or receipt"),
+		zap.String("card_channel", req.Thread.Channel), zap.String("card_ts", req.Thread.TS), zap.String("origin", req.Origin))...)
+	b.tell(ctx, c.Channel, c.User, ":no_entry: "+why)
+	return false
+}
+
+// cardWait bounds how long a click waits for its card's ts to be recorded
+// (the ack is sent after the click is handled, within Slack's 3 s).
+const cardWait = 2 * time.Second
+
+// awaitCard waits up to cardWait for request id's card ts to be recorded
+// and returns the request then, or nil.
+func (b *Bot) awaitCard(ctx context.Context, id string) *actions.Request {
+	t := time.NewTicker(25 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.After(cardWait)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-deadline:
+			return nil
+		case <-t.C:
+		}
+		r, err := b.Store.Get(id)
+		if err != nil {
+			return nil
+		}
+		if r.Thread.TS != "" {
+			return r
+		}
 	}
 }
 
@@ -439,7 +609,8 @@ var decisions = map[string]struct {
 	ActionCancel:  {actions.Cancelled, "cancelled"},
 }
 
-func (b *Bot) decide(ctx context.Context, log *zap.Logger, channel, user, action, choice string, req *actions.Request) {
+func (b *Bot) decide(ctx context.Context, log *zap.Logger, c click, req *actions.Request) {
+	channel, user, action, choice := c.Channel, c.User, c.Action, c.Choice
 	verdict, err := b.Approvers.Authorize(ctx, user, action, req)
 	if err != nil {
 		log.Error("authorizing", zap.Error(err))
@@ -449,6 +620,9 @@ func (b *Bot) decide(ctx context.Context, log *zap.Logger, channel, user, action
 	if !verdict.Allowed {
 		log.Info("click refused", zap.String("reason", verdict.Reason))
 		b.tell(ctx, channel, user, ":no_entry: "+verdict.Reason)
+		return
+	}
+	if !b.fromItsMessage(ctx, log, c, req) {
 		return
 	}
 	now := b.Now().UTC()
@@ -465,7 +639,7 @@ func (b *Bot) decide(ctx context.Context, log *zap.Logger, channel, user, action
 	if action == ActionApprove {
 		opt, ok := b.option(req, choice)
 		if !ok {
-			b.tell(ctx, channel, user, fmt.Sprintf("`%s` is not an option of %s; it is unchanged.", clip(choice, 40), req.ID))
+			b.tell(ctx, channel, user, fmt.Sprintf("%s is not an option of %s; it is unchanged.", code(choice, 40), req.ID))
 			return
 		}
 		choice = opt.Value
@@ -575,24 +749,39 @@ func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, 
 	b.Runner.Run(req.ID)
 }
 
-// Status answers "status [REQUEST-ID]" for requests of kind.
-func (b *Bot) Status(kind string, args []string) Reply {
-	if len(args) > 0 {
-		r, err := b.Store.Get(args[0])
+// Limits of a status reply, so that it fits one ack (see fitAck).
+const (
+	statusMaxListed = 15
+	statusMaxLine   = 400
+	statusMaxFact   = 160
+)
+
+// Status answers "status [REQUEST-ID]" for requests of kind. A private
+// kind's details (facts, thread, events) are shown only to the requester
+// and the approvers; anyone else sees the id, kind and state.
+func (b *Bot) Status(ctx context.Context, kind string, inv Invocation) Reply {
+	mayView := b.viewer(ctx, inv.Cmd.UserID)
+	if len(inv.Args) > 0 {
+		r, err := b.Store.Get(inv.Args[0])
 		if err != nil || r.Kind != kind {
-			return Reply{Text: fmt.Sprintf("No %s request `%s`. `status` without an id lists recent ones.", kind, args[0])}
+			return Reply{Text: fmt.Sprintf("No %s request %s. `status` without an id lists recent ones.", kind, code(inv.Args[0], 40))}
+		}
+		title, facts := r.Kind, []string(nil)
+		k, ok := b.Kinds[r.Kind]
+		if ok && k.Describe != nil {
+			title, facts = k.Describe(r)
+		}
+		if !mayView(k, r) {
+			return Reply{Text: fmt.Sprintf("*%s %s*: %s\nOnly its requester and the approvers see its details.", title, r.ID, r.State)}
 		}
 		evs, _ := b.Store.Events(r.ID)
 		var last []string
 		for _, e := range evs[max(0, len(evs)-5):] {
 			last = append(last, fmt.Sprintf("> %s %s", e.At.UTC().Format("15:04:05"), clip(strings.ReplaceAll(e.Text, "\n", " "), 200)))
 		}
-		title, facts := r.Kind, []string(nil)
-		if k, ok := b.Kinds[r.Kind]; ok {
-			title, facts = k.Describe(r)
-		}
-		return Reply{Text: fmt.Sprintf("*%s %s*: %s\n%s\n%s\nThread: %s\n%s", title, r.ID, r.State,
-			strings.Join(facts, "\n"), stateLine(r, b.Settings.ApproverGroups), threadLink(r), strings.Join(last, "\n"))}
+		head := fmt.Sprintf("*%s %s*: %s\n", title, r.ID, r.State)
+		tail := fmt.Sprintf("\n%s\nThread: %s\n%s", clip(stateLine(r, b.Settings.ApproverGroups), 600), threadLink(r), strings.Join(last, "\n"))
+		return Reply{Text: head + clip(strings.Join(facts, "\n"), max(200, maxSection-mrkdwn.Len(head)-mrkdwn.Len(tail))) + tail}
 	}
 	cutoff := b.Now().Add(-7 * 24 * time.Hour)
 	rs, err := b.Store.List(func(r *actions.Request) bool {
@@ -605,17 +794,69 @@ func (b *Bot) Status(kind string, args []string) Reply {
 	if len(rs) == 0 {
 		return Reply{Text: fmt.Sprintf("No %s requests are running or were made in the last 7 days.", kind)}
 	}
-	var lines []string
-	for _, r := range rs[:min(len(rs), 15)] {
-		_, facts := "", []string(nil)
-		if k, ok := b.Kinds[r.Kind]; ok {
-			_, facts = k.Describe(r)
+	sort.SliceStable(rs, func(i, j int) bool { return newer(rs[i], rs[j]) })
+	text := fmt.Sprintf("Running and recent %s requests (newest first):", kind)
+	const moreRoom = 80 // "…and N more" line
+	listed := 0
+	for _, r := range rs {
+		if listed == statusMaxListed {
+			break
 		}
-		summary := ""
-		if len(facts) > 0 {
-			summary = " · " + facts[0]
+		k := b.Kinds[r.Kind]
+		line := fmt.Sprintf("• *%s* %s", r.ID, r.State)
+		if mayView(k, r) {
+			summary := ""
+			if k.Describe != nil {
+				if _, facts := k.Describe(r); len(facts) > 0 {
+					summary = " · " + clip(facts[0], statusMaxFact)
+				}
+			}
+			line = clip(fmt.Sprintf("• *%s* %s%s · <@%s> · %s · %s", r.ID, r.State, summary, r.Requester, r.CreatedAt.UTC().Format("Jan 2 15:04 UTC"), threadLink(r)), statusMaxLine)
 		}
-		lines = append(lines, fmt.Sprintf("• *%s* %s%s · <@%s> · %s · %s", r.ID, r.State, summary, r.Requester, r.CreatedAt.UTC().Format("Jan 2 15:04 UTC"), threadLink(r)))
+		if mrkdwn.Len(text)+1+mrkdwn.Len(line) > maxSection-moreRoom {
+			break
+		}
+		text += "\n" + line
+		listed++
 	}
-	return Reply{Text: fmt.Sprintf("Running and recent %s requests (newest first):\n%s", kind, strings.Join(lines, "\n"))}
+	if more := len(rs) - listed; more > 0 {
+		text += fmt.Sprintf("\n…and %d more. `status REQUEST-ID` shows one.", more)
+	}
+	return Reply{Text: text}
+}
+
+// newer orders requests newest first: by creation, then by id (numeric
+// order, whatever the id's width).
+func newer(a, b *actions.Request) bool {
+	if !a.CreatedAt.Equal(b.CreatedAt) {
+		return a.CreatedAt.After(b.CreatedAt)
+	}
+	if len(a.ID) != len(b.ID) {
+		return len(a.ID) > len(b.ID)
+	}
+	return a.ID > b.ID
+}
+
+// viewer returns whether user may see a request's details: anyone for a
+// public kind, else its requester and the approvers. Whether user is an
+// approver is asked once, when first needed; when that cannot be told, the
+// answer is no (and logged), so that details stay hidden.
+func (b *Bot) viewer(ctx context.Context, user string) func(k Kind, r *actions.Request) bool {
+	asked, approver := false, false
+	return func(k Kind, r *actions.Request) bool {
+		if k.Public || user != "" && user == r.Requester {
+			return true
+		}
+		if !asked && b.Approvers != nil && user != "" {
+			asked = true
+			cctx, cancel := context.WithTimeout(ctx, b.Settings.CheckTimeout)
+			defer cancel()
+			ok, err := b.Approvers.IsApprover(cctx, user)
+			if err != nil {
+				b.Log.Warn("checking whether a user is an approver; showing no request details", zap.String("user", user), zap.Error(err))
+			}
+			approver = ok && err == nil
+		}
+		return approver
+	}
 }

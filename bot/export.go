@@ -23,6 +23,7 @@ type ExportChecker interface {
 // ExportKind presents export requests on cards and plans them.
 func ExportKind(x ExportChecker) Kind {
 	return Kind{
+		Public: true, // table names and method; nothing secret
 		Describe: func(r *actions.Request) (string, []string) {
 			var a export.Args
 			_ = r.DecodeArgs(&a)
@@ -57,8 +58,8 @@ func (b *Bot) ExportCommand(x ExportChecker, source, dest string) Command {
 		Summary: fmt.Sprintf("export DynamoDB tables from the %s account to the %s account's S3 bucket, after an interrupt catcher approves.", source, dest),
 		Subs: []Sub{
 			{Name: "help", Help: "shows this help.", Run: func(context.Context, Invocation) Reply { return Reply{} }},
-			{Name: "status", Args: "[REQUEST-ID]", Help: "lists running and recent exports, or shows one.", Run: func(_ context.Context, inv Invocation) Reply {
-				return b.Status(export.Kind, inv.Args)
+			{Name: "status", Args: "[REQUEST-ID]", Help: "lists running and recent exports, or shows one.", Run: func(ctx context.Context, inv Invocation) Reply {
+				return b.Status(ctx, export.Kind, inv)
 			}},
 			{Args: "[--native|--datapipeline] TABLE [TABLE...]", Help: fmt.Sprintf("asks to export the tables (default method: %s); the reply carries the request id.", methodName(x.Method())), Run: func(ctx context.Context, inv Invocation) Reply {
 				return b.requestExport(ctx, x, inv)
@@ -77,7 +78,7 @@ func (b *Bot) requestExport(ctx context.Context, x ExportChecker, inv Invocation
 		case a == "--datapipeline":
 			method = export.MethodDataPipeline
 		case strings.HasPrefix(a, "--"):
-			return Reply{Text: fmt.Sprintf(":warning: Unknown option `%s`. Usage: `/osio-export [--native|--datapipeline] TABLE [TABLE...]`; see `/osio-export help`.", clip(a, 40))}
+			return Reply{Text: fmt.Sprintf(":warning: Unknown option %s. Usage: `/osio-export [--native|--datapipeline] TABLE [TABLE...]`; see `/osio-export help`.", code(a, 40))}
 		default:
 			names = append(names, a)
 		}

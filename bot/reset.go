@@ -83,8 +83,8 @@ func (b *Bot) ResetCommand(r *passwordreset.Resetter, users UserInfo) Command {
 		EmptyRunsDefault: true,
 		Subs: []Sub{
 			{Name: "help", Help: "shows this help."},
-			{Name: "status", Args: "[REQUEST-ID]", Help: "lists running and recent resets, or shows one.", Run: func(_ context.Context, inv Invocation) Reply {
-				return b.Status(passwordreset.Kind, inv.Args)
+			{Name: "status", Args: "[REQUEST-ID]", Help: "lists running and recent resets, or shows one.", Run: func(ctx context.Context, inv Invocation) Reply {
+				return b.Status(ctx, passwordreset.Kind, inv)
 			}},
 			{Args: "[IAM_USER] [--account NAME] [--method inplace|recreate|resetpasswords]", Help: "asks to reset the password; the reply carries the request id.", Run: func(ctx context.Context, inv Invocation) Reply {
 				cctx, cancel := context.WithTimeout(ctx, b.Settings.CheckTimeout)

@@ -14,6 +14,7 @@ import (
 func RestoreKind(r *restore.Restorer, autoApprove bool) Kind {
 	return Kind{
 		AutoApprove: autoApprove,
+		Public:      true, // tables and the export it restores; nothing secret
 		Describe: func(q *actions.Request) (string, []string) {
 			var a restore.Args
 			_ = q.DecodeArgs(&a)
@@ -51,8 +52,8 @@ func (b *Bot) RestoreCommand(r *restore.Restorer, needsApproval bool) Command {
 		Summary: fmt.Sprintf("import a finished native export into a new table in %s, %s.", r.DestAccount().Name, approval),
 		Subs: []Sub{
 			{Name: "help", Help: "shows this help."},
-			{Name: "status", Args: "[REQUEST-ID]", Help: "lists running and recent restores, or shows one.", Run: func(_ context.Context, inv Invocation) Reply {
-				return b.Status(restore.Kind, inv.Args)
+			{Name: "status", Args: "[REQUEST-ID]", Help: "lists running and recent restores, or shows one.", Run: func(ctx context.Context, inv Invocation) Reply {
+				return b.Status(ctx, restore.Kind, inv)
 			}},
 			{Args: "REQUEST-ID TABLE NEW_TABLE_NAME", Help: "restores TABLE from export REQUEST-ID into a new table.", Run: func(ctx context.Context, inv Invocation) Reply {
 				if len(inv.Args) != 3 {

@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/osio/osio-bot/actions"
+	"github.com/osio/osio-bot/bot/mrkdwn"
 	"github.com/osio/osio-bot/config"
 )
 
@@ -148,12 +149,8 @@ func (e *Exporter) CheckNames(tables []string) ([]string, string) {
 	var out []string
 	for _, t := range tables {
 		if !tableNameRe.MatchString(t) {
-			shown := t
-			if len(shown) > 60 {
-				shown = shown[:60] + "…"
-			}
-			return nil, fmt.Sprintf("`%s` is not a valid DynamoDB table name: use 3 to 255 characters from a-z, A-Z, 0-9, `_`, `-` and `.` (this one has %d characters).",
-				strings.ReplaceAll(shown, "`", "'"), len(t))
+			return nil, fmt.Sprintf("%s is not a valid DynamoDB table name: use 3 to 255 characters from a-z, A-Z, 0-9, `_`, `-` and `.` (this one has %d characters).",
+				mrkdwn.Code(t, 60), mrkdwn.Len(t))
 		}
 		if !seen[t] {
 			seen[t] = true

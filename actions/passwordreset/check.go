@@ -19,6 +19,7 @@ import (
 
 	"github.com/osio/osio-bot/actions/appinterface"
 	"github.com/osio/osio-bot/actions/reset"
+	"github.com/osio/osio-bot/bot/mrkdwn"
 	"github.com/osio/osio-bot/config"
 )
 
@@ -196,12 +197,9 @@ func iamUserRe(s string) bool {
 	return true
 }
 
+// clip is user text for inside a code span: clipped, escaped.
 func clip(s string) string {
-	s = strings.ReplaceAll(s, "`", "'")
-	if len(s) > 60 {
-		return s[:60] + "…"
-	}
-	return s
+	return mrkdwn.Escape(mrkdwn.Clip(strings.ReplaceAll(s, "`", "'"), 60))
 }
 
 func (r *Resetter) accountNames() []string {

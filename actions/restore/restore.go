@@ -18,6 +18,7 @@ import (
 
 	"github.com/osio/osio-bot/actions"
 	"github.com/osio/osio-bot/actions/export"
+	"github.com/osio/osio-bot/bot/mrkdwn"
 	"github.com/osio/osio-bot/config"
 )
 
@@ -130,12 +131,9 @@ func (r *Restorer) Check(ctx context.Context, exportID, table, newTable string) 
 		DataPrefix: st.DataPrefix, KeySchema: st.KeySchema, Attributes: st.Attributes}, "", nil
 }
 
+// clipName is user text for inside a code span: clipped, escaped.
 func clipName(s string) string {
-	s = strings.ReplaceAll(s, "`", "'")
-	if len(s) > 60 {
-		return s[:60] + "…"
-	}
-	return s
+	return mrkdwn.Escape(mrkdwn.Clip(strings.ReplaceAll(s, "`", "'"), 60))
 }
 
 // Locks is what a restore holds: the new table's name in the dev account.

@@ -27,6 +27,15 @@
 //   - response_url: slash and interactive payloads carry a response_url on this
 //     server; JSON posted there is recorded as an ephemeral for the user who
 //     triggered it (response_type, replace_original, delete_original kept).
+//   - Receipts: a slash command's ack payload (text and/or blocks) is the
+//     ephemeral message Slack shows the user in the command's channel; it is
+//     recorded with a ts of its own (Receipts), and its buttons can be
+//     clicked.
+//   - Clicks: a block_actions payload's container names the message the
+//     button is on. A channel message gives is_ephemeral false plus the
+//     "message" and "channel" objects; an ephemeral one (a receipt, a
+//     chat.postEphemeral or response_url post, visible only to its user)
+//     gives is_ephemeral true and, as Slack does, no "message".
 //   - Failure injection: RateLimitNext (HTTP 429 + Retry-After), SetDown
 //     (HTTP 503 for every Web API call, apps.connections.open and
 //     response_url posts), and RevokeAppToken: the app-level (xapp-) token
@@ -203,6 +212,9 @@ type envelope struct {
 	attempt int
 	reason  string
 	sent    time.Time
+	// user and channel of a slash command: where its ack's ephemeral
+	// receipt appears.
+	user, channel string
 }
 
 type responseTarget struct{ user, channel string }
@@ -225,6 +237,7 @@ type Server struct {
 	channels   map[string]string
 	msgs       []*Message
 	ephemerals map[string][]*Message
+	receipts   map[string][]*Message
 	calls      map[string][]time.Time
 	unknown    []string
 	limits     map[string]*rateLimit
@@ -256,7 +269,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		opts: opts, ln: ln, closed: make(chan struct{}),
 		users: map[string]User{}, groups: map[string][]string{}, channels: map[string]string{},
-		ephemerals: map[string][]*Message{}, calls: map[string][]time.Time{},
+		ephemerals: map[string][]*Message{}, receipts: map[string][]*Message{}, calls: map[string][]time.Time{},
 		limits: map[string]*rateLimit{}, tickets: map[string]string{}, revoked: map[string]bool{},
 		envs: map[string]*envelope{}, responses: map[string]responseTarget{},
 	}
@@ -444,10 +457,46 @@ func (s *Server) readLoop(wc *wsConn) {
 		s.acks = append(s.acks, ack)
 		if a.Payload != nil {
 			s.noteLocked(string(a.Payload))
+			s.receiptLocked(s.envs[a.EnvelopeID], a.Payload, now)
 		}
 		s.mu.Unlock()
 		s.logf("ack %s after %v payload=%s", ack.EnvelopeID, ack.Latency, ack.Payload)
 	}
+}
+
+// receiptLocked records the ephemeral message a slash command's ack
+// payload shows its user (Slack shows it in the command's channel, to that
+// user only, with a ts of its own).
+func (s *Server) receiptLocked(e *envelope, payload json.RawMessage, now time.Time) {
+	if e == nil || e.typ != "slash_commands" {
+		return
+	}
+	var p struct {
+		Text         string          `json:"text"`
+		Blocks       json.RawMessage `json:"blocks"`
+		ResponseType string          `json:"response_type"`
+	}
+	if json.Unmarshal(payload, &p) != nil || p.Text == "" && len(p.Blocks) == 0 {
+		return
+	}
+	if string(p.Blocks) == "null" {
+		p.Blocks = nil
+	}
+	s.receipts[e.user] = append(s.receipts[e.user], &Message{Channel: e.channel, TS: s.nextTSLocked(), User: e.user,
+		Text: p.Text, Blocks: p.Blocks, Posted: now, Source: "ack", ResponseType: p.ResponseType})
+}
+
+// findEphemeralLocked finds an ephemeral message (a receipt, a
+// chat.postEphemeral or a response_url post) that user can see.
+func (s *Server) findEphemeralLocked(user, channel, ts string) *Message {
+	for _, list := range [][]*Message{s.receipts[user], s.ephemerals[user]} {
+		for _, m := range list {
+			if m.Channel == channel && m.TS == ts {
+				return m
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Server) pingLoop(wc *wsConn) {
@@ -519,6 +568,10 @@ func (s *Server) send(typ string, payload obj) (string, error) {
 	}
 	s.mu.Lock()
 	e := &envelope{id: s.nextIDLocked("env-"), typ: typ, payload: b}
+	if typ == "slash_commands" {
+		e.user, _ = payload["user_id"].(string)
+		e.channel, _ = payload["channel_id"].(string)
+	}
 	s.envs[e.id] = e
 	s.mu.Unlock()
 	return e.id, s.deliver(e)
@@ -556,6 +609,12 @@ func (s *Server) SlashCommand(ctx context.Context, c SlashCommand) (Ack, error) 
 }
 
 // SendClick delivers a block_actions interactive envelope without waiting.
+// As Slack does, the payload names the message the button is on: a channel
+// message (container is_ephemeral false, with "message" and "channel"), or
+// an ephemeral one the clicking user can see, such as a slash command's
+// receipt (container is_ephemeral true, "channel", and no "message": Slack
+// does not send an ephemeral message's content). A click on a message the
+// server does not know is delivered as a channel message with only its ts.
 func (s *Server) SendClick(c Click) (envelopeID string, err error) {
 	s.mu.Lock()
 	respURL, trigger := s.newResponseURLLocked(c.UserID, c.ChannelID)
@@ -563,9 +622,17 @@ func (s *Server) SendClick(c Click) (envelopeID string, err error) {
 	actionTS := fmt.Sprintf("%d.%06d", now.Unix(), now.Nanosecond()/1000)
 	action := obj{"action_id": c.ActionID, "block_id": c.BlockID, "value": c.Value, "type": "button", "action_ts": actionTS}
 	container := obj{"type": "message", "message_ts": c.MessageTS, "channel_id": c.ChannelID, "is_ephemeral": false}
-	message := obj{"type": "message", "ts": c.MessageTS}
-	if m := s.findLocked(c.ChannelID, c.MessageTS); m != nil {
+	var message obj = obj{"type": "message", "ts": c.MessageTS}
+	m := s.findLocked(c.ChannelID, c.MessageTS)
+	if m == nil {
+		if m = s.findEphemeralLocked(c.UserID, c.ChannelID, c.MessageTS); m != nil {
+			container["is_ephemeral"] = true
+			message = nil
+		}
+	} else {
 		message = wireMessage(m)
+	}
+	if m != nil {
 		if m.ThreadTS != "" {
 			container["thread_ts"] = m.ThreadTS
 		}
@@ -586,8 +653,11 @@ func (s *Server) SendClick(c Click) (envelopeID string, err error) {
 		"user":      obj{"id": c.UserID, "username": name, "name": name, "team_id": TeamID},
 		"team":      obj{"id": TeamID, "domain": "test"},
 		"channel":   obj{"id": c.ChannelID, "name": s.channels[c.ChannelID]},
-		"container": container, "message": message, "state": obj{"values": obj{}},
+		"container": container, "state": obj{"values": obj{}},
 		"actions": []obj{action}, "is_enterprise_install": false}
+	if message != nil {
+		p["message"] = message
+	}
 	s.mu.Unlock()
 	return s.send("interactive", p)
 }
@@ -1219,6 +1289,14 @@ func (s *Server) Thread(channel, ts string) []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return copyMsgs(s.msgs, func(m *Message) bool { return m.Channel == channel && m.ThreadTS == ts })
+}
+
+// Receipts returns the ephemeral messages that slash commands' ack payloads
+// showed userID (Source "ack"), in order.
+func (s *Server) Receipts(userID string) []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return copyMsgs(s.receipts[userID], func(*Message) bool { return true })
 }
 
 // Ephemerals returns chat.postEphemeral and response_url messages for userID, in order.

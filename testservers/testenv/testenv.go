@@ -475,9 +475,16 @@ func (e *Env) Card(ctx context.Context, id string) (slackserver.Message, error) 
 	return card, err
 }
 
-// Click presses a button of request id's card (or, for cancel, the
-// requester's receipt) as user.
+// Click presses a button of request id's card as user. Cancel is pressed
+// on the requester's receipt (the ephemeral ack of the slash command) when
+// user has one for id; anyone else has no such button, so their Cancel is
+// pressed on the card, which the bot must refuse.
 func (e *Env) Click(ctx context.Context, user, action, id string) (slackserver.Ack, error) {
+	if action == "cancel" {
+		if r, ok := e.Receipt(user, id); ok {
+			return e.Slack.ClickButton(ctx, slackserver.Click{UserID: user, ChannelID: r.Channel, MessageTS: r.TS, ActionID: action, BlockID: "requester", Value: id})
+		}
+	}
 	card, err := e.Card(ctx, id)
 	if err != nil {
 		return slackserver.Ack{}, err
@@ -487,6 +494,18 @@ func (e *Env) Click(ctx context.Context, user, action, id string) (slackserver.A
 		block = "requester"
 	}
 	return e.Slack.ClickButton(ctx, slackserver.Click{UserID: user, ChannelID: Channel, MessageTS: card.TS, ActionID: action, BlockID: block, Value: id})
+}
+
+// Receipt is the latest receipt (slash command ack) user was shown for
+// request id.
+func (e *Env) Receipt(user, id string) (slackserver.Message, bool) {
+	rs := e.Slack.Receipts(user)
+	for i := len(rs) - 1; i >= 0; i-- {
+		if strings.Contains(string(rs[i].Blocks), `"`+id+`"`) {
+			return rs[i], true
+		}
+	}
+	return slackserver.Message{}, false
 }
 
 // ThreadText is the whole thread of request id: the card's text and every
