@@ -50,7 +50,9 @@ func (a *Approvers) IsApprover(ctx context.Context, user string) (bool, error) {
 	if a.members == nil || a.now().Sub(a.fetched) > a.ttl {
 		m := map[string]bool{}
 		for _, g := range a.groups {
-			users, err := a.api.GetUserGroupMembersContext(ctx, g)
+			cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
+			users, err := a.api.GetUserGroupMembersContext(cctx, g)
+			cancel()
 			if err != nil {
 				return false, fmt.Errorf("listing members of user group %s: %w", g, err)
 			}

@@ -595,10 +595,16 @@ func (b *Bot) awaitCard(ctx context.Context, id string) *actions.Request {
 
 // tell sends an ephemeral message to user; it is not part of the audit.
 func (b *Bot) tell(ctx context.Context, channel, user, text string) {
+	ctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
+	defer cancel()
 	if _, err := b.API.PostEphemeralContext(ctx, channel, user, slack.MsgOptionText(text, false)); err != nil {
 		b.Log.Warn("ephemeral message failed", zap.String("user", user), zap.Error(err))
 	}
 }
+
+// slackCallTimeout bounds each Slack Web API call a handler makes (the
+// reporter has its own, ReporterOptions.CallTimeout).
+const slackCallTimeout = 10 * time.Second
 
 var decisions = map[string]struct {
 	to   actions.State
