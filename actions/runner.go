@@ -20,6 +20,9 @@ type Store interface {
 	List(keep func(*Request) bool) ([]*Request, error)
 	AppendEvents(id string, events ...Event) error
 	SaveCheckpoint(id, key string, v any) error
+	// SaveCheckpointEvents saves a checkpoint and appends events (as
+	// AppendEvents) in one durable write: both or neither.
+	SaveCheckpointEvents(id, key string, v any, events ...Event) error
 	LoadCheckpoint(id, key string, v any) (bool, error)
 }
 
@@ -52,6 +55,26 @@ func NewJobContext(r *Request, s Store, n Notifier, log *zap.Logger) *JobContext
 func (jc *JobContext) Save(key string, v any) error {
 	if err := jc.store.SaveCheckpoint(jc.Request.ID, key, v); err != nil {
 		return fmt.Errorf("saving checkpoint %s: %w", key, err)
+	}
+	return nil
+}
+
+// SaveSay durably records a checkpoint under key together with a new
+// thread message, in one write: a step whose checkpoint is saved has its
+// message in the audit trail even when the process dies right after, and
+// a resumed job, which skips the step, need not say it again.
+func (jc *JobContext) SaveSay(key string, v any, format string, args ...any) error {
+	return jc.Record(key, v, Event{Kind: Message, Text: fmt.Sprintf(format, args...)})
+}
+
+// Record durably records a checkpoint under key together with events (a
+// step's messages), in one write; see SaveSay.
+func (jc *JobContext) Record(key string, v any, events ...Event) error {
+	if err := jc.store.SaveCheckpointEvents(jc.Request.ID, key, v, events...); err != nil {
+		return fmt.Errorf("saving checkpoint %s: %w", key, err)
+	}
+	if len(events) > 0 {
+		jc.notify.Notify(jc.Request.ID)
 	}
 	return nil
 }
@@ -235,6 +258,14 @@ type checkpointStore struct {
 
 func (s checkpointStore) SaveCheckpoint(id, key string, v any) error {
 	if err := s.Store.SaveCheckpoint(id, key, v); err != nil {
+		return err
+	}
+	s.saved()
+	return nil
+}
+
+func (s checkpointStore) SaveCheckpointEvents(id, key string, v any, events ...Event) error {
+	if err := s.Store.SaveCheckpointEvents(id, key, v, events...); err != nil {
 		return err
 	}
 	s.saved()

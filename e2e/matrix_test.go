@@ -109,17 +109,6 @@ func knownFailing() map[string]string {
 		"aws.CreateLoginProfile/timeout":              "new-B: no deadline on AWS calls",
 		"aws.CreateLoginProfile/lost":                 "new-D: the SDK's retry of a lost CreateLoginProfile gets EntityAlreadyExists; the request fails with the password set and not mailed",
 		"aws.UpdateLoginProfile/timeout":              "new-B: no deadline on AWS calls",
-		"datapipeline.defined/kill":                   "new-A: the reply after a checkpoint is lost on a crash",
-		"datapipeline.activated/kill":                 "new-A: the reply after a checkpoint is lost on a crash",
-		"datapipeline.verified/kill":                  "new-A: the reply after a checkpoint is lost on a crash",
-		"native.started/kill":                         "new-A: the reply after a checkpoint is lost on a crash",
-		"native.verified/kill":                        "new-A: the reply after a checkpoint is lost on a crash",
-		"restore.imported/kill":                       "new-A: the reply after a checkpoint is lost on a crash",
-		"inplace.set/kill":                            "new-A: the reply after a checkpoint is lost on a crash",
-		"recreate.mr1/kill":                           "new-A: the reply after a checkpoint is lost on a crash",
-		"recreate.gone/kill":                          "new-A: the reply after a checkpoint is lost on a crash",
-		"recreate.mr2/kill":                           "new-A: the reply after a checkpoint is lost on a crash",
-		"resetpasswords.mr/kill":                      "new-A: the reply after a checkpoint is lost on a crash",
 	}
 }
 

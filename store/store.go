@@ -381,6 +381,28 @@ func (s *Store) SaveCheckpoint(id, key string, v any) error {
 	})
 }
 
+// SaveCheckpointEvents records v under the request's key and appends
+// events, as AppendEvents does (to be delivered in order, the request put
+// in the outbox), in one transaction: both are written or neither, so a
+// step's checkpoint never outlives the thread message saying it was done.
+func (s *Store) SaveCheckpointEvents(id, key string, v any, events ...actions.Event) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encoding checkpoint %s/%s: %w", id, key, err)
+	}
+	now := s.now().UTC()
+	return s.db.Batch(func(tx *bbolt.Tx) error {
+		b, err := tx.Bucket(bCheckpoints).CreateBucketIfNotExists([]byte(id))
+		if err != nil {
+			return err
+		}
+		if err := b.Put([]byte(key), data); err != nil {
+			return err
+		}
+		return appendEvents(tx, id, now, events)
+	})
+}
+
 // LoadCheckpoint reads the request's key into v; false when none.
 func (s *Store) LoadCheckpoint(id, key string, v any) (bool, error) {
 	var data []byte

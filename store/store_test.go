@@ -715,6 +715,106 @@ func TestCheckpoints(t *testing.T) {
 	}
 }
 
+// Defect A (issue 8): a checkpoint and the thread message saying so are
+// one write, both or neither, with AppendEvents' delivery semantics.
+func TestSaveCheckpointEvents(t *testing.T) {
+	s, _ := newStore(t)
+	a := mustCreate(t, s, newReq(), "", msg("a1"))
+	if err := s.MarkDelivered(a.ID, Cursor{Delivered: 1}); err != nil {
+		t.Fatal(err)
+	}
+	type step struct {
+		MR int `json:"mr"`
+	}
+	checkpoint := func(key string) (step, bool) {
+		t.Helper()
+		var got step
+		ok, err := s.LoadCheckpoint(a.ID, key, &got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got, ok
+	}
+	texts := func() []string {
+		t.Helper()
+		evs, err := s.Events(a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, e := range evs {
+			out = append(out, e.Text)
+		}
+		return out
+	}
+	outbox := func(want ...string) {
+		t.Helper()
+		got, err := s.Outbox()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("Outbox = %v, want %v", got, want)
+		}
+	}
+	outbox()
+
+	// Both written: the checkpoint, and the events after the earlier ones,
+	// undelivered, the request back in the outbox.
+	if err := s.SaveCheckpointEvents(a.ID, "appinterface", step{MR: 1}, msg("MR 1 opened"), msg("second")); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := checkpoint("appinterface"); !ok || got.MR != 1 {
+		t.Fatalf("checkpoint = %+v, %v; want MR 1", got, ok)
+	}
+	if got, want := texts(), []string{"a1", "MR 1 opened", "second"}; !slices.Equal(got, want) {
+		t.Fatalf("events = %q, want %q", got, want)
+	}
+	evs, _, err := s.Undelivered(a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seqs(evs); !slices.Equal(got, []uint64{2, 3}) {
+		t.Errorf("undelivered seqs = %v, want [2 3]", got)
+	}
+	if !evs[0].At.Equal(t0) {
+		t.Errorf("event at %v, want the store's clock %v", evs[0].At, t0)
+	}
+	outbox(a.ID)
+
+	// Neither: a checkpoint that does not encode leaves no event...
+	if err := s.SaveCheckpointEvents(a.ID, "bad", func() {}, msg("lost step")); err == nil {
+		t.Fatal("SaveCheckpointEvents of a func succeeded")
+	}
+	if _, ok := checkpoint("bad"); ok {
+		t.Error("a checkpoint that did not encode was saved")
+	}
+	// ...and an event that does not encode (a year JSON cannot hold)
+	// leaves neither the checkpoint nor the events before it.
+	bad := actions.Event{Kind: actions.Message, Text: "bad time", At: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
+	if err := s.SaveCheckpointEvents(a.ID, "appinterface", step{MR: 2}, msg("MR 2 opened"), bad); err == nil {
+		t.Fatal("SaveCheckpointEvents with an event that does not encode succeeded")
+	}
+	if got, _ := checkpoint("appinterface"); got.MR != 1 {
+		t.Errorf("checkpoint = %+v after a failed write, want MR 1 kept", got)
+	}
+	if got, want := texts(), []string{"a1", "MR 1 opened", "second"}; !slices.Equal(got, want) {
+		t.Errorf("events after failed writes = %q, want %q", got, want)
+	}
+
+	// No events: a plain checkpoint, the outbox untouched.
+	if err := s.MarkDelivered(a.ID, Cursor{Delivered: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveCheckpointEvents(a.ID, "appinterface", step{MR: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := checkpoint("appinterface"); got.MR != 3 {
+		t.Errorf("checkpoint = %+v, want MR 3", got)
+	}
+	outbox()
+}
+
 func TestEnvelopes(t *testing.T) {
 	s, c := newStore(t)
 	claim := func(id string, want bool) {

@@ -50,6 +50,17 @@ func (m *memStore) SaveCheckpoint(id, key string, v any) error {
 	m.checkpoints[id+"/"+key] = b
 	return err
 }
+func (m *memStore) SaveCheckpointEvents(id, key string, v any, evs ...actions.Event) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.checkpoints[id+"/"+key] = b
+	m.events = append(m.events, evs...)
+	return nil
+}
 func (m *memStore) LoadCheckpoint(id, key string, v any) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -319,10 +319,7 @@ func (e *Exporter) Run(ctx context.Context, jc *actions.JobContext) error {
 				return ctx.Err()
 			}
 			st.Failed = err.Error()
-			if err := jc.Save("table:"+t, st); err != nil {
-				return err
-			}
-			if err := jc.Say(":x: `%s`: %s", t, err.Error()); err != nil {
+			if err := jc.SaveSay("table:"+t, st, ":x: `%s`: %s", t, err.Error()); err != nil {
 				return err
 			}
 		}
@@ -341,10 +338,7 @@ func (e *Exporter) Run(ctx context.Context, jc *actions.JobContext) error {
 				return ctx.Err()
 			}
 			st.Failed = err.Error()
-			if err := jc.Save("table:"+t, st); err != nil {
-				return err
-			}
-			if err := jc.Say(":x: `%s`: %s", t, err.Error()); err != nil {
+			if err := jc.SaveSay("table:"+t, st, ":x: `%s`: %s", t, err.Error()); err != nil {
 				return err
 			}
 		}
@@ -412,15 +406,14 @@ func (e *Exporter) start(ctx context.Context, jc *actions.JobContext, table stri
 			return fmt.Errorf("pipeline %s does not match the runbook: %s. Fix it or delete it so that the bot creates a new one", st.PipelineID, strings.Join(problems, "; "))
 		}
 		st.ActivityID = activity
-		if err := jc.Save(key, st); err != nil {
+		var said []actions.Event
+		if !st.Created {
+			said = append(said, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("`%s`: found existing pipeline `%s`; its definition writes to `%s/` with the post-step ACL command.", table, st.PipelineID, e.OutputLocation(table))})
+		}
+		if err := jc.Record(key, st, said...); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointDataPipeline, "checked")
-		if !st.Created {
-			if err := jc.Say("`%s`: found existing pipeline `%s`; its definition writes to `%s/` with the post-step ACL command.", table, st.PipelineID, e.OutputLocation(table)); err != nil {
-				return err
-			}
-		}
 	}
 	// Write-ahead: record the pipeline's last activation and when we
 	// activate before doing it, so that a resumed job can tell from the
@@ -589,11 +582,11 @@ func (e *Exporter) markActivated(ctx context.Context, jc *actions.JobContext, ta
 	if t, err := time.Parse(dpTimeLayout, scheduled); err == nil {
 		st.Folder = t.Format(FolderLayout)
 	}
-	if err := jc.Save("table:"+table, st); err != nil {
+	if err := jc.SaveSay("table:"+table, st, "`%s`: activated pipeline `%s`; output `%s/%s/`.", table, st.PipelineID, e.OutputLocation(table), st.Folder); err != nil {
 		return err
 	}
 	jc.Failpoint(ctx, FailpointDataPipeline, "activated")
-	return jc.Say("`%s`: activated pipeline `%s`; output `%s/%s/`.", table, st.PipelineID, e.OutputLocation(table), st.Folder)
+	return nil
 }
 
 // create makes the table's pipeline from the template. The uniqueId is
@@ -630,15 +623,15 @@ func (e *Exporter) define(ctx context.Context, jc *actions.JobContext, table str
 		return fmt.Errorf("pipeline %s's definition has validation errors: %s", st.PipelineID, validationText(put.ValidationErrors))
 	}
 	st.Defined = true
-	if err := jc.Save("table:"+table, st); err != nil {
-		return err
-	}
-	jc.Failpoint(ctx, FailpointDataPipeline, "defined")
 	msg := fmt.Sprintf("`%s`: created pipeline `%s` from template \"Export DynamoDB table to S3\" with post-step command `%s`.", table, st.PipelineID, e.PostStepCommand(table))
 	if len(put.ValidationWarnings) > 0 {
 		msg += "\n:warning: Validation warnings (expected: the dev account's bucket cannot be validated from this account; not fatal):\n" + warningText(put.ValidationWarnings)
 	}
-	return jc.Say("%s", msg)
+	if err := jc.SaveSay("table:"+table, st, "%s", msg); err != nil {
+		return err
+	}
+	jc.Failpoint(ctx, FailpointDataPipeline, "defined")
+	return nil
 }
 
 func validationText(ves []dptypes.ValidationError) string {
@@ -667,7 +660,7 @@ func (e *Exporter) finishTable(ctx context.Context, jc *actions.JobContext, tabl
 			return err
 		}
 		st.Finished = true
-		if err := jc.Save(key, st); err != nil {
+		if err := jc.SaveSay(key, st, "`%s`: pipeline `%s` FINISHED.", table, st.PipelineID); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointDataPipeline, "finished")
@@ -681,16 +674,16 @@ func (e *Exporter) finishTable(ctx context.Context, jc *actions.JobContext, tabl
 		return fmt.Errorf("the run finished but `s3://%s/%s` is empty when read from account %s", e.cfg.Bucket, prefix, e.dest.Name)
 	}
 	st.Files, st.Bytes, st.Verified = files, bytes, true
-	if err := jc.Save(key, st); err != nil {
-		return err
-	}
-	jc.Failpoint(ctx, FailpointDataPipeline, "verified")
 	marker := "with the `_SUCCESS` marker"
 	if !success {
 		marker = "without a `_SUCCESS` marker"
 	}
-	return jc.Say(":white_check_mark: `%s`: verified from account %s (%s): `s3://%s/%s` holds %d files, %d bytes, %s.",
-		table, e.dest.Name, e.dest.ID, e.cfg.Bucket, prefix, files, bytes, marker)
+	if err := jc.SaveSay(key, st, ":white_check_mark: `%s`: verified from account %s (%s): `s3://%s/%s` holds %d files, %d bytes, %s.",
+		table, e.dest.Name, e.dest.ID, e.cfg.Bucket, prefix, files, bytes, marker); err != nil {
+		return err
+	}
+	jc.Failpoint(ctx, FailpointDataPipeline, "verified")
+	return nil
 }
 
 type instance struct {
@@ -783,8 +776,8 @@ func (e *Exporter) watch(ctx context.Context, jc *actions.JobContext, table stri
 			return false, err
 		}
 		switch status {
-		case "FINISHED":
-			return true, jc.Say("`%s`: pipeline `%s` FINISHED.", table, st.PipelineID)
+		case "FINISHED": // said with the "finished" checkpoint
+			return true, nil
 		case "FAILED", "CANCELED", "CASCADE_FAILED", "TIMEDOUT", "SKIPPED":
 			msg := inst.errMsg
 			if msg == "" {

@@ -86,11 +86,11 @@ func (e *Exporter) startNative(ctx context.Context, jc *actions.JobContext, tabl
 		return fmt.Errorf("starting the native export of %s: %w", table, err)
 	}
 	st.ExportARN = aws.ToString(out.ExportDescription.ExportArn)
-	if err := jc.Save(key, st); err != nil {
+	if err := jc.SaveSay(key, st, "`%s`: started native export `%s` to `%s/` (bucket owner %s).", table, st.ExportARN, e.OutputLocation(table), e.dest.ID); err != nil {
 		return err
 	}
 	jc.Failpoint(ctx, FailpointNative, "started")
-	return jc.Say("`%s`: started native export `%s` to `%s/` (bucket owner %s).", table, st.ExportARN, e.OutputLocation(table), e.dest.ID)
+	return nil
 }
 
 // finishNative watches the export with DescribeExport and verifies its
@@ -145,12 +145,12 @@ func (e *Exporter) finishNative(ctx context.Context, jc *actions.JobContext, tab
 		return fmt.Errorf("the export completed but `s3://%s/%s` is empty when read from account %s", e.cfg.Bucket, prefix, e.dest.Name)
 	}
 	st.Files, st.Bytes, st.Verified, st.DataPrefix = files, bytes, true, prefix+"data/"
-	if err := jc.Save(key, st); err != nil {
+	if err := jc.SaveSay(key, st, ":white_check_mark: `%s`: verified from account %s (%s): `s3://%s/%s` holds %d files, %d bytes (%d items exported).",
+		table, e.dest.Name, e.dest.ID, e.cfg.Bucket, prefix, files, bytes, st.Items); err != nil {
 		return err
 	}
 	jc.Failpoint(ctx, FailpointNative, "verified")
-	return jc.Say(":white_check_mark: `%s`: verified from account %s (%s): `s3://%s/%s` holds %d files, %d bytes (%d items exported).",
-		table, e.dest.Name, e.dest.ID, e.cfg.Bucket, prefix, files, bytes, st.Items)
+	return nil
 }
 
 // findExportFolder finds the export's folder under PREFIX/AWSDynamoDB/ when

@@ -78,31 +78,47 @@ var errDisk = errors.New("store: write /var/lib/osio-bot/state.db: no space left
 type flakyStore struct {
 	*store.Store
 	mu sync.Mutex
-	// mode: "after-set" fails every job write once "set" is recorded;
-	// "set" fails the write that records "set"; "mailed" fails the write
-	// that records "mailed".
+	// mode: "after-set" fails every job write after the one recording
+	// "set"; "set" fails the write that records "set"; "mailed" fails the
+	// write that records "mailed".
 	mode    string
 	failing bool
 }
 
 func (f *flakyStore) SaveCheckpoint(id, key string, v any) error {
+	if f.refuse(v) {
+		return errDisk
+	}
+	return f.Store.SaveCheckpoint(id, key, v)
+}
+
+// SaveCheckpointEvents fails as SaveCheckpoint does, writing neither.
+func (f *flakyStore) SaveCheckpointEvents(id, key string, v any, events ...actions.Event) error {
+	if f.refuse(v) {
+		return errDisk
+	}
+	return f.Store.SaveCheckpointEvents(id, key, v, events...)
+}
+
+// refuse says whether the checkpoint write of v fails.
+func (f *flakyStore) refuse(v any) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.failing {
-		return errDisk
+		return true
 	}
 	if st, ok := v.(*inPlaceState); ok {
 		switch {
 		case f.mode == "set" && !st.SetAt.IsZero() && st.MailedAt.IsZero():
-			return errDisk
+			return true
 		case f.mode == "mailed" && !st.MailedAt.IsZero():
-			return errDisk
+			return true
 		}
 		if f.mode == "after-set" && !st.SetAt.IsZero() {
 			f.failing = true // this write lands; the ones after it fail
 		}
 	}
-	return f.Store.SaveCheckpoint(id, key, v)
+	return false
 }
 
 func (f *flakyStore) AppendEvents(id string, events ...actions.Event) error {
@@ -232,7 +248,10 @@ func TestInPlaceFailureAfterSetLeavesResend(t *testing.T) {
 		// could not be recorded).
 		regenerated bool
 	}{
-		{name: "thread event after set fails", fault: func(w *inPlaceWorld) { w.st.mode = "after-set" }},
+		// The "set" message is written with the "set" checkpoint (one
+		// write), so the first write after it is the one recording
+		// "mailed", once the mail went out.
+		{name: "every job write after set fails", fault: func(w *inPlaceWorld) { w.st.mode = "after-set" }, mailsBefore: 1},
 		{name: "mail fails permanently", fault: func(w *inPlaceWorld) {
 			w.mailer.fail = errors.New("mail: smtp relay: 550 5.1.1 Mailbox unavailable")
 		}},

@@ -156,18 +156,17 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 		}
 		set = true
 		st.SetAt = r.now().UTC()
-		if err := jc.Save("inplace", &st); err != nil {
-			return err
-		}
-		recorded = true
-		jc.Failpoint(ctx, FailpointInPlace, CheckpointSet)
 		how := "updated the console password (login profile)"
 		if st.Created {
 			how = "created a console password (login profile)"
 		}
-		if err := jc.Say("`%s` in %s (%s): %s; the user must change it at first sign-in: %t.", a.User, a.Account, a.AccountID, how, r.cfg.Reset.PasswordResetRequired); err != nil {
+		// "set" and its message are one write: a failure leaves neither
+		// (afterSet: Resend sets a new password), a kill after it both.
+		if err := jc.SaveSay("inplace", &st, "`%s` in %s (%s): %s; the user must change it at first sign-in: %t.", a.User, a.Account, a.AccountID, how, r.cfg.Reset.PasswordResetRequired); err != nil {
 			return err
 		}
+		recorded = true
+		jc.Failpoint(ctx, FailpointInPlace, CheckpointSet)
 	}
 	if st.MailedAt.IsZero() {
 		m := r.message(jc.Request, a, acct.ID, st.Ciphertext)
@@ -290,20 +289,17 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 			jc.Failpoint(ctx, FailpointRecreate, "mr1.opened")
 		}
 		st.MR1 = mr
-		if err := save(); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "MR 1 opened: <%s|!%d> removes `%s` from `%s`%s.", mr.WebURL, mr.IID, strings.Join(removedRefs(st.Removed), "`, `"), a.UserFile, foundNote(found, mr)); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointRecreate, "mr1")
-		if err := jc.Say("MR 1 opened: <%s|!%d> removes `%s` from `%s`%s.", mr.WebURL, mr.IID, strings.Join(removedRefs(st.Removed), "`, `"), a.UserFile, foundNote(found, mr)); err != nil {
-			return err
-		}
 	}
 	if !st.Merged1 {
 		if err := r.waitMerged(ctx, jc, "MR 1", st.MR1); err != nil {
 			return err
 		}
 		st.Merged1 = true
-		if err := save(); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "%s", mergedText("MR 1", st.MR1)); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointRecreate, "merged1")
@@ -313,13 +309,10 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 			return err
 		}
 		st.Gone = true
-		if err := save(); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "`%s` is gone from %s (IAM GetUser: NoSuchEntity).", a.User, a.Account); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointRecreate, "gone")
-		if err := jc.Say("`%s` is gone from %s (IAM GetUser: NoSuchEntity).", a.User, a.Account); err != nil {
-			return err
-		}
 	}
 	branch2 := "osio-bot/" + strings.ToLower(jc.Request.ID) + "-restore-roles"
 	if st.MR2 == nil {
@@ -335,24 +328,21 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 			jc.Failpoint(ctx, FailpointRecreate, "mr2.opened")
 		}
 		st.MR2 = mr
-		if err := save(); err != nil {
-			return err
-		}
-		jc.Failpoint(ctx, FailpointRecreate, "mr2")
 		note := foundNote(found, mr)
 		if len(skipped) > 0 {
 			note = fmt.Sprintf(" (already there, skipped: `%s`)", strings.Join(skipped, "`, `"))
 		}
-		if err := jc.Say("MR 2 opened: <%s|!%d> restores the roles in `%s`%s.", mr.WebURL, mr.IID, a.UserFile, note); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "MR 2 opened: <%s|!%d> restores the roles in `%s`%s.", mr.WebURL, mr.IID, a.UserFile, note); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, FailpointRecreate, "mr2")
 	}
 	if !st.Merged2 {
 		if err := r.waitMerged(ctx, jc, "MR 2", st.MR2); err != nil {
 			return err
 		}
 		st.Merged2 = true
-		if err := save(); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "%s", mergedText("MR 2", st.MR2)); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointRecreate, "merged2")
@@ -499,13 +489,10 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 			jc.Failpoint(ctx, FailpointResetPasswords, "mr.opened")
 		}
 		st.MR1 = mr
-		if err := save(); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "MR opened: <%s|!%d> adds `{user: {$ref: %s}, requestId: %s}` to resetPasswords in `%s`%s.", mr.WebURL, mr.IID, a.UserFile, jc.Request.ID, a.AccountFile, foundNote(found, mr)); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointResetPasswords, "mr")
-		if err := jc.Say("MR opened: <%s|!%d> adds `{user: {$ref: %s}, requestId: %s}` to resetPasswords in `%s`%s.", mr.WebURL, mr.IID, a.UserFile, jc.Request.ID, a.AccountFile, foundNote(found, mr)); err != nil {
-			return err
-		}
 	}
 	if !st.Merged1 {
 		if err := r.waitMerged(ctx, jc, "the MR", st.MR1); err != nil {
@@ -515,7 +502,7 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 		if st.MR1.MergedAt != nil {
 			st.MergedAt = *st.MR1.MergedAt
 		}
-		if err := save(); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "%s", mergedText("the MR", st.MR1)); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointResetPasswords, "merged")
@@ -553,7 +540,13 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 		jc.Request.Requester, a.User, a.Account, st.ProfileAfter.UTC().Format("2006-01-02 15:04:05 UTC"))
 }
 
-// waitMerged polls an MR until merged; closed unmerged fails the job.
+// mergedText is said, with the checkpoint recording it, once an MR merged.
+func mergedText(name string, mr *appinterface.MR) string {
+	return fmt.Sprintf("%s <%s|!%d> merged.", name, mr.WebURL, mr.IID)
+}
+
+// waitMerged polls an MR until merged (the caller says so, with its
+// checkpoint: see mergedText); closed unmerged fails the job.
 func (r *Resetter) waitMerged(ctx context.Context, jc *actions.JobContext, name string, mr *appinterface.MR) error {
 	return r.wait(ctx, r.aiConfig.MergeTimeout.D(), func() (bool, string, error) {
 		cur, err := r.repo.MRState(ctx, mr.IID)
@@ -566,7 +559,7 @@ func (r *Resetter) waitMerged(ctx context.Context, jc *actions.JobContext, name 
 		switch cur.State {
 		case "merged":
 			mr.MergedAt = cur.MergedAt
-			return true, "", jc.Say("%s <%s|!%d> merged.", name, mr.WebURL, mr.IID)
+			return true, "", nil
 		case "closed":
 			return false, "", fmt.Errorf("%s <%s|!%d> was closed without being merged, so the reset stops here and nothing further was changed. Reopen and merge it, or ask again", name, mr.WebURL, mr.IID)
 		}

@@ -187,14 +187,11 @@ func (r *Restorer) Run(ctx context.Context, jc *actions.JobContext) error {
 			return fmt.Errorf("starting the import into %s: %w", a.NewTable, err)
 		}
 		st.ImportARN = aws.ToString(out.ImportTableDescription.ImportArn)
-		if err := jc.Save("import", &st); err != nil {
-			return err
-		}
-		jc.Failpoint(ctx, Failpoint, "imported")
-		if err := jc.Say("Started import `%s` of `s3://%s/%s` into new table `%s` in %s. Source export: %s (%s).",
+		if err := jc.SaveSay("import", &st, "Started import `%s` of `s3://%s/%s` into new table `%s` in %s. Source export: %s (%s).",
 			st.ImportARN, a.Bucket, a.DataPrefix, a.NewTable, r.dest.Name, a.ExportID, link(a.ExportThread)); err != nil {
 			return err
 		}
+		jc.Failpoint(ctx, Failpoint, "imported")
 	}
 	if !st.Done {
 		b := actions.Backoff{Next: r.cfg.PollInterval.D(), Max: r.cfg.PollMaxInterval.D(), Factor: r.cfg.PollBackoff}
