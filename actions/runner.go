@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +45,9 @@ type JobContext struct {
 	store     Store
 	notify    Notifier
 	failpoint Failpoint
+	// last are the job's closing replies (SayLast), written with the
+	// request's end.
+	last []Event
 }
 
 // NewJobContext builds a JobContext; the runner does this, tests may too.
@@ -88,6 +92,18 @@ func (jc *JobContext) Load(key string, v any) (bool, error) {
 func (jc *JobContext) Say(format string, args ...any) error {
 	return jc.emit(Event{Kind: Message, Text: fmt.Sprintf(format, args...)})
 }
+
+// SayLast records the job's closing reply (the follow-up, "Done: ...").
+// It is not written now: the runner writes it together with the request's
+// end, in one store write, so a crash between the two can neither lose it
+// nor, on resume, post it a second time.
+func (jc *JobContext) SayLast(format string, args ...any) error {
+	jc.last = append(jc.last, Event{Kind: Message, Text: fmt.Sprintf(format, args...)})
+	return nil
+}
+
+// Last returns the closing replies recorded by SayLast.
+func (jc *JobContext) Last() []Event { return jc.last }
 
 // Progress updates the thread's status message (stored first).
 func (jc *JobContext) Progress(format string, args ...any) error {
@@ -310,7 +326,7 @@ func (r *Runner) run(ctx context.Context, id string, cancel context.CancelFunc) 
 		log.Info("job interrupted by shutdown; it resumes on restart")
 		return
 	}
-	r.finish(ctx, log, id, err)
+	r.finish(ctx, log, id, err, jc.Last()...)
 }
 
 func runSafely(ctx context.Context, job Job, jc *JobContext) (err error) {
@@ -325,7 +341,7 @@ func runSafely(ctx context.Context, job Job, jc *JobContext) (err error) {
 // finish records the job's end, retrying a failed write with backoff
 // until it takes or ctx ends (then the request stays running and is
 // resumed: its job is resumable).
-func (r *Runner) finish(ctx context.Context, log *zap.Logger, id string, jobErr error) {
+func (r *Runner) finish(ctx context.Context, log *zap.Logger, id string, jobErr error, last ...Event) {
 	to, ev := Succeeded, Event{Kind: Message, Text: ":white_check_mark: Request finished."}
 	if jobErr != nil {
 		to = Failed
@@ -347,7 +363,7 @@ func (r *Runner) finish(ctx context.Context, log *zap.Logger, id string, jobErr 
 			if jobErr != nil {
 				q.Error = jobErr.Error()
 			}
-		}, Event{Kind: Progress, Text: "Finished: " + string(to)}, ev, Event{Kind: Card})
+		}, slices.Concat([]Event{{Kind: Progress, Text: "Finished: " + string(to)}}, last, []Event{ev, {Kind: Card}})...)
 		if err == nil {
 			break
 		}

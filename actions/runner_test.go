@@ -287,3 +287,68 @@ func TestDrainGraceIsBounded(t *testing.T) {
 		t.Errorf("request is %s after Drain, want running (resumed on restart)", got.State)
 	}
 }
+
+// TestClosingReplyOnceAfterCrashBeforeEnd: a job's closing reply (the
+// follow-up) is written with the request's end, so a process that stops
+// after the job returned and before its end was recorded neither loses the
+// reply nor, when the job is resumed and says it again, posts it twice.
+func TestClosingReplyOnceAfterCrashBeforeEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	job := jobFunc(func(_ context.Context, jc *actions.JobContext) error {
+		if err := jc.Say("step done"); err != nil {
+			return err
+		}
+		return jc.SayLast("Good luck!")
+	})
+
+	// First process: every write of the end fails until it is stopped.
+	s := openStore(t, path)
+	s.failEnds.Store(1 << 20)
+	r := actions.NewRunner(s, nopNotifier{}, map[string]actions.Job{"test": job}, zaptest.NewLogger(t))
+	ctx, cancel := context.WithCancel(t.Context())
+	if err := r.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := create(t, s, actions.Approved)
+	r.Run(id)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.endTries.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the job's end was never tried")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	r.Wait()
+	s.Close()
+
+	// Second process: the job is resumed and its end is recorded.
+	s2 := openStore(t, path)
+	r2 := actions.NewRunner(s2, nopNotifier{}, map[string]actions.Job{"test": job}, zaptest.NewLogger(t))
+	ctx2, cancel2 := context.WithCancel(t.Context())
+	defer func() { cancel2(); r2.Wait() }()
+	if err := r2.Start(ctx2); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, s2, id, actions.Succeeded, 10*time.Second)
+	evs, err := s2.Events(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	n := 0
+	for _, e := range evs {
+		if e.Kind == actions.Message {
+			texts = append(texts, e.Text)
+		}
+		if e.Text == "Good luck!" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("the closing reply is stored %d times, want 1: %q", n, texts)
+	}
+	if last := texts[len(texts)-1]; last != ":white_check_mark: Request finished." || texts[len(texts)-2] != "Good luck!" {
+		t.Errorf("replies end %q, want the closing reply then \"Request finished\"", texts[len(texts)-2:])
+	}
+}

@@ -358,7 +358,7 @@ func (e *Exporter) Run(ctx context.Context, jc *actions.JobContext) error {
 		if args.Method == MethodNative {
 			text = e.followUpNative(jc.Request, folders)
 		}
-		if err := jc.Say("%s", text); err != nil {
+		if err := jc.SayLast("%s", text); err != nil {
 			return err
 		}
 	}

@@ -188,7 +188,7 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 		}
 		jc.Failpoint(ctx, FailpointInPlace, CheckpointMailed)
 	}
-	return jc.Say(":white_check_mark: <@%s> Done: the console password of `%s` in %s was reset and mailed to %s, encrypted to GPG key `%s`. Decrypt it with `gpg -d`.",
+	return jc.SayLast(":white_check_mark: <@%s> Done: the console password of `%s` in %s was reset and mailed to %s, encrypted to GPG key `%s`. Decrypt it with `gpg -d`.",
 		jc.Request.Requester, a.User, a.Account, Mask(a.Email), a.Fingerprint)
 }
 
@@ -357,7 +357,7 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 		}
 		jc.Failpoint(ctx, FailpointRecreate, "back")
 	}
-	return jc.Say(":white_check_mark: <@%s> `%s` was recreated in %s (MRs <%s|!%d> and <%s|!%d> merged). app-interface sends the invitation mail with the new password, encrypted to their GPG key.",
+	return jc.SayLast(":white_check_mark: <@%s> `%s` was recreated in %s (MRs <%s|!%d> and <%s|!%d> merged). app-interface sends the invitation mail with the new password, encrypted to their GPG key.",
 		jc.Request.Requester, a.User, a.Account, st.MR1.WebURL, st.MR1.IID, st.MR2.WebURL, st.MR2.IID)
 }
 
@@ -536,7 +536,7 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 		}
 		jc.Failpoint(ctx, FailpointResetPasswords, "profile")
 	}
-	return jc.Say(":white_check_mark: <@%s> The console password of `%s` in %s was reset by app-interface (login profile recreated at %s). app-interface mails the new password, encrypted to their GPG key.",
+	return jc.SayLast(":white_check_mark: <@%s> The console password of `%s` in %s was reset by app-interface (login profile recreated at %s). app-interface mails the new password, encrypted to their GPG key.",
 		jc.Request.Requester, a.User, a.Account, st.ProfileAfter.UTC().Format("2006-01-02 15:04:05 UTC"))
 }
 

@@ -225,7 +225,7 @@ func (r *Restorer) Run(ctx context.Context, jc *actions.JobContext) error {
 	if err != nil {
 		return fmt.Errorf("describing the new table %s: %w", a.NewTable, err)
 	}
-	return jc.Say("<@%s> Table `%s` is ready in %s (%s): %d items imported from the export of `%s` in %s (%s). ARN `%s`.",
+	return jc.SayLast("<@%s> Table `%s` is ready in %s (%s): %d items imported from the export of `%s` in %s (%s). ARN `%s`.",
 		jc.Request.Requester, a.NewTable, r.dest.Name, r.dest.ID, st.Items, a.Table, a.ExportID, link(a.ExportThread), aws.ToString(desc.Table.TableArn))
 }
 
