@@ -418,7 +418,9 @@ func TestProposeErrors(t *testing.T) {
 		{"no files", Change{Branch: "b", Title: "t"}, nil, "required"},
 		{"branch is the target", Change{Branch: "master", Title: "t", Files: ok.Files}, nil, "target branch"},
 		{"file missing at the target", Change{Branch: "b", Title: "t", Files: map[string][]byte{"data/nope.yml": []byte("x")}}, nil, "404"},
-		{"GitLab down for commits", ok, func() { s.FailNext(gitlabserver.RouteCreateCommit, 1, 503) }, "503"},
+		// A 5xx may be a lost answer: Propose looks at the branch and sends
+		// the commit again, proposeAttempts times in all.
+		{"GitLab down for commits", ok, func() { s.FailNext(gitlabserver.RouteCreateCommit, proposeAttempts, 503) }, "503"},
 		{"GitLab down for lists", ok, func() { s.FailNext(gitlabserver.RouteListMRs, 1, 500) }, "500"},
 	}
 	for _, tc := range tests {
