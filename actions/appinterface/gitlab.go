@@ -405,14 +405,16 @@ func (r *Repo) putRight(ctx context.Context, branch, msg string, paths []string,
 		if err != nil || same {
 			return err
 		}
+		if attempt > 1 {
+			if err := pause(ctx, attempt-1); err != nil {
+				return err
+			}
+		}
 		err = r.commit(ctx, branch, "", msg, paths, files)
 		if err == nil {
 			return nil
 		}
 		if !unknownOutcome(ctx, err) || attempt == proposeAttempts {
-			return err
-		}
-		if err := pause(ctx, attempt); err != nil {
 			return err
 		}
 	}
