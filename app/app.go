@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/datapipeline"
@@ -72,6 +73,28 @@ func AccountConfig(base aws.Config, a config.Account, session string) aws.Config
 	return c
 }
 
+// AWSHTTPClient is the HTTP client of every AWS SDK call. The SDK's
+// default client has no overall timeout, so a peer that accepts a call
+// and never answers would hold the job for good. Here each attempt is
+// bounded by callTimeout as a whole (connect, send, wait for the answer,
+// read it; no SDK operation the bot uses streams its body), and connect
+// and the TLS handshake by shorter bounds. A timed-out attempt is a
+// transport error, which the SDK retries like a dropped connection: every
+// call the bot makes is a read, carries a ClientToken
+// (ExportTableToPointInTime, ImportTable), or repeats its own input
+// (UpdateLoginProfile with the same password); ActivatePipeline is sent
+// with SDK retries off (actions/export).
+func AWSHTTPClient(callTimeout time.Duration) *awshttp.BuildableClient {
+	connect := min(callTimeout, 10*time.Second)
+	return awshttp.NewBuildableClient().
+		WithTimeout(callTimeout).
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = connect }).
+		WithTransportOptions(func(tr *http.Transport) {
+			tr.TLSHandshakeTimeout = connect
+			tr.ResponseHeaderTimeout = callTimeout
+		})
+}
+
 // slackCallTimeout bounds each Slack Web API call the reporter makes.
 const slackCallTimeout = 10 * time.Second
 
@@ -95,7 +118,8 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	}
 	src, _ := cfg.Account(cfg.Export.SourceAccount)
 	dst, _ := cfg.Account(cfg.Export.DestAccount)
-	base, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(src.Region))
+	base, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(src.Region),
+		awsconfig.WithHTTPClient(AWSHTTPClient(cfg.AWS.CallTimeout.D())))
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)
 	}
@@ -122,6 +146,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		DynamoDB:     dynamodb.NewFromConfig(srcCfg),
 		DataPipeline: datapipeline.NewFromConfig(srcCfg),
 		DevS3:        s3.NewFromConfig(dstCfg, pathStyle),
+		CallTimeout:  cfg.AWS.CallTimeout.D(),
 	})
 	if err != nil {
 		st.Close()

@@ -130,6 +130,12 @@ type AWS struct {
 	S3UsePathStyle bool `yaml:"s3_use_path_style"`
 	// SessionName names the bot's assumed-role sessions in CloudTrail.
 	SessionName string `yaml:"session_name"`
+	// CallTimeout bounds each attempt of every AWS call (connect, send,
+	// wait for the answer, read it): a stalled peer costs this long, then
+	// the SDK retries (a retry of a call with a ClientToken is idempotent).
+	// It also bounds each Data Pipeline call around an activation, which
+	// is never retried by the SDK. Default 30s.
+	CallTimeout Duration `yaml:"call_timeout"`
 }
 
 // EMR sizes the Data Pipeline's EMR cluster.
@@ -269,7 +275,7 @@ func Defaults() Config {
 			MinPostInterval:  Duration(time.Second),
 			ProgressInterval: Duration(3 * time.Second),
 		},
-		AWS:      AWS{SessionName: "osio-bot"},
+		AWS:      AWS{SessionName: "osio-bot", CallTimeout: Duration(30 * time.Second)},
 		Approval: Approval{Expiry: Duration(24 * time.Hour), SweepInterval: Duration(time.Minute)},
 		Export: Export{
 			Method:              "datapipeline",
@@ -398,6 +404,7 @@ func (c Config) Validate() []Problem {
 	positive(&ps, "approval.expiry", c.Approval.Expiry)
 	positive(&ps, "approval.sweep_interval", c.Approval.SweepInterval)
 	positive(&ps, "store.resume_interval", c.Store.ResumeInterval)
+	positive(&ps, "aws.call_timeout", c.AWS.CallTimeout)
 
 	names := map[string]bool{}
 	if len(c.Accounts) == 0 {

@@ -39,9 +39,7 @@ import (
 //   - the request reached its true end state;
 //   - the thread holds every expected reply once, in order, and one card.
 //
-// By default every cell asserts. OSIO_MATRIX_KNOWN=1 logs the failures of
-// the cells listed in knownFailing (each with its defect) instead of
-// failing them. OSIO_MATRIX_RUN=SUBSTRING runs the cells whose name holds
+// Every cell asserts. OSIO_MATRIX_RUN=SUBSTRING runs the cells whose name holds
 // it; OSIO_MATRIX_PARALLEL sets how many run at once (default 6).
 
 // The jobs (failpoint prefixes).
@@ -88,29 +86,6 @@ type mcell struct {
 }
 
 func (c mcell) name() string { return c.row + "/" + c.col }
-
-// knownFailing maps the cells that fail on today's code to the defect
-// they hit: "item N" of issue 8 (being fixed), or "new-X" (found by this
-// matrix; see docs/reliability.md). Read only when OSIO_MATRIX_KNOWN=1.
-func knownFailing() map[string]string {
-	return map[string]string{
-		"aws.ActivatePipeline/lost":                   "item 14: a second ActivatePipeline",
-		"slack.chat.postMessage/lost":                 "item 15: duplicate thread post after a lost answer",
-		"slack.chat.postMessage/timeout":              "item 10: no deadline on Slack Web API calls",
-		"gitlab.createMR(recreate)/lost":              "item 1: MR opened, answer lost, job fails while the MR merges",
-		"gitlab.createMR(resetpasswords)/lost":        "item 1: MR opened, answer lost, request failed though the reset happened",
-		"gitlab.createCommit(resetpasswords)/lost":    "new-C: a GitLab transport error fails the job",
-		"gitlab.createMR(recreate)/timeout":           "new-C: no deadline on GitLab calls; the dropped call fails the job",
-		"gitlab.createMR(resetpasswords)/timeout":     "new-C: no deadline on GitLab calls; the dropped call fails the job",
-		"gitlab.createCommit(resetpasswords)/timeout": "new-C: no deadline on GitLab calls; the dropped call fails the job",
-		"aws.ActivatePipeline/timeout":                "new-B: no deadline on AWS calls",
-		"aws.ExportTableToPointInTime/timeout":        "new-B: no deadline on AWS calls",
-		"aws.ImportTable/timeout":                     "new-B: no deadline on AWS calls",
-		"aws.CreateLoginProfile/timeout":              "new-B: no deadline on AWS calls",
-		"aws.CreateLoginProfile/lost":                 "new-D: the SDK's retry of a lost CreateLoginProfile gets EntityAlreadyExists; the request fails with the password set and not mailed",
-		"aws.UpdateLoginProfile/timeout":              "new-B: no deadline on AWS calls",
-	}
-}
 
 // matrixFailpoints are the rows of checkpoints, in each job's order.
 func matrixFailpoints() map[string][]string {
@@ -172,31 +147,17 @@ const (
 	smtpStall = 40 * time.Second
 )
 
-// cellT reports a cell's failures, or logs them when the cell is a known
-// failure and OSIO_MATRIX_KNOWN=1.
-type cellT struct {
-	*testing.T
-	known string
-	hit   bool // a known failure was logged
-}
+// cellT reports a cell's failures.
+type cellT struct{ *testing.T }
 
 func (c *cellT) fail(format string, args ...any) {
 	c.Helper()
-	if c.known != "" {
-		c.hit = true
-		c.Logf("KNOWN FAILURE (%s): "+format, append([]any{c.known}, args...)...)
-		return
-	}
 	c.Errorf(format, args...)
 }
 
 func (c *cellT) fatal(format string, args ...any) {
 	c.Helper()
-	c.fail(format, args...)
-	if c.known != "" {
-		c.SkipNow()
-	}
-	c.FailNow()
+	c.Fatalf(format, args...)
 }
 
 // The matrix is standing: every jc.Failpoint call in the jobs has its row.
@@ -260,10 +221,6 @@ func TestFaultMatrix(t *testing.T) {
 		par = v
 	}
 	only := os.Getenv("OSIO_MATRIX_RUN")
-	known := map[string]string{}
-	if os.Getenv("OSIO_MATRIX_KNOWN") == "1" {
-		known = knownFailing()
-	}
 	// t.Run from several goroutines runs cells at once without the -parallel
 	// limit (GOMAXPROCS, 2 in CI): the cells mostly wait on their peers.
 	sem := make(chan struct{}, par)
@@ -283,7 +240,6 @@ func TestFaultMatrix(t *testing.T) {
 			defer func() { <-sem }()
 			t.Run(c.name(), func(t *testing.T) {
 				ct := &cellT{T: t}
-				ct.known = known[c.name()]
 				cs := time.Now()
 				defer func() {
 					mu.Lock()
@@ -291,9 +247,6 @@ func TestFaultMatrix(t *testing.T) {
 					mu.Unlock()
 				}()
 				runCell(ct, bin, c, fmt.Sprintf("%s%02d", run, i))
-				if ct.known != "" && !ct.hit {
-					t.Logf("listed in knownFailing (%s) but passes now: take it off the list", ct.known)
-				}
 			})
 		}()
 	}

@@ -2,10 +2,12 @@ package appinterface
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -33,6 +35,35 @@ type Repo struct {
 	TargetBranch string
 	// Labels go on every merge request (see DefaultLabels).
 	Labels []string
+	// CallTimeout bounds each GitLab call, the client's own retries of a
+	// 429 or 5xx included (default DefaultCallTimeout).
+	CallTimeout time.Duration
+}
+
+// Deadlines of GitLab calls.
+const (
+	// DefaultRequestTimeout bounds one HTTP request (connect, send, wait
+	// for the answer, read it) of the default HTTP client (HTTPClient).
+	DefaultRequestTimeout = 30 * time.Second
+	// DefaultCallTimeout bounds one call with the client's retries.
+	DefaultCallTimeout = 2 * time.Minute
+	// proposeAttempts is how often Propose sends a commit or a merge
+	// request whose earlier attempts failed with an unknown outcome (a
+	// dropped connection, a timeout, a 5xx) and provably did not happen.
+	proposeAttempts = 3
+)
+
+// HTTPClient is the default HTTP client of a Repo: client-go's default
+// has no timeout, so one stalled connection would hang the job for good.
+// Each request is bounded by requestTimeout as a whole; connecting and the
+// TLS handshake by shorter bounds.
+func HTTPClient(requestTimeout time.Duration) *http.Client {
+	connect := min(requestTimeout, 10*time.Second)
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = (&net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}).DialContext
+	tr.TLSHandshakeTimeout = connect
+	tr.ResponseHeaderTimeout = requestTimeout
+	return &http.Client{Transport: tr, Timeout: requestTimeout}
 }
 
 // MR is a merge request, as much of it as the job needs.
@@ -61,7 +92,8 @@ type Change struct {
 // (e.g. "https://gitlab.example.com"; the client adds /api/v4), with token
 // (a personal, project or group access token, sent as PRIVATE-TOKEN; never
 // logged nor put into errors). opts go to the client (e.g.
-// gitlab.WithHTTPClient, gitlab.WithCustomRetryMax).
+// gitlab.WithHTTPClient, gitlab.WithCustomRetryMax); the default HTTP
+// client is HTTPClient(DefaultRequestTimeout).
 func NewRepo(baseURL, token, project, target string, labels []string, opts ...gitlab.ClientOptionFunc) (*Repo, error) {
 	if token == "" {
 		return nil, errors.New("GitLab: no token")
@@ -69,11 +101,44 @@ func NewRepo(baseURL, token, project, target string, labels []string, opts ...gi
 	if project == "" || target == "" {
 		return nil, errors.New("GitLab: the project and the target branch are required")
 	}
-	c, err := gitlab.NewClient(token, append([]gitlab.ClientOptionFunc{gitlab.WithBaseURL(baseURL)}, opts...)...)
+	c, err := gitlab.NewClient(token, append([]gitlab.ClientOptionFunc{gitlab.WithBaseURL(baseURL),
+		gitlab.WithHTTPClient(HTTPClient(DefaultRequestTimeout))}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("GitLab client for %s: %w", redact(baseURL), scrub(err, token))
 	}
 	return &Repo{client: c, Project: project, TargetBranch: target, Labels: append([]string(nil), labels...)}, nil
+}
+
+// call returns the context of one GitLab call: ctx bounded by CallTimeout.
+func (r *Repo) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, cmp.Or(r.CallTimeout, DefaultCallTimeout))
+}
+
+// unknownOutcome says whether a failed call may have happened at GitLab
+// all the same: its answer never arrived (a dropped connection, a
+// timeout) or was a 5xx, maybe from a proxy, while ctx, the job's own
+// context, is still alive. An answer from GitLab (4xx) is not.
+func unknownOutcome(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	var er *gitlab.ErrorResponse
+	if errors.As(err, &er) {
+		return er.Response != nil && er.Response.StatusCode >= 500
+	}
+	return true
+}
+
+// pause waits a little before attempt n+1 of a call, or until ctx ends.
+func pause(ctx context.Context, n int) error {
+	t := time.NewTimer(time.Duration(n) * 200 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // ReadFile returns a file's content at the target branch. A missing file
@@ -83,7 +148,9 @@ func (r *Repo) ReadFile(ctx context.Context, path string) ([]byte, error) {
 }
 
 func (r *Repo) readFile(ctx context.Context, path, ref string) ([]byte, error) {
-	f, _, err := r.client.RepositoryFiles.GetFile(r.Project, path, &gitlab.GetFileOptions{Ref: gitlab.Ptr(ref)}, gitlab.WithContext(ctx))
+	cctx, cancel := r.call(ctx)
+	defer cancel()
+	f, _, err := r.client.RepositoryFiles.GetFile(r.Project, path, &gitlab.GetFileOptions{Ref: gitlab.Ptr(ref)}, gitlab.WithContext(cctx))
 	if err != nil {
 		if errors.Is(err, gitlab.ErrNotFound) {
 			return nil, fmt.Errorf("reading %s at %s: %w", path, ref, errors.Join(ErrNotFound, err))
@@ -119,7 +186,9 @@ func (r *Repo) FindOpenMR(ctx context.Context, title string) (*MR, error) {
 	}
 	var found []*gitlab.BasicMergeRequest
 	for {
-		mrs, resp, err := r.client.MergeRequests.ListProjectMergeRequests(r.Project, opt, gitlab.WithContext(ctx))
+		cctx, cancel := r.call(ctx)
+		mrs, resp, err := r.client.MergeRequests.ListProjectMergeRequests(r.Project, opt, gitlab.WithContext(cctx))
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("looking for an open merge request %q: %w", title, err)
 		}
@@ -157,7 +226,9 @@ func (r *Repo) FindMR(ctx context.Context, branch string) (*MR, error) {
 	var best *gitlab.BasicMergeRequest
 	rank := map[string]int{"merged": 3, "opened": 2, "locked": 2, "closed": 1}
 	for {
-		mrs, resp, err := r.client.MergeRequests.ListProjectMergeRequests(r.Project, opt, gitlab.WithContext(ctx))
+		cctx, cancel := r.call(ctx)
+		mrs, resp, err := r.client.MergeRequests.ListProjectMergeRequests(r.Project, opt, gitlab.WithContext(cctx))
+		cancel()
 		if err != nil {
 			return nil, fmt.Errorf("looking for the merge request from %s: %w", branch, err)
 		}
@@ -182,7 +253,9 @@ func (r *Repo) FindMR(ctx context.Context, branch string) (*MR, error) {
 
 // MRState returns a merge request's current state.
 func (r *Repo) MRState(ctx context.Context, iid int) (*MR, error) {
-	m, _, err := r.client.MergeRequests.GetMergeRequest(r.Project, int64(iid), nil, gitlab.WithContext(ctx))
+	cctx, cancel := r.call(ctx)
+	defer cancel()
+	m, _, err := r.client.MergeRequests.GetMergeRequest(r.Project, int64(iid), nil, gitlab.WithContext(cctx))
 	if err != nil {
 		if errors.Is(err, gitlab.ErrNotFound) {
 			err = errors.Join(ErrNotFound, err)
@@ -206,13 +279,18 @@ func (r *Repo) MRState(ctx context.Context, iid int) (*MR, error) {
 //     with start_branch). When it exists (a crash after the commit and
 //     before the merge request, or a concurrent retry that made it first),
 //     it is reused; if its files differ from c.Files, one more commit on it
-//     puts them right.
+//     puts them right. A commit whose answer was lost (a dropped
+//     connection, a timeout, a 5xx) is checked the same way: the branch is
+//     looked up again and reused if it exists; if not, the commit is sent
+//     again (proposeAttempts in all).
 //  4. The merge request is opened from c.Branch into the target branch with
 //     c.Title, c.Description, the Repo's labels and remove_source_branch.
 //     If that fails (409: one is open for the branch already, a race; or
 //     an error after which GitLab may have opened it: a lost answer), the
 //     branch's merge request is looked up again and returned if there is
-//     one.
+//     one. If there is none after a lost answer, it is sent again.
+//
+// Every call has a deadline (CallTimeout, and the HTTP client's).
 func (r *Repo) Propose(ctx context.Context, c Change) (*MR, error) {
 	if c.Branch == "" || c.Title == "" || len(c.Files) == 0 {
 		return nil, errors.New("proposing a change: branch, title and files are required")
@@ -246,42 +324,31 @@ func (r *Repo) Propose(ctx context.Context, c Change) (*MR, error) {
 		return nil, fmt.Errorf("proposing %q: %w", c.Title, err)
 	}
 	if !exists {
-		if err := r.commit(ctx, c.Branch, r.TargetBranch, msg, paths, c.Files); err != nil {
-			// Someone (a concurrent retry) may have made the branch since
-			// we looked: GitLab then refuses with 400 "A branch called ...
-			// already exists". Reuse it as below.
-			var er *gitlab.ErrorResponse
-			if !errors.As(err, &er) || !er.HasStatusCode(http.StatusBadRequest) {
-				return nil, fmt.Errorf("proposing %q: %w", c.Title, err)
-			}
-			if ok, berr := r.branchExists(ctx, c.Branch); berr != nil || !ok {
-				return nil, fmt.Errorf("proposing %q: %w", c.Title, err)
-			}
-			exists = true
+		if exists, err = r.newBranch(ctx, c.Branch, msg, paths, c.Files); err != nil {
+			return nil, fmt.Errorf("proposing %q: %w", c.Title, err)
 		}
 	}
 	if exists {
-		same, err := r.sameContent(ctx, paths, c.Files, c.Branch)
-		if err != nil {
+		if err := r.putRight(ctx, c.Branch, msg, paths, c.Files); err != nil {
 			return nil, fmt.Errorf("proposing %q: branch %s exists: %w", c.Title, c.Branch, err)
-		}
-		if !same {
-			if err := r.commit(ctx, c.Branch, "", msg, paths, c.Files); err != nil {
-				return nil, fmt.Errorf("proposing %q: %w", c.Title, err)
-			}
 		}
 	}
 
 	labels := gitlab.LabelOptions(r.Labels)
-	m, _, err := r.client.MergeRequests.CreateMergeRequest(r.Project, &gitlab.CreateMergeRequestOptions{
-		Title:              gitlab.Ptr(c.Title),
-		Description:        gitlab.Ptr(c.Description),
-		SourceBranch:       gitlab.Ptr(c.Branch),
-		TargetBranch:       gitlab.Ptr(r.TargetBranch),
-		Labels:             &labels,
-		RemoveSourceBranch: gitlab.Ptr(true),
-	}, gitlab.WithContext(ctx))
-	if err != nil {
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := r.call(ctx)
+		m, _, err := r.client.MergeRequests.CreateMergeRequest(r.Project, &gitlab.CreateMergeRequestOptions{
+			Title:              gitlab.Ptr(c.Title),
+			Description:        gitlab.Ptr(c.Description),
+			SourceBranch:       gitlab.Ptr(c.Branch),
+			TargetBranch:       gitlab.Ptr(r.TargetBranch),
+			Labels:             &labels,
+			RemoveSourceBranch: gitlab.Ptr(true),
+		}, gitlab.WithContext(cctx))
+		cancel()
+		if err == nil {
+			return toMR(m.IID, m.WebURL, m.State, m.MergedAt, m.Title, m.SourceBranch), nil
+		}
 		// 409: one is open for the branch already (a race). Any other
 		// failure may be a lost answer (a 5xx from a proxy, a dropped
 		// connection, a timeout) after GitLab opened it. Either way, the
@@ -289,9 +356,68 @@ func (r *Repo) Propose(ctx context.Context, c Change) (*MR, error) {
 		if m, ferr := r.FindMR(ctx, c.Branch); ferr == nil && m != nil {
 			return m, nil
 		}
-		return nil, fmt.Errorf("opening merge request %q from %s: %w", c.Title, c.Branch, err)
+		// None: an unknown outcome was a failure; send it again.
+		if !unknownOutcome(ctx, err) || attempt == proposeAttempts || pause(ctx, attempt) != nil {
+			return nil, fmt.Errorf("opening merge request %q from %s: %w", c.Title, c.Branch, err)
+		}
 	}
-	return toMR(m.IID, m.WebURL, m.State, m.MergedAt, m.Title, m.SourceBranch), nil
+}
+
+// newBranch makes branch from the target branch with one commit updating
+// files. It says whether the branch turned out to exist already: made by
+// someone else (a concurrent retry; GitLab refuses with 400 "A branch
+// called ... already exists"), or by an earlier attempt whose answer was
+// lost. The caller then checks its content. A commit whose outcome is
+// unknown and that provably did not happen (no branch) is sent again.
+func (r *Repo) newBranch(ctx context.Context, branch, msg string, paths []string, files map[string][]byte) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		err := r.commit(ctx, branch, r.TargetBranch, msg, paths, files)
+		if err == nil {
+			return false, nil
+		}
+		var er *gitlab.ErrorResponse
+		refused := errors.As(err, &er) && er.HasStatusCode(http.StatusBadRequest)
+		if !refused && !unknownOutcome(ctx, err) {
+			return false, err
+		}
+		ok, berr := r.branchExists(ctx, branch)
+		if berr != nil {
+			return false, fmt.Errorf("%w; then %w", err, berr)
+		}
+		if ok {
+			return true, nil
+		}
+		if refused || attempt == proposeAttempts {
+			return false, err
+		}
+		if err := pause(ctx, attempt); err != nil {
+			return false, err
+		}
+	}
+}
+
+// putRight makes branch's files hold files, with one more commit if they
+// differ. A commit whose outcome is unknown is checked (the files have
+// their content: it happened) and otherwise sent again.
+func (r *Repo) putRight(ctx context.Context, branch, msg string, paths []string, files map[string][]byte) error {
+	for attempt := 1; ; attempt++ {
+		same, err := r.sameContent(ctx, paths, files, branch)
+		if err != nil || same {
+			return err
+		}
+		if attempt > 1 {
+			if err := pause(ctx, attempt-1); err != nil {
+				return err
+			}
+		}
+		err = r.commit(ctx, branch, "", msg, paths, files)
+		if err == nil {
+			return nil
+		}
+		if !unknownOutcome(ctx, err) || attempt == proposeAttempts {
+			return err
+		}
+	}
 }
 
 // sameContent says whether every file has its wanted content at ref.
@@ -309,7 +435,9 @@ func (r *Repo) sameContent(ctx context.Context, paths []string, files map[string
 }
 
 func (r *Repo) branchExists(ctx context.Context, branch string) (bool, error) {
-	_, _, err := r.client.Branches.GetBranch(r.Project, branch, gitlab.WithContext(ctx))
+	cctx, cancel := r.call(ctx)
+	defer cancel()
+	_, _, err := r.client.Branches.GetBranch(r.Project, branch, gitlab.WithContext(cctx))
 	switch {
 	case err == nil:
 		return true, nil
@@ -339,7 +467,9 @@ func (r *Repo) commit(ctx context.Context, branch, start, msg string, paths []st
 	if start != "" {
 		opt.StartBranch = gitlab.Ptr(start)
 	}
-	if _, _, err := r.client.Commits.CreateCommit(r.Project, opt, gitlab.WithContext(ctx)); err != nil {
+	cctx, cancel := r.call(ctx)
+	defer cancel()
+	if _, _, err := r.client.Commits.CreateCommit(r.Project, opt, gitlab.WithContext(cctx)); err != nil {
 		where := "on " + branch
 		if start != "" {
 			where = fmt.Sprintf("on new branch %s from %s", branch, start)

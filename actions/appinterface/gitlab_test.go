@@ -13,6 +13,7 @@ import (
 
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
+	"github.com/osio/osio-bot/testservers/faultproxy"
 	gitlabserver "github.com/osio/osio-bot/testservers/gitlab"
 )
 
@@ -418,7 +419,9 @@ func TestProposeErrors(t *testing.T) {
 		{"no files", Change{Branch: "b", Title: "t"}, nil, "required"},
 		{"branch is the target", Change{Branch: "master", Title: "t", Files: ok.Files}, nil, "target branch"},
 		{"file missing at the target", Change{Branch: "b", Title: "t", Files: map[string][]byte{"data/nope.yml": []byte("x")}}, nil, "404"},
-		{"GitLab down for commits", ok, func() { s.FailNext(gitlabserver.RouteCreateCommit, 1, 503) }, "503"},
+		// A 5xx may be a lost answer: Propose looks at the branch and sends
+		// the commit again, proposeAttempts times in all.
+		{"GitLab down for commits", ok, func() { s.FailNext(gitlabserver.RouteCreateCommit, proposeAttempts, 503) }, "503"},
 		{"GitLab down for lists", ok, func() { s.FailNext(gitlabserver.RouteListMRs, 1, 500) }, "500"},
 	}
 	for _, tc := range tests {
@@ -677,5 +680,82 @@ func TestProposeLostAnswer(t *testing.T) {
 	}
 	if mr.IID != 1 || mr.State != "opened" || len(s.MRs()) != 1 || s.Calls(gitlabserver.RouteCreateMR) != 1 {
 		t.Fatalf("%+v, %d MRs, %d creates", mr, len(s.MRs()), s.Calls(gitlabserver.RouteCreateMR))
+	}
+}
+
+// A commit or merge request whose answer is lost or never comes (the
+// connection drops; the call times out) does not fail Propose: it looks at
+// the branch (or the branch's MR) again and carries on, sending the call
+// again only when it provably did not happen. One MR is opened, with the
+// change's content.
+func TestProposeSurvivesLostAndTimedOutCalls(t *testing.T) {
+	const (
+		commitOp = "POST /api/v4/projects/service%2Fapp-interface/repository/commits"
+		mrOp     = "POST /api/v4/projects/service%2Fapp-interface/merge_requests"
+	)
+	tests := []struct {
+		name string
+		// existing seeds the branch first, with other content.
+		existing bool
+		lose     string // an operation the proxy forwards once, then drops its answer
+		hold     string // an operation the proxy holds once until the client gives up
+		commits  int    // createCommit requests GitLab saw
+		creates  int    // createMR requests sent
+	}{
+		{name: "new branch, commit answer lost", lose: commitOp, commits: 1, creates: 1},
+		{name: "existing branch, commit answer lost", existing: true, lose: commitOp, commits: 1, creates: 1},
+		{name: "new branch, commit timed out", hold: commitOp, commits: 1, creates: 1},
+		{name: "merge request timed out", hold: mrOp, commits: 1, creates: 2},
+		{name: "merge request answer lost", lose: mrOp, commits: 1, creates: 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newGitLab(t)
+			p, err := faultproxy.New(faultproxy.Options{Target: s.URL(), Flavor: faultproxy.GitLab, HoldMax: 20 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.Close)
+			r, err := NewRepo(p.URL(), gltoken, project, "master", DefaultLabels, gitlab.WithHTTPClient(HTTPClient(300*time.Millisecond)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			change, _ := removeChange(t, []byte(userFile), refOsio)
+			change.Branch, change.Title = "osio-bot/r-1", "remove roles (R-1)"
+			if tc.existing {
+				s.SeedFile(change.Branch, userPath, []byte(userFile))
+			}
+			if tc.lose != "" {
+				p.Arm(faultproxy.Rule{Op: tc.lose, Fault: faultproxy.Lost, Times: 1})
+			}
+			if tc.hold != "" {
+				p.Arm(faultproxy.Rule{Op: tc.hold, Fault: faultproxy.Timeout, Times: 1})
+			}
+			start := time.Now()
+			mr, err := r.Propose(context.Background(), change)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Errorf("Propose took %s", took)
+			}
+			if len(s.MRs()) != 1 || int64(mr.IID) != s.MRs()[0].IID || mr.State != "opened" {
+				t.Fatalf("%+v, MRs %+v", mr, s.MRs())
+			}
+			if got, _ := s.File(change.Branch, userPath); string(got) != string(change.Files[userPath]) {
+				t.Errorf("branch file:\n%s\nwant:\n%s", got, change.Files[userPath])
+			}
+			if n := p.Reached(commitOp); n != tc.commits {
+				t.Errorf("%d commits reached GitLab, want %d", n, tc.commits)
+			}
+			if n := p.Count(mrOp); n != tc.creates {
+				t.Errorf("%d createMR sent, want %d", n, tc.creates)
+			}
+			for _, h := range p.Holds() {
+				if !h.ClientGaveUp {
+					t.Errorf("the held %s waited %s for the proxy to drop it: no deadline", h.Op, h.Held)
+				}
+			}
+		})
 	}
 }

@@ -149,6 +149,14 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 			st.Created = true
 			_, err = client.CreateLoginProfile(ctx, &iam.CreateLoginProfileInput{UserName: aws.String(a.User), Password: aws.String(string(pw)),
 				PasswordResetRequired: r.cfg.Reset.PasswordResetRequired})
+			// The SDK retries a CreateLoginProfile whose answer was lost;
+			// the retry then finds the profile our first attempt made (or
+			// one made meanwhile). Either way, set our password on it.
+			var exists *iamtypes.EntityAlreadyExistsException
+			if errors.As(err, &exists) {
+				_, err = client.UpdateLoginProfile(ctx, &iam.UpdateLoginProfileInput{UserName: aws.String(a.User), Password: aws.String(string(pw)),
+					PasswordResetRequired: aws.Bool(r.cfg.Reset.PasswordResetRequired)})
+			}
 		}
 		reset.Zero(pw)
 		if err != nil {

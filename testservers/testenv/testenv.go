@@ -231,6 +231,9 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 		{Name: "osio-dev", ID: DevAccount, RoleARN: "arn:aws:iam::" + DevAccount + ":role/osio-bot", Region: Region},
 	}
 	cfg.AWS.S3UsePathStyle = true
+	// A held AWS call is given up after 5 s (production: 30 s), so that
+	// timeout tests finish quickly; moto answers in milliseconds.
+	cfg.AWS.CallTimeout = config.Duration(5 * time.Second)
 	cfg.Export.Bucket = Bucket
 	cfg.Export.PollInterval = config.Duration(100 * time.Millisecond)
 	cfg.Export.PollMaxInterval = config.Duration(400 * time.Millisecond)
