@@ -312,7 +312,7 @@ func checkAppend(appendFn appendFunc, file []byte, userRef, requestID string) er
 	before, _ := topList(file, "resetPasswords")
 	after, ok := topList(out, "resetPasswords")
 	for _, it := range before {
-		if rid, user, ok := entryOf(it); ok && rid == requestID && user == userRef {
+		if rid, user, ok := resetEntry(it); ok && rid == requestID && user == userRef {
 			if !bytes.Equal(out, file) {
 				return errors.New("the entry was there already, yet the file changed")
 			}
@@ -328,7 +328,7 @@ func checkAppend(appendFn appendFunc, file []byte, userRef, requestID string) er
 		}
 	}
 	last := after[len(after)-1]
-	if rid, user, ok := entryOf(last); !ok || rid != requestID || user != userRef {
+	if rid, user, ok := resetEntry(last); !ok || rid != requestID || user != userRef {
 		return fmt.Errorf("the new entry is %v, want user %q, requestId %q", decoded(last), userRef, requestID)
 	}
 	if m := last; m.Kind != yaml.MappingNode || len(m.Content) != 4 {
@@ -436,19 +436,6 @@ func plainRef(n *yaml.Node) (string, bool) {
 	return v.Value, true
 }
 
-// entryOf reads a resetPasswords item.
-func entryOf(n *yaml.Node) (requestID, userRef string, ok bool) {
-	var e struct {
-		User struct {
-			Ref string `yaml:"$ref"`
-		} `yaml:"user"`
-		RequestID string `yaml:"requestId"`
-	}
-	if n.Kind != yaml.MappingNode || n.Decode(&e) != nil {
-		return "", "", false
-	}
-	return e.RequestID, e.User.Ref, true
-}
 
 // sameItem says whether two list items are written alike: same kind (an
 // alias is not the mapping it points at), tag and style, decoding alike.
