@@ -436,7 +436,6 @@ func plainRef(n *yaml.Node) (string, bool) {
 	return v.Value, true
 }
 
-
 // sameItem says whether two list items are written alike: same kind (an
 // alias is not the mapping it points at), tag and style, decoding alike.
 func sameItem(a, b *yaml.Node) bool {
