@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/osio/osio-bot/actions"
 )
@@ -26,9 +27,13 @@ type Approvers struct {
 	ttl    time.Duration
 	now    func() time.Time
 
+	// mu guards the cache only; it is never held across a network call.
 	mu      sync.Mutex
 	members map[string]bool
 	fetched time.Time
+	// fetch shares one usergroups.users.list round among concurrent
+	// clicks.
+	fetch singleflight.Group
 }
 
 // NewApprovers builds the authorizer.
@@ -43,26 +48,47 @@ type Verdict struct {
 	Reason  string
 }
 
-// IsApprover reports whether user is in one of the approver groups.
+// IsApprover reports whether user is in one of the approver groups. The
+// member list is cached for ttl; a stale or missing list is fetched once
+// for all concurrent callers (singleflight), and each caller waits for it
+// only as long as its own ctx allows. No lock is held while Slack is
+// asked, so one slow answer never queues unrelated clicks behind a mutex.
 func (a *Approvers) IsApprover(ctx context.Context, user string) (bool, error) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.members == nil || a.now().Sub(a.fetched) > a.ttl {
+	members, fresh := a.members, a.members != nil && a.now().Sub(a.fetched) <= a.ttl
+	a.mu.Unlock()
+	if fresh {
+		return members[user], nil
+	}
+	ch := a.fetch.DoChan("members", func() (any, error) {
+		// Detached from the first caller's ctx: its cancellation must not
+		// fail the others sharing this fetch. Each call has a deadline.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), slackCallTimeout)
+		defer cancel()
 		m := map[string]bool{}
 		for _, g := range a.groups {
-			cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
-			users, err := a.api.GetUserGroupMembersContext(cctx, g)
-			cancel()
+			users, err := a.api.GetUserGroupMembersContext(fctx, g)
 			if err != nil {
-				return false, fmt.Errorf("listing members of user group %s: %w", g, err)
+				return nil, fmt.Errorf("listing members of user group %s: %w", g, err)
 			}
 			for _, u := range users {
 				m[u] = true
 			}
 		}
+		a.mu.Lock()
 		a.members, a.fetched = m, a.now()
+		a.mu.Unlock()
+		return m, nil
+	})
+	select {
+	case <-ctx.Done():
+		return false, fmt.Errorf("waiting for the approver groups' members: %w", ctx.Err())
+	case res := <-ch:
+		if res.Err != nil {
+			return false, res.Err
+		}
+		return res.Val.(map[string]bool)[user], nil
 	}
-	return a.members[user], nil
 }
 
 // Authorize decides whether user may take action (approve, deny, cancel,

@@ -421,8 +421,15 @@ func (b *Bot) sweep(ctx context.Context) {
 	}
 }
 
+// onInteractive handles a button click. The envelope is acked first, before anything that talks to the store
+// or to Slack (authorization is usergroups.users.list, answers are
+// chat.postEphemeral), so the ack never waits on a peer. Slack does not
+// redeliver an acked click; a crash between the ack and the decision
+// loses that click, and the card still shows its buttons, so the person
+// clicks again. The envelope claim below still makes a redelivered
+// envelope (an unacked one Slack sent again) act once.
 func (b *Bot) onInteractive(ctx context.Context, evt socketmode.Event) {
-	defer b.ack(ctx, evt.Request, nil)
+	b.ack(ctx, evt.Request, nil)
 	cb, ok := evt.Data.(slack.InteractionCallback)
 	if !ok || evt.Request == nil || cb.Type != slack.InteractionTypeBlockActions {
 		return

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,17 @@ func unescape(s string) string {
 	return strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(s)
 }
 
+// told waits (up to 10 s) until the last ephemeral message user was shown
+// contains want, and returns it: a click is acked before it is handled,
+// so the answer comes after the ack.
+func told(w *world, user, want string) string {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+	defer cancel()
+	_ = w.Slack.WaitFor(ctx, func() bool { return strings.Contains(lastEphemeral(w, user), want) })
+	return lastEphemeral(w, user)
+}
+
 func lastEphemeral(w *world, user string) string {
 	es := w.Slack.Ephemerals(user)
 	if len(es) == 0 {
@@ -147,16 +159,16 @@ func TestExportAuthorizationAndIdempotency(t *testing.T) {
 	before := cardState(t, w, id)
 
 	w.click(testenv.Outsider, "approve", id)
-	if got := lastEphemeral(w, testenv.Outsider); !strings.Contains(got, "Only members of <!subteam^"+testenv.Group+">") {
+	if got := told(w, testenv.Outsider, "Only members of <!subteam^"+testenv.Group+">"); !strings.Contains(got, "Only members of <!subteam^"+testenv.Group+">") {
 		t.Errorf("outsider was told %q", got)
 	}
 	w.click(testenv.Requester, "approve", id)
-	if got := lastEphemeral(w, testenv.Requester); !strings.Contains(got, "you cannot approve it") {
+	if got := told(w, testenv.Requester, "you cannot approve it"); !strings.Contains(got, "you cannot approve it") {
 		t.Errorf("requester was told %q", got)
 	}
 	w.click(testenv.Outsider, "deny", id)
 	w.click(testenv.Approver, "cancel", id)
-	if got := lastEphemeral(w, testenv.Approver); !strings.Contains(got, "Only the requester") {
+	if got := told(w, testenv.Approver, "Only the requester"); !strings.Contains(got, "Only the requester") {
 		t.Errorf("approver cancelling was told %q", got)
 	}
 	if after := cardState(t, w, id); after != before || !strings.Contains(after, "Waiting for approval") {
@@ -215,7 +227,7 @@ func TestExportDenyAndCancel(t *testing.T) {
 
 	// A late approval of either changes nothing.
 	w.click(testenv.Approver2, "approve", denied)
-	if got := lastEphemeral(w, testenv.Approver2); !strings.Contains(got, "already denied") {
+	if got := told(w, testenv.Approver2, "already denied"); !strings.Contains(got, "already denied") {
 		t.Errorf("late approver was told %q", got)
 	}
 	time.Sleep(300 * time.Millisecond)
@@ -300,7 +312,7 @@ func TestExportExpiry(t *testing.T) {
 		t.Errorf("expired card: %s", b)
 	}
 	w.click(testenv.Approver, "approve", id)
-	if got := lastEphemeral(w, testenv.Approver); !strings.Contains(got, "already expired") {
+	if got := told(w, testenv.Approver, "already expired"); !strings.Contains(got, "already expired") {
 		t.Errorf("approving an expired request told %q", got)
 	}
 	if n := w.DP.Calls("ActivatePipeline") + w.DP.Calls("CreatePipeline"); n != 0 {

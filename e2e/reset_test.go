@@ -226,11 +226,11 @@ func TestResetInPlace(t *testing.T) {
 		}
 	}
 	w.clickValue(testenv.Requester, "approve", id+"/inplace", id)
-	if got := lastEphemeral(w, testenv.Requester); !strings.Contains(got, "you cannot approve it") {
+	if got := told(w, testenv.Requester, "you cannot approve it"); !strings.Contains(got, "you cannot approve it") {
 		t.Errorf("requester told %q", got)
 	}
 	w.clickValue(testenv.Outsider, "approve", id+"/inplace", id)
-	if got := lastEphemeral(w, testenv.Outsider); !strings.Contains(got, "Only members of") {
+	if got := told(w, testenv.Outsider, "Only members of"); !strings.Contains(got, "Only members of") {
 		t.Errorf("outsider told %q", got)
 	}
 	if n := len(w.SMTP.Messages()); n != 0 {
@@ -361,7 +361,7 @@ func TestResetMailFailures(t *testing.T) {
 	}
 	// Only approvers may resend.
 	w.clickValue(testenv.Outsider, "retry", id2, id2)
-	if got := lastEphemeral(w, testenv.Outsider); !strings.Contains(got, "Only members of") {
+	if got := told(w, testenv.Outsider, "Only members of"); !strings.Contains(got, "Only members of") {
 		t.Errorf("outsider resend told %q", got)
 	}
 	w.clickValue(testenv.Approver, "retry", id2, id2)

@@ -61,7 +61,7 @@ func TestClickActsOnlyOnItsOwnCard(t *testing.T) {
 		if _, err := w.Slack.ClickButton(w.ctx, h.c); err != nil {
 			t.Fatal(err)
 		}
-		if got := lastEphemeral(w, h.user); !strings.Contains(got, h.told) {
+		if got := told(w, h.user, h.told); !strings.Contains(got, h.told) {
 			t.Errorf("%s: %s was told %q, want it to say %q", h.name, h.user, got, h.told)
 		}
 	}
