@@ -120,3 +120,90 @@ func BenchmarkSlashAck(b *testing.B) {
 type noRunner struct{}
 
 func (noRunner) Run(string) {}
+
+// BenchmarkClickAck measures a button click's round trip (sent -> ack, as
+// the Slack server sees it) at 1 and 50 concurrent clicks, with Slack's Web
+// API answering, and with usergroups.users.list and chat.postEphemeral
+// stalled (no answer until the bot's own 10 s deadline): a click is acked
+// before it is authorized and answered, so the stall must not show.
+func BenchmarkClickAck(b *testing.B) {
+	for _, stalled := range []bool{false, true} {
+		for _, conc := range []int{1, 50} {
+			b.Run(fmt.Sprintf("stalled=%t/concurrent=%d", stalled, conc), func(b *testing.B) {
+				srv, err := slackserver.New(slackserver.Options{PingInterval: time.Second})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer srv.Close()
+				srv.AddChannel("CAPPROVALS", "approvals")
+				srv.AddUserGroup("SCATCHERS", "UCATCHER")
+				st, err := store.Open(filepath.Join(b.TempDir(), "bench.db"), store.Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				api := slack.New("xoxb-bench", slack.OptionAPIURL(srv.APIURL()), slack.OptionAppLevelToken("xapp-bench"))
+				kinds := map[string]bot.Kind{"export": bot.ExportKind(memChecker{})}
+				rep := bot.NewReporter(api, st, bot.ReporterOptions{MinInterval: time.Millisecond, ProgressInterval: time.Second,
+					Render: bot.RenderCard(kinds, []string{"SCATCHERS"}), Log: zap.NewNop()})
+				bt := bot.New(bot.Deps{
+					Settings: bot.Settings{ApprovalsChannel: "CAPPROVALS", ApproverGroups: []string{"SCATCHERS"}, Expiry: time.Hour, SweepInterval: time.Hour},
+					API:      api, Socket: socketmode.New(api), Store: st, Runner: noRunner{}, Reporter: rep,
+					Approvers: bot.NewApprovers(api, []string{"SCATCHERS"}, time.Minute, time.Now),
+					Kinds:     kinds, Log: zap.NewNop(),
+				})
+				bt.AddCommand(bt.ExportCommand(memChecker{}, "osio", "osio-dev"))
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { _ = bt.Run(ctx); close(done) }()
+				defer func() { cancel(); <-done }()
+				if err := srv.WaitConnected(ctx); err != nil {
+					b.Fatal(err)
+				}
+				// One request with its card: the clicks are an outsider's
+				// Approve on it (authorized, refused, told).
+				if _, err := srv.SlashCommand(ctx, slackserver.SlashCommand{Command: "/osio-export", Text: "bench_click", UserID: "UDEV", ChannelID: "CDEV"}); err != nil {
+					b.Fatal(err)
+				}
+				var card slackserver.Message
+				if err := srv.WaitFor(ctx, func() bool {
+					for _, m := range srv.Messages("CAPPROVALS") {
+						if m.ThreadTS == "" && len(m.Blocks) > 0 {
+							card = m
+							return true
+						}
+					}
+					return false
+				}); err != nil {
+					b.Fatal(err)
+				}
+				id := "R-000001"
+				if stalled {
+					srv.HangNext("usergroups.users.list", 1<<20)
+					srv.HangNext("chat.postEphemeral", 1<<20)
+				}
+				var rtt latencies
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					ids := make([]string, conc)
+					for j := range ids {
+						ids[j], err = srv.SendClick(slackserver.Click{UserID: "UOUTSIDER", ChannelID: "CAPPROVALS", MessageTS: card.TS, ActionID: "approve", BlockID: "decide", Value: id})
+						if err != nil {
+							b.Fatal(err)
+						}
+					}
+					for _, e := range ids {
+						ack, err := srv.WaitAck(ctx, e)
+						if err != nil {
+							b.Fatal(err)
+						}
+						rtt.add("", ack.Latency)
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64(rtt.pct(0.50).Microseconds())/1000, "rtt-p50-ms")
+				b.ReportMetric(float64(rtt.pct(0.99).Microseconds())/1000, "rtt-p99-ms")
+			})
+		}
+	}
+}
