@@ -17,8 +17,12 @@ import (
 type State string
 
 // The states. pending -> approved -> running -> succeeded | failed;
-// pending -> denied | cancelled | expired.
+// pending -> denied | cancelled | expired. A command's intake is
+// received -> pending when its checks pass, or received -> refused (with
+// the reason in Error) when they do not.
 const (
+	Received  State = "received"
+	Refused   State = "refused"
 	Pending   State = "pending"
 	Approved  State = "approved"
 	Running   State = "running"
@@ -32,7 +36,7 @@ const (
 // Terminal reports whether nothing more happens to a request in s.
 func (s State) Terminal() bool {
 	switch s {
-	case Succeeded, Failed, Denied, Cancelled, Expired:
+	case Succeeded, Failed, Denied, Cancelled, Expired, Refused:
 		return true
 	}
 	return false

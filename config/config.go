@@ -111,6 +111,11 @@ type Approval struct {
 	Expiry Duration `yaml:"expiry"`
 	// SweepInterval is how often expired requests are looked for.
 	SweepInterval Duration `yaml:"sweep_interval"`
+	// CheckTimeout bounds the checks (AWS tables, directory, GraphQL) a
+	// request-making command runs before its request is created. Today
+	// they run before the slash ack, so keep it under Slack's 3 s ack
+	// window; once intake is acked first (issue #9) it can be ~10s.
+	CheckTimeout Duration `yaml:"check_timeout"`
 }
 
 // Account is one AWS account the bot works in, through an assumed role.
@@ -276,7 +281,7 @@ func Defaults() Config {
 			ProgressInterval: Duration(3 * time.Second),
 		},
 		AWS:      AWS{SessionName: "osio-bot", CallTimeout: Duration(30 * time.Second)},
-		Approval: Approval{Expiry: Duration(24 * time.Hour), SweepInterval: Duration(time.Minute)},
+		Approval: Approval{Expiry: Duration(24 * time.Hour), SweepInterval: Duration(time.Minute), CheckTimeout: Duration(2 * time.Second)},
 		Export: Export{
 			Method:              "datapipeline",
 			SourceAccount:       "osio",
@@ -403,6 +408,7 @@ func (c Config) Validate() []Problem {
 	positive(&ps, "slack.progress_interval", c.Slack.ProgressInterval)
 	positive(&ps, "approval.expiry", c.Approval.Expiry)
 	positive(&ps, "approval.sweep_interval", c.Approval.SweepInterval)
+	positive(&ps, "approval.check_timeout", c.Approval.CheckTimeout)
 	positive(&ps, "store.resume_interval", c.Store.ResumeInterval)
 	positive(&ps, "aws.call_timeout", c.AWS.CallTimeout)
 
