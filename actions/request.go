@@ -82,8 +82,17 @@ type Request struct {
 	ExpiresAt time.Time `json:"expires_at"`
 	// Locks are the resources the request holds until it ends, e.g.
 	// "export:prod_txlog".
-	Locks   []string `json:"locks,omitempty"`
-	Version int64    `json:"version"`
+	Locks []string `json:"locks,omitempty"`
+	// Input is the command as typed (e.g. "/osio-export prod_txlog"), for
+	// the audit; set on requests taken in by a slash command.
+	Input string `json:"input,omitempty"`
+	// What names the request for its requester, e.g. "export of
+	// `prod_txlog` by AWS Data Pipeline (runbook)".
+	What string `json:"what,omitempty"`
+	// Told records that the requester was told the outcome of the
+	// request's checks (refused, or waiting for approval).
+	Told    bool  `json:"told,omitempty"`
+	Version int64 `json:"version"`
 }
 
 // DecodeArgs unmarshals the job arguments into v.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -110,6 +111,23 @@ func SlackHTTPClient() *http.Client {
 	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
 }
 
+// responseURL posts to a command's response_url. The URL is a
+// credential (it lets anyone post to the user for 30 minutes), so it is
+// kept out of the errors it returns.
+type responseURL struct{ hc *http.Client }
+
+func (r responseURL) Respond(ctx context.Context, u string, msg *slack.WebhookMessage) error {
+	err := slack.PostWebhookCustomHTTPContext(ctx, u, r.hc, msg)
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("posting to the response_url: %s: %w", ue.Op, ue.Err)
+	}
+	if err != nil {
+		return fmt.Errorf("posting to the response_url: %w", err)
+	}
+	return nil
+}
+
 // Build wires the bot from cfg. It opens the store and checks the Slack
 // token with auth.test.
 func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (*App, error) {
@@ -177,7 +195,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 			st.Close()
 			return nil, err
 		}
-		kinds[passwordreset.Kind] = bot.ResetKind()
+		kinds[passwordreset.Kind] = bot.ResetKind(resetter, slackUsers{api})
 		jobs[passwordreset.Kind] = resetter
 	}
 	rep := bot.NewReporter(api, st, bot.ReporterOptions{
@@ -208,12 +226,13 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		},
 		API: api, Socket: sock, Store: st, Runner: a.runner, Reporter: rep,
 		Approvers: bot.NewApprovers(api, cfg.Slack.ApproverGroups, cfg.Slack.ApproverCacheTTL.D(), time.Now),
-		Kinds:     kinds, Log: log.Named("bot"), AckObserved: observe,
+		Responder: responseURL{hc: SlackHTTPClient()}, Failpoint: a.runner.Failpoint,
+		Kinds: kinds, Log: log.Named("bot"), AckObserved: observe,
 	})
 	a.bot.AddCommand(a.bot.ExportCommand(exp, src.Name, dst.Name))
 	a.bot.AddCommand(a.bot.RestoreCommand(rst, cfg.Restore.RequireApproval))
 	if resetter != nil {
-		a.bot.AddCommand(a.bot.ResetCommand(resetter, slackUsers{api}))
+		a.bot.AddCommand(a.bot.ResetCommand())
 	}
 	return a, nil
 }

@@ -5,7 +5,6 @@ package bot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -58,6 +57,14 @@ type Kind struct {
 	// it, is told to the approver, and nothing changes. s reads other
 	// requests.
 	RefuseRetry func(s actions.Store, r *actions.Request) (string, error)
+	// Parse reads a request-making command's words (locally: no
+	// network); a non-empty string is the requester's mistake. Check runs
+	// after the ack, within Settings.CheckTimeout. See intake.go.
+	Parse func(words []string) (Parsed, string)
+	Check func(ctx context.Context, r *actions.Request) (Checked, error)
+	// Unchecked begins the refusal when Check fails or runs out of time,
+	// e.g. "I could not check the tables in AWS".
+	Unchecked string
 	// Public lets anyone in the workspace see this kind's details in
 	// "status" (facts, thread, events). Otherwise only the requester and
 	// the approvers do; anyone else sees a request's id, kind and state.
@@ -94,6 +101,12 @@ type Deps struct {
 	Runner    Runner
 	Reporter  *Reporter
 	Approvers *Approvers
+	// Responder posts a check's outcome to the command's response_url;
+	// without it the outcome goes by chat.postEphemeral.
+	Responder Responder
+	// Failpoint, when set, is reached at "intake.checking", after a
+	// command's ack and before its checks (see actions.FailpointEnv).
+	Failpoint actions.Failpoint
 	Kinds     map[string]Kind
 	Log       *zap.Logger
 	Now       func() time.Time
@@ -147,6 +160,8 @@ func (b *Bot) Run(ctx context.Context) error {
 	b.background(ctx, func(ctx context.Context) { b.Reporter.Run(ctx) })
 	b.background(ctx, b.sweep)
 	b.background(ctx, b.replan)
+	started := b.Now()
+	b.background(ctx, func(ctx context.Context) { b.recheck(ctx, started) })
 	b.Reporter.Notify("")
 
 	errc := make(chan error, 1)
@@ -265,38 +280,6 @@ func (b *Bot) commandNames() string {
 		out = append(out, "`"+c.Name+"`")
 	}
 	return strings.Join(out, ", ")
-}
-
-// NewRequest stores a new pending request of kind for the invocation, or
-// returns the requester's message explaining why not. It is shared by
-// every request-making command.
-func (b *Bot) NewRequest(inv Invocation, kind string, args any, locks []string, what string) Reply {
-	data, err := json.Marshal(args)
-	if err != nil {
-		return b.failure(inv, "encoding the request", err)
-	}
-	now := b.Now().UTC()
-	res, err := b.Store.Create(&actions.Request{
-		Kind: kind, Requester: inv.Cmd.UserID, Origin: inv.Cmd.ChannelID, Args: data,
-		Thread: actions.Thread{Channel: b.Settings.ApprovalsChannel}, ExpiresAt: now.Add(b.Settings.Expiry), Locks: locks,
-	}, inv.EnvelopeID)
-	if err != nil {
-		return b.failure(inv, "saving the request", err)
-	}
-	if len(res.LockedBy) > 0 {
-		var lines []string
-		for lock, holder := range res.LockedBy {
-			lines = append(lines, fmt.Sprintf("• `%s` is held by %s (%s, requested by <@%s>): %s",
-				strings.TrimPrefix(lock, kind+":"), holder.ID, holder.State, holder.Requester, threadLink(holder)))
-		}
-		return Reply{Text: ":no_entry: Already in progress, so nothing new was requested:\n" + strings.Join(lines, "\n")}
-	}
-	r := res.Request
-	text := fmt.Sprintf(":inbox_tray: Request *%s* created: %s. It waits for approval in <#%s>; progress and the follow-up go to its thread.", r.ID, what, b.Settings.ApprovalsChannel)
-	if res.Duplicate {
-		text = fmt.Sprintf(":inbox_tray: Request *%s* (already received): %s.", r.ID, what)
-	}
-	return Reply{Text: text, Blocks: cancelBlocks(text, r.ID), After: func(ctx context.Context) { b.plan(ctx, r.ID) }}
 }
 
 func (b *Bot) failure(inv Invocation, doing string, err error) Reply {
@@ -639,6 +622,10 @@ func (b *Bot) decide(ctx context.Context, log *zap.Logger, c click, req *actions
 		return
 	}
 	now := b.Now().UTC()
+	if action == ActionCancel && req.State == actions.Received {
+		b.cancelIntake(ctx, log, c, req, now)
+		return
+	}
 	if req.State == actions.Pending && !now.Before(req.ExpiresAt) {
 		if _, err := actions.ExpireDue(b.Store, now); err != nil {
 			log.Error("expiring", zap.Error(err))
@@ -784,6 +771,13 @@ func (b *Bot) Status(ctx context.Context, kind string, inv Invocation) Reply {
 		if ok && k.Describe != nil {
 			title, facts = k.Describe(r)
 		}
+		if r.State == actions.Received || r.State == actions.Refused {
+			// Not checked (yet): its facts are only what was typed.
+			facts = []string{"*Typed:* " + code(r.Input, 200)}
+			if r.State == actions.Refused {
+				facts = append(facts, "*Refused:* "+clip(r.Error, 600))
+			}
+		}
 		if !mayView(k, r) {
 			return Reply{Text: fmt.Sprintf("*%s %s*: %s\nOnly its requester and the approvers see its details.", title, r.ID, r.State)}
 		}
@@ -798,7 +792,8 @@ func (b *Bot) Status(ctx context.Context, kind string, inv Invocation) Reply {
 	}
 	cutoff := b.Now().Add(-7 * 24 * time.Hour)
 	rs, err := b.Store.List(func(r *actions.Request) bool {
-		return r.Kind == kind && (!r.State.Terminal() || r.CreatedAt.After(cutoff))
+		// Refused commands stay out of the list (status ID shows one).
+		return r.Kind == kind && r.State != actions.Refused && (!r.State.Terminal() || r.CreatedAt.After(cutoff))
 	})
 	if err != nil {
 		b.Log.Error("listing requests", zap.Error(err))

@@ -47,17 +47,25 @@ func FuzzSlashCommand(f *testing.F) {
 }
 
 // checkGuestRefused: a Slack guest asking for a reset is refused whatever
-// they type (help and status aside), before anything is parsed or checked.
+// they type (help and status aside), before anything is parsed or checked:
+// the intake takes any words, and the check asks users.info first.
 func checkGuestRefused(args []string) error {
 	if len(args) > 0 && (strings.EqualFold(args[0], "help") || strings.EqualFold(args[0], "status")) {
 		return nil
 	}
-	b := New(Deps{Log: zap.NewNop()})
 	// A nil resetter: reaching it would panic.
-	cmd := b.ResetCommand(nil, fakeUsers{"UGUEST": {Email: "dana@example.com", Guest: true}})
-	inv := Invocation{Cmd: slack.SlashCommand{Command: cmd.Name, UserID: "UGUEST"}, Args: slices.Clone(args)}
-	if got := cmd.Dispatch(context.Background(), inv).Text; got != guestRefusal {
-		return fmt.Errorf("a guest got %q", got)
+	k := ResetKind(nil, fakeUsers{"UGUEST": {Email: "dana@example.com", Guest: true}})
+	p, msg := k.Parse(slices.Clone(args))
+	if msg != "" {
+		return fmt.Errorf("the intake refused a reset's words: %q", msg)
+	}
+	data, err := json.Marshal(p.Args)
+	if err != nil {
+		return err
+	}
+	c, err := k.Check(context.Background(), &actions.Request{Requester: "UGUEST", Args: data})
+	if err != nil || c.Refusal != guestRefusal {
+		return fmt.Errorf("a guest got %q (%v)", c.Refusal, err)
 	}
 	return nil
 }
@@ -136,6 +144,12 @@ func (s *createOnly) Create(r *actions.Request, _ string, _ ...actions.Event) (a
 	return actions.Created{Request: &c}, nil
 }
 
+// refusedOnly reports whether st holds one request, refused with a reason
+// (the audit of a command that did not parse).
+func refusedOnly(st *createOnly) bool {
+	return len(st.created) == 1 && st.created[0].State == actions.Refused && st.created[0].Error != "" && len(st.created[0].Locks) == 0
+}
+
 // checkExportArgs runs /osio-export's default form on args and checks the
 // request it would store against the usage "[--native|--datapipeline]
 // TABLE [TABLE...]": the last method flag wins, any other --option is
@@ -150,7 +164,8 @@ func checkExportArgs(run func(*Bot, ExportChecker, Invocation) Reply, args []str
 	}
 	x := &recordingChecker{real: real, defaultMethodArg: export.MethodDataPipeline}
 	st := &createOnly{}
-	b := New(Deps{Store: st, Log: zap.NewNop(), Settings: Settings{ApprovalsChannel: "CAPPROVALS", Expiry: time.Hour}})
+	b := New(Deps{Store: st, Log: zap.NewNop(), Settings: Settings{ApprovalsChannel: "CAPPROVALS", Expiry: time.Hour},
+		Kinds: map[string]Kind{export.Kind: ExportKind(x)}})
 	inv := Invocation{Cmd: slack.SlashCommand{Command: "/osio-export", UserID: "UDEV", ChannelID: "CDEV"}, Args: slices.Clone(args)}
 	reply := run(b, x, inv)
 
@@ -178,7 +193,7 @@ func checkExportArgs(run func(*Bot, ExportChecker, Invocation) Reply, args []str
 		return nil
 	}
 	if badOption != "" {
-		if len(x.names) != 0 || len(st.created) != 0 || !strings.Contains(reply.Text, "Unknown option") {
+		if len(x.names) != 0 || !refusedOnly(st) || !strings.Contains(reply.Text, "Unknown option") {
 			return fmt.Errorf("option %q: checked %q, created %d, replied %q", badOption, x.names, len(st.created), reply.Text)
 		}
 		return nil
@@ -188,7 +203,7 @@ func checkExportArgs(run func(*Bot, ExportChecker, Invocation) Reply, args []str
 	}
 	tables, msg := real.CheckNames(names)
 	if msg != "" {
-		if len(st.created) != 0 || len(x.tables) != 0 || !strings.Contains(reply.Text, ":warning:") {
+		if !refusedOnly(st) || len(x.tables) != 0 || !strings.Contains(reply.Text, ":warning:") {
 			return fmt.Errorf("invalid names %q: checked in AWS %q, created %d, replied %q", names, x.tables, len(st.created), reply.Text)
 		}
 		return nil
@@ -197,6 +212,16 @@ func checkExportArgs(run func(*Bot, ExportChecker, Invocation) Reply, args []str
 		return fmt.Errorf("valid %q: created %d requests, replied %q", args, len(st.created), reply.Text)
 	}
 	q := st.created[0]
+	if q.State != actions.Received || len(x.tables) != 0 || !strings.Contains(reply.Text, "received") || reply.After == nil {
+		return fmt.Errorf("valid %q: stored %s, checked %q in AWS before the ack, replied %q", args, q.State, x.tables, reply.Text)
+	}
+	// The checks, after the ack.
+	if c, err := checkExport(context.Background(), x, q); err != nil || c.Refusal != "" || !slices.Equal(c.Locks, q.Locks) {
+		return fmt.Errorf("valid %q: checked %+v %v", args, c, err)
+	}
+	if len(x.tables) != 1 || !slices.Equal(x.tables[0], tables) {
+		return fmt.Errorf("valid %q: CheckTables got %q, want %q once", args, x.tables, tables)
+	}
 	var a export.Args
 	if err := json.Unmarshal(q.Args, &a); err != nil {
 		return fmt.Errorf("stored args %s: %w", q.Args, err)
@@ -213,7 +238,7 @@ func checkExportArgs(run func(*Bot, ExportChecker, Invocation) Reply, args []str
 // exportCommand runs /osio-export's default form as the bot does.
 func exportCommand(b *Bot, x ExportChecker, inv Invocation) Reply {
 	if len(inv.Args) > 0 && (strings.EqualFold(inv.Args[0], "status") || strings.EqualFold(inv.Args[0], "help")) {
-		return b.requestExport(context.Background(), x, inv) // as if no sub-command matched
+		return b.Intake(context.Background(), inv, export.Kind) // as if no sub-command matched
 	}
 	return b.ExportCommand(x, "osio", "osio-dev").Dispatch(context.Background(), inv)
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"go.uber.org/zap"
-
 	"github.com/osio/osio-bot/actions"
 	"github.com/osio/osio-bot/actions/export"
 )
@@ -39,6 +37,9 @@ func ExportKind(x ExportChecker) Kind {
 			}
 			return x.Plan(ctx, a.Method, a.Tables)
 		},
+		Parse:     func(words []string) (Parsed, string) { return parseExport(x, words) },
+		Check:     func(ctx context.Context, r *actions.Request) (Checked, error) { return checkExport(ctx, x, r) },
+		Unchecked: "I could not check the tables in AWS",
 	}
 }
 
@@ -62,48 +63,54 @@ func (b *Bot) ExportCommand(x ExportChecker, source, dest string) Command {
 				return b.Status(ctx, export.Kind, inv)
 			}},
 			{Args: "[--native|--datapipeline] TABLE [TABLE...]", Help: fmt.Sprintf("asks to export the tables (default method: %s); the reply carries the request id.", methodName(x.Method())), Run: func(ctx context.Context, inv Invocation) Reply {
-				return b.requestExport(ctx, x, inv)
+				return b.Intake(ctx, inv, export.Kind)
 			}},
 		},
 	}
 }
 
-func (b *Bot) requestExport(ctx context.Context, x ExportChecker, inv Invocation) Reply {
+// parseExport reads "[--native|--datapipeline] TABLE [TABLE...]".
+func parseExport(x ExportChecker, words []string) (Parsed, string) {
 	method := x.Method()
 	var names []string
-	for _, a := range inv.Args {
+	for _, a := range words {
 		switch {
 		case a == "--native":
 			method = export.MethodNative
 		case a == "--datapipeline":
 			method = export.MethodDataPipeline
 		case strings.HasPrefix(a, "--"):
-			return Reply{Text: fmt.Sprintf(":warning: Unknown option %s. Usage: `/osio-export [--native|--datapipeline] TABLE [TABLE...]`; see `/osio-export help`.", code(a, 40))}
+			return Parsed{}, fmt.Sprintf("Unknown option %s. Usage: `/osio-export [--native|--datapipeline] TABLE [TABLE...]`; see `/osio-export help`.", code(a, 40))
 		default:
 			names = append(names, a)
 		}
 	}
 	tables, msg := x.CheckNames(names)
 	if msg != "" {
-		return Reply{Text: ":warning: " + msg}
+		return Parsed{}, msg
 	}
-	cctx, cancel := context.WithTimeout(ctx, b.Settings.CheckTimeout)
-	defer cancel()
-	msg, err := x.CheckTables(cctx, tables)
+	return Parsed{Args: export.Args{Tables: tables, Method: method}, Locks: export.Locks(tables),
+		What: fmt.Sprintf("export of `%s` by %s", strings.Join(tables, "`, `"), methodName(method))}, ""
+}
+
+// checkExport checks, after the ack, that the tables exist and, for a
+// native export, that point-in-time recovery is on.
+func checkExport(ctx context.Context, x ExportChecker, r *actions.Request) (Checked, error) {
+	var a export.Args
+	if err := r.DecodeArgs(&a); err != nil {
+		return Checked{}, err
+	}
+	msg, err := x.CheckTables(ctx, a.Tables)
 	if err != nil {
-		b.Log.Warn("checking tables", zap.Strings("tables", tables), zap.Error(err))
-		return Reply{Text: ":warning: I could not check the tables in AWS just now, so nothing was requested. Try again in a minute; if it persists, tell the bot's on-call."}
+		return Checked{}, fmt.Errorf("checking tables %v: %w", a.Tables, err)
 	}
-	if msg == "" && method == export.MethodNative {
-		msg, err = x.CheckNative(cctx, tables)
-		if err != nil {
-			b.Log.Warn("checking point-in-time recovery", zap.Strings("tables", tables), zap.Error(err))
-			return Reply{Text: ":warning: I could not check the tables' point-in-time recovery just now, so nothing was requested. Try again in a minute."}
+	if msg == "" && a.Method == export.MethodNative {
+		if msg, err = x.CheckNative(ctx, a.Tables); err != nil {
+			return Checked{}, fmt.Errorf("checking point-in-time recovery of %v: %w", a.Tables, err)
 		}
 	}
 	if msg != "" {
-		return Reply{Text: ":warning: " + msg}
+		return Checked{Refusal: msg}, nil
 	}
-	what := fmt.Sprintf("export of `%s` by %s", strings.Join(tables, "`, `"), methodName(method))
-	return b.NewRequest(inv, export.Kind, export.Args{Tables: tables, Method: method}, export.Locks(tables), what)
+	return Checked{Args: a, Locks: r.Locks, What: r.What}, nil
 }

@@ -3,8 +3,7 @@ package bot
 import (
 	"context"
 	"fmt"
-
-	"go.uber.org/zap"
+	"strings"
 
 	"github.com/osio/osio-bot/actions"
 	"github.com/osio/osio-bot/actions/passwordreset"
@@ -12,7 +11,7 @@ import (
 
 // ResetKind presents password reset requests: the facts that guide the
 // choice, and one Approve button per method.
-func ResetKind() Kind {
+func ResetKind(r *passwordreset.Resetter, users UserInfo) Kind {
 	decode := func(q *actions.Request) passwordreset.Args {
 		var a passwordreset.Args
 		_ = q.DecodeArgs(&a)
@@ -45,6 +44,45 @@ func ResetKind() Kind {
 		RefuseRetry: func(s actions.Store, q *actions.Request) (string, error) {
 			return passwordreset.RefuseResend(s, q)
 		},
+		// The words are parsed after the ack, in Check, after users.info:
+		// a Slack guest is refused whatever they typed.
+		Parse: func(words []string) (Parsed, string) {
+			what := "console password reset of your own IAM user"
+			if len(words) > 0 {
+				what = "console password reset " + code(strings.Join(words, " "), 120)
+			}
+			return Parsed{Args: resetWords{Words: words}, What: what}, ""
+		},
+		Check: func(ctx context.Context, req *actions.Request) (Checked, error) {
+			var in resetWords
+			if err := req.DecodeArgs(&in); err != nil {
+				return Checked{}, err
+			}
+			// Who asks comes first: a guest is refused whatever they
+			// asked, and without users.info nobody is known not to be one.
+			who, err := users.SlackUser(ctx, req.Requester)
+			if err != nil {
+				return Checked{}, fmt.Errorf("users.info: %w", err)
+			}
+			if who.Guest {
+				return Checked{Refusal: guestRefusal}, nil
+			}
+			q, msg := r.Parse(in.Words)
+			if msg != "" {
+				return Checked{Refusal: msg}, nil
+			}
+			email := ""
+			if q.User == "" {
+				email = who.Email
+			}
+			args, msg, err := r.Check(ctx, q, req.Requester, email)
+			if err != nil || msg != "" {
+				return Checked{Refusal: msg}, err
+			}
+			return Checked{Args: args, Locks: []string{"reset:" + args.Account + ":" + args.User},
+				What: fmt.Sprintf("console password reset of `%s` in %s", args.User, args.Account)}, nil
+		},
+		Unchecked: "I could not check that reset (Slack, the directory, AWS or app-interface did not answer)",
 		Options: func(q *actions.Request) []Option {
 			a := decode(q)
 			var out []Option
@@ -54,6 +92,11 @@ func ResetKind() Kind {
 			return out
 		},
 	}
+}
+
+// resetWords are a reset's words as typed, kept with its intake.
+type resetWords struct {
+	Words []string `json:"words"`
 }
 
 // SlackUser is what a reset needs to know of the Slack user asking.
@@ -76,7 +119,7 @@ const guestRefusal = ":no_entry: Slack guest accounts cannot use /osio-reset-pas
 	"If you need a console password reset, ask a full member of your team to request it for you."
 
 // ResetCommand is /osio-reset-password.
-func (b *Bot) ResetCommand(r *passwordreset.Resetter, users UserInfo) Command {
+func (b *Bot) ResetCommand() Command {
 	return Command{
 		Name:             "/osio-reset-password",
 		Summary:          "reset an AWS console password, after an interrupt catcher approves and picks the method. Without IAM_USER it means your own.",
@@ -87,37 +130,7 @@ func (b *Bot) ResetCommand(r *passwordreset.Resetter, users UserInfo) Command {
 				return b.Status(ctx, passwordreset.Kind, inv)
 			}},
 			{Args: "[IAM_USER] [--account NAME] [--method inplace|recreate|resetpasswords]", Help: "asks to reset the password; the reply carries the request id.", Run: func(ctx context.Context, inv Invocation) Reply {
-				cctx, cancel := context.WithTimeout(ctx, b.Settings.CheckTimeout)
-				defer cancel()
-				// Who asks comes first: a guest is refused whatever they
-				// typed, and without users.info nobody is known not to be one.
-				who, err := users.SlackUser(cctx, inv.Cmd.UserID)
-				if err != nil {
-					b.Log.Warn("users.info", zap.String("user", inv.Cmd.UserID), zap.Error(err))
-					return Reply{Text: ":warning: I could not read your Slack profile just now, so nothing was requested. Try again in a minute."}
-				}
-				if who.Guest {
-					b.Log.Info("reset refused: Slack guest", zap.String("user", inv.Cmd.UserID))
-					return Reply{Text: guestRefusal}
-				}
-				q, msg := r.Parse(inv.Args)
-				if msg != "" {
-					return Reply{Text: ":warning: " + msg}
-				}
-				email := ""
-				if q.User == "" {
-					email = who.Email
-				}
-				args, msg, err := r.Check(cctx, q, inv.Cmd.UserID, email)
-				if err != nil {
-					b.Log.Warn("checking reset", zap.Error(err))
-					return Reply{Text: ":warning: I could not check that reset just now (AWS, the directory or app-interface did not answer), so nothing was requested. Try again in a minute."}
-				}
-				if msg != "" {
-					return Reply{Text: ":warning: " + msg}
-				}
-				return b.NewRequest(inv, passwordreset.Kind, args, []string{"reset:" + args.Account + ":" + args.User},
-					fmt.Sprintf("console password reset of `%s` in %s", args.User, args.Account))
+				return b.Intake(ctx, inv, passwordreset.Kind)
 			}},
 		},
 	}

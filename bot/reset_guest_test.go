@@ -2,12 +2,16 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slack-go/slack"
 	"go.uber.org/zap"
+
+	"github.com/osio/osio-bot/actions"
 )
 
 // fakeUsers answers users.info from memory; a missing user is an error.
@@ -24,27 +28,40 @@ func (f fakeUsers) SlackUser(_ context.Context, id string) (SlackUser, error) {
 // Issue 8 item 4: /osio-reset-password asks users.info who is asking
 // before anything else, refuses a guest whatever they typed, and refuses
 // (without requesting anything) when users.info does not answer. Neither
-// path reaches the resetter (nil here).
+// path reaches the resetter (nil here). Issue 9: this is the check after
+// the ack; the intake takes the words unparsed.
 func TestResetCommandRefusesGuestsFirst(t *testing.T) {
-	b := New(Deps{Log: zap.NewNop()})
 	users := fakeUsers{"UGUEST": {Email: "dana@example.com", Guest: true}}
-	cmd := b.ResetCommand(nil, users)
-	run := func(user, text string) string {
-		return cmd.Dispatch(context.Background(), Invocation{Cmd: slack.SlashCommand{UserID: user, Command: cmd.Name}, Args: strings.Fields(text)}).Text
+	k := ResetKind(nil, users)
+	check := func(user, text string) (Checked, error) {
+		p, msg := k.Parse(strings.Fields(text))
+		if msg != "" {
+			t.Fatalf("the intake refused %q: %s", text, msg)
+		}
+		data, err := json.Marshal(p.Args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k.Check(context.Background(), &actions.Request{Requester: user, Args: data})
 	}
 	for _, text := range []string{"", "dana", "dana --account osio --method inplace", "--force", "a b c"} {
-		if got := run("UGUEST", text); got != guestRefusal {
-			t.Errorf("guest %q: %q", text, got)
+		if c, err := check("UGUEST", text); err != nil || c.Refusal != guestRefusal {
+			t.Errorf("guest %q: %q %v", text, c.Refusal, err)
 		}
 	}
-	if got := run("UNKNOWN", "dana"); !strings.Contains(got, "could not read your Slack profile") || !strings.Contains(got, "nothing was requested") {
-		t.Errorf("users.info failing: %q", got)
+	if _, err := check("UNKNOWN", "dana"); err == nil {
+		t.Errorf("users.info failing: no error")
+	}
+	if got := uncheckedText(k, false, time.Second); !strings.Contains(got, "could not check that reset") || !strings.Contains(got, "nothing was requested") {
+		t.Errorf("users.info failing is told as %q", got)
 	}
 	if !strings.Contains(guestRefusal, "guest") || !strings.Contains(guestRefusal, "nothing was requested") {
 		t.Errorf("the refusal does not say why: %q", guestRefusal)
 	}
 	// help stays open.
-	if got := run("UGUEST", "help"); !strings.Contains(got, "/osio-reset-password") {
+	b := New(Deps{Log: zap.NewNop()})
+	cmd := b.ResetCommand()
+	if got := cmd.Dispatch(context.Background(), Invocation{Cmd: slack.SlashCommand{UserID: "UGUEST", Command: cmd.Name}, Args: []string{"help"}}).Text; !strings.Contains(got, "/osio-reset-password") {
 		t.Errorf("help for a guest: %q", got)
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"go.uber.org/zap"
-
 	"github.com/osio/osio-bot/actions"
 	"github.com/osio/osio-bot/actions/restore"
 )
@@ -31,6 +29,28 @@ func RestoreKind(r *restore.Restorer, autoApprove bool) Kind {
 			}
 			return r.Plan(a)
 		},
+		Parse: func(words []string) (Parsed, string) {
+			if len(words) != 3 {
+				return Parsed{}, "Usage: `/osio-restore REQUEST-ID TABLE NEW_TABLE_NAME`, e.g. `/osio-restore R-000042 prod_txlog dev_txlog`."
+			}
+			a := restore.Args{ExportID: words[0], Table: words[1], NewTable: words[2]}
+			// No lock yet: the new table's name is not checked until Check.
+			return Parsed{Args: a,
+				What: fmt.Sprintf("restore of %s from %s into new table %s in %s", code(a.Table, 255), code(a.ExportID, 40), code(a.NewTable, 255), r.DestAccount().Name)}, ""
+		},
+		Check: func(ctx context.Context, q *actions.Request) (Checked, error) {
+			var in restore.Args
+			if err := q.DecodeArgs(&in); err != nil {
+				return Checked{}, err
+			}
+			args, msg, err := r.Check(ctx, in.ExportID, in.Table, in.NewTable)
+			if err != nil || msg != "" {
+				return Checked{Refusal: msg}, err
+			}
+			return Checked{Args: args, Locks: restore.Locks(args),
+				What: fmt.Sprintf("restore of `%s` from %s into new table `%s` in %s", args.Table, args.ExportID, args.NewTable, r.DestAccount().Name)}, nil
+		},
+		Unchecked: "I could not check that restore",
 	}
 }
 
@@ -56,21 +76,7 @@ func (b *Bot) RestoreCommand(r *restore.Restorer, needsApproval bool) Command {
 				return b.Status(ctx, restore.Kind, inv)
 			}},
 			{Args: "REQUEST-ID TABLE NEW_TABLE_NAME", Help: "restores TABLE from export REQUEST-ID into a new table.", Run: func(ctx context.Context, inv Invocation) Reply {
-				if len(inv.Args) != 3 {
-					return Reply{Text: ":warning: Usage: `/osio-restore REQUEST-ID TABLE NEW_TABLE_NAME`, e.g. `/osio-restore R-000042 prod_txlog dev_txlog`."}
-				}
-				cctx, cancel := context.WithTimeout(ctx, b.Settings.CheckTimeout)
-				defer cancel()
-				args, msg, err := r.Check(cctx, inv.Args[0], inv.Args[1], inv.Args[2])
-				if err != nil {
-					b.Log.Warn("checking restore", zap.Error(err))
-					return Reply{Text: ":warning: I could not check that restore just now, so nothing was requested. Try again in a minute."}
-				}
-				if msg != "" {
-					return Reply{Text: ":warning: " + msg}
-				}
-				return b.NewRequest(inv, restore.Kind, args, restore.Locks(args),
-					fmt.Sprintf("restore of `%s` from %s into new table `%s` in %s", args.Table, args.ExportID, args.NewTable, r.DestAccount().Name))
+				return b.Intake(ctx, inv, restore.Kind)
 			}},
 		},
 	}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -23,8 +24,18 @@ func (w *world) slash(user, command, text string) string {
 	if err != nil {
 		w.t.Fatalf("%s %s: %v", command, text, err)
 	}
+	if m := receiptRe.FindStringSubmatch(testenv.AckText(ack)); m != nil {
+		// A receipt: what the user is told is the outcome of the checks.
+		out, err := w.Outcome(w.ctx, user, m[1])
+		if err != nil {
+			w.t.Fatalf("%s %s: %v", command, text, err)
+		}
+		return unescape(out)
+	}
 	return unescape(string(ack.Payload))
 }
+
+var receiptRe = regexp.MustCompile(`Request \*(R-[0-9]{6})\* received`)
 
 // Issue 8, item 6: a click acts only on the request whose card (or, for
 // Cancel, whose requester's receipt) it sits on. A button value naming

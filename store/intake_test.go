@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/osio/osio-bot/actions"
@@ -38,5 +39,44 @@ func TestIntakeReceivedThenRefused(t *testing.T) {
 	}
 	if res, err := s.Create(newReq(lock), ""); err != nil || res.Request == nil {
 		t.Fatalf("the refusal kept its lock: %+v %v", res, err)
+	}
+}
+
+// A check that passes may name locks the intake could not know (a
+// self-reset learns its IAM user only from the directory): the move
+// received -> pending takes them in the same write, or, when another
+// request holds one, changes nothing and names the holder.
+func TestIntakePassTakesTheLocksItsCheckNamed(t *testing.T) {
+	s, _ := newStore(t)
+	const lock = "reset:prod:alice"
+	holder := mustCreate(t, s, newReq(lock), "")
+
+	in := newReq()
+	in.State = actions.Received
+	r := mustCreate(t, s, in, "env-2")
+	_, err := s.Transition(r.ID, []actions.State{actions.Received}, actions.Pending, func(q *actions.Request) { q.Locks = []string{lock} })
+	var lc *actions.LockConflict
+	if !errors.As(err, &lc) || lc.LockedBy[lock] == nil || lc.LockedBy[lock].ID != holder.ID {
+		t.Fatalf("pass onto a held lock: %v, want a LockConflict naming %s", err, holder.ID)
+	}
+	if got, _ := s.Get(r.ID); got.State != actions.Received || len(got.Locks) != 0 {
+		t.Fatalf("after the conflict the intake is %q with locks %v; want it unchanged", got.State, got.Locks)
+	}
+
+	if _, err := s.Transition(holder.ID, []actions.State{actions.Pending}, actions.Cancelled, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Transition(r.ID, []actions.State{actions.Received}, actions.Pending, func(q *actions.Request) { q.Locks = []string{lock} }); err != nil {
+		t.Fatalf("pass onto a free lock: %v", err)
+	}
+	if res, err := s.Create(newReq(lock), ""); err != nil || res.LockedBy[lock] == nil || res.LockedBy[lock].ID != r.ID {
+		t.Fatalf("a third request on %s: %+v %v, want it locked by %s", lock, res, err, r.ID)
+	}
+	// A lock the request gives up is released.
+	if _, err := s.Update(r.ID, nil, func(q *actions.Request) error { q.Locks = nil; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.Create(newReq(lock), ""); err != nil || res.Request == nil {
+		t.Fatalf("the dropped lock is still held: %+v %v", res, err)
 	}
 }

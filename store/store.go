@@ -177,7 +177,10 @@ func (s *Store) Get(id string) (*actions.Request, error) {
 // locks; one that leaves a terminal state (an approver's retry, e.g.
 // Resend) takes them back in the same transaction, or, when another
 // request holds any of them, changes nothing and returns
-// *actions.LockConflict naming the holders.
+// *actions.LockConflict naming the holders. So does a request that is
+// still going when mutate changes its Locks (an intake whose check named
+// what it works on): it takes the new ones, or nothing changes, and
+// releases those it no longer names.
 func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Request) error, events ...actions.Event) (*actions.Request, error) {
 	var out *actions.Request
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
@@ -190,14 +193,22 @@ func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Req
 			return &actions.StateConflict{ID: id, Current: r}
 		}
 		wasTerminal := r.State.Terminal()
+		oldLocks := slices.Clone(r.Locks)
 		if mutate != nil {
 			if err := mutate(r); err != nil {
 				return err
 			}
 		}
-		if wasTerminal && !r.State.Terminal() {
+		if !r.State.Terminal() && (wasTerminal || !slices.Equal(oldLocks, r.Locks)) {
 			if err := relock(tx, r); err != nil {
 				return err
+			}
+			for _, l := range oldLocks {
+				if !slices.Contains(r.Locks, l) && string(tx.Bucket(bLocks).Get([]byte(l))) == r.ID {
+					if err := tx.Bucket(bLocks).Delete([]byte(l)); err != nil {
+						return err
+					}
+				}
 			}
 		}
 		now := s.now().UTC()

@@ -87,6 +87,13 @@ func (b *testBot) handle(ctx context.Context, t *testing.T, evt socketmode.Event
 		if err := b.smc.Ack(*evt.Request, map[string]any{"text": "got " + cmd.Text}); err != nil {
 			t.Errorf("ack: %v", err)
 		}
+		if cmd.Text == "replace" {
+			_, _, _, err := b.api.SendMessageContext(ctx, cmd.ChannelID, slack.MsgOptionText("the outcome", false),
+				slack.MsgOptionReplaceOriginal(cmd.ResponseURL))
+			if err != nil {
+				t.Errorf("response_url: %v", err)
+			}
+		}
 		if cmd.Text == "respond" {
 			_, _, _, err := b.api.SendMessageContext(ctx, cmd.ChannelID, slack.MsgOptionText("via response_url", false),
 				slack.MsgOptionResponseURL(cmd.ResponseURL, slack.ResponseTypeEphemeral))
@@ -545,5 +552,30 @@ func TestRevokeAppToken(t *testing.T) {
 	fresh := slack.New("xoxb-test", slack.OptionAPIURL(srv.APIURL()), slack.OptionAppLevelToken("xapp-fresh"))
 	if _, _, err := fresh.StartSocketModeContext(ctx); err != nil {
 		t.Errorf("apps.connections.open with a new app token: %v", err)
+	}
+}
+
+// A slash command's response_url with replace_original replaces the
+// command's receipt in place, as Slack does: no new message for the user.
+func TestResponseURLReplacesTheReceipt(t *testing.T) {
+	srv := newTestServer(t)
+	ctx := testCtx(t)
+	b := startBot(t, srv, time.Second)
+	if err := srv.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.SlashCommand(ctx, SlashCommand{Command: "/osio", Text: "replace", UserID: "U1", ChannelID: "C1"}); err != nil {
+		t.Fatal(err)
+	}
+	b.next(t, socketmode.EventTypeSlashCommand)
+	if err := srv.WaitFor(ctx, func() bool { r := srv.Receipts("U1"); return len(r) == 1 && r[0].Replaced == 1 }); err != nil {
+		t.Fatalf("receipt never replaced: %+v", srv.Receipts("U1"))
+	}
+	r := srv.Receipts("U1")[0]
+	if r.Text != "the outcome" || len(r.History) != 1 || r.History[0] != "got replace" || r.Channel != "C1" {
+		t.Errorf("replaced receipt = %+v", r)
+	}
+	if e := srv.Ephemerals("U1"); len(e) != 0 {
+		t.Errorf("a replacement was also shown as a new message: %+v", e)
 	}
 }

@@ -438,20 +438,59 @@ func (b *Bot) Stop() error {
 	return b.err
 }
 
-var requestIDRe = regexp.MustCompile(`Request \*(R-[0-9]{6})\*`)
+var (
+	requestIDRe = regexp.MustCompile(`Request \*(R-[0-9]{6})\*`)
+	receivedRe  = regexp.MustCompile(`Request \*(R-[0-9]{6})\* received`)
+)
 
-// Slash types a slash command as user and returns the ack's text and the
-// request id it names (empty if none).
+// Slash types a slash command as user and returns what the user is
+// finally told, and the request id it names (empty if none). A request's
+// ack is its receipt ("Request *R-…* received: checking …"); the outcome of
+// its checks follows after the ack, replacing the receipt through the
+// command's response_url (or as an ephemeral message), and that outcome
+// is what Slash returns. Acks that answer at once (help, status, words
+// that do not parse) are returned as they are.
 func (e *Env) Slash(ctx context.Context, user, command, text string) (ackText, requestID string, err error) {
 	ack, err := e.Slack.SlashCommand(ctx, slackserver.SlashCommand{Command: command, Text: text, UserID: user, UserName: user, ChannelID: DevChannel})
 	if err != nil {
 		return "", "", err
 	}
 	ackText = AckText(ack)
-	if m := requestIDRe.FindStringSubmatch(ackText); m != nil {
+	if m := receivedRe.FindStringSubmatch(ackText); m != nil {
+		if ackText, err = e.Outcome(ctx, user, m[1]); err != nil {
+			return "", "", err
+		}
+	}
+	if m := requestIDRe.FindStringSubmatch(ackText); m != nil && !receivedRe.MatchString(ackText) {
 		requestID = m[1]
 	}
 	return ackText, requestID, nil
+}
+
+// Outcome waits until user is told the outcome of request id's checks (its
+// receipt replaced, or an ephemeral message naming it) and returns it.
+func (e *Env) Outcome(ctx context.Context, user, id string) (string, error) {
+	named := regexp.MustCompile(`\b` + regexp.QuoteMeta(id) + `\b`)
+	var out string
+	err := e.Slack.WaitFor(ctx, func() bool {
+		for _, r := range e.Slack.Receipts(user) {
+			if r.Replaced > 0 && named.MatchString(r.Text+string(r.Blocks)+strings.Join(r.History, "\n")) {
+				out = r.Text
+				return true
+			}
+		}
+		for _, m := range e.Slack.Ephemerals(user) {
+			if named.MatchString(m.Text) {
+				out = m.Text
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s was never told the outcome of %s's checks: %w", user, id, err)
+	}
+	return out, nil
 }
 
 // AckText is the text of an ack's payload.

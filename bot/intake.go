@@ -1,0 +1,350 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/slack-go/slack"
+	"go.uber.org/zap"
+
+	"github.com/osio/osio-bot/actions"
+	"github.com/osio/osio-bot/store"
+)
+
+// A request-making slash command is taken in two steps, so that its ack
+// never waits on a peer (Slack allows 3 s):
+//
+//  1. Intake, before the ack: the words are parsed (Kind.Parse: local, no
+//     network), and the request is stored "received" in one write that
+//     claims the envelope and the locks the words already name. The ack is
+//     the receipt ("R-000123 received: checking …") with a Cancel button.
+//     Words that do not parse are stored "refused" with the reason, and
+//     the ack says why.
+//  2. Check, after the ack (Kind.Check, within Settings.CheckTimeout):
+//     AWS, the directory, users.info. The request moves to pending, taking
+//     the locks the check named, or to refused with the reason, and the
+//     outcome replaces the receipt through the command's response_url
+//     (chat.postEphemeral when that fails). Only then is the card planned
+//     and posted.
+//
+// A crash between the two leaves a "received" request, checked again when
+// the bot starts; an outcome stored but not yet told (Request.Told false)
+// is told then. The response_url is never stored (it is a credential to
+// post as the app), so an outcome told after a restart goes by
+// chat.postEphemeral.
+
+// Parsed is what a kind reads from a command's words.
+type Parsed struct {
+	// Args are stored with the intake and handed to Check.
+	Args any
+	// Locks are the resources the words already name (e.g. the tables to
+	// export); taken at intake, so a second request for them is refused
+	// at once.
+	Locks []string
+	// What names the request on the receipt, e.g. "export of `prod_txlog`".
+	What string
+}
+
+// Checked is the outcome of a kind's checks.
+type Checked struct {
+	// Refusal, when set, is the reason for the requester; nothing is
+	// requested.
+	Refusal string
+	// Args replace the intake's; Locks are all the request holds (the
+	// intake's and any the check learnt); What names it on the outcome.
+	Args  any
+	Locks []string
+	What  string
+}
+
+// Responder posts to a command's response_url.
+type Responder interface {
+	Respond(ctx context.Context, url string, msg *slack.WebhookMessage) error
+}
+
+// Intake takes a request-making command of kind: see the comment at the
+// top of this file. It is the Run of each command's default form.
+func (b *Bot) Intake(ctx context.Context, inv Invocation, kind string) Reply {
+	k := b.Kinds[kind]
+	now := b.Now().UTC()
+	req := &actions.Request{
+		Kind: kind, Requester: inv.Cmd.UserID, Origin: inv.Cmd.ChannelID,
+		Thread: actions.Thread{Channel: b.Settings.ApprovalsChannel}, ExpiresAt: now.Add(b.Settings.Expiry),
+		Input: clip(strings.TrimSpace(inv.Cmd.Command+" "+strings.Join(inv.Args, " ")), maxInput),
+	}
+	p, msg := k.Parse(inv.Args)
+	if msg != "" {
+		return b.refuseAtIntake(inv, req, msg)
+	}
+	data, err := json.Marshal(p.Args)
+	if err != nil {
+		return b.failure(inv, "encoding the request", err)
+	}
+	req.State, req.Args, req.Locks, req.What = actions.Received, data, p.Locks, p.What
+	res, err := b.Store.Create(req, inv.EnvelopeID)
+	if err != nil {
+		return b.failure(inv, "saving the request", err)
+	}
+	if len(res.LockedBy) > 0 {
+		return b.refuseAtIntake(inv, req, alreadyInProgress(kind, res.LockedBy))
+	}
+	r := res.Request
+	if res.Duplicate && r.State != actions.Received {
+		// A redelivered envelope whose outcome is known: say it again.
+		text, blocks := b.outcome(r)
+		return Reply{Text: text, Blocks: blocks}
+	}
+	text := fmt.Sprintf(":hourglass_flowing_sand: Request *%s* received: checking the %s. I will tell you here in a moment.", r.ID, r.What)
+	url := inv.Cmd.ResponseURL
+	return Reply{Text: text, Blocks: cancelBlocks(text, r.ID), After: func(ctx context.Context) { b.check(ctx, r.ID, url) }}
+}
+
+// FailpointChecking is the failpoint between a command's ack and its
+// checks (see actions.FailpointEnv).
+const FailpointChecking = "intake.checking"
+
+// maxInput bounds the words of a command kept with its request.
+const maxInput = 500
+
+// refuseAtIntake stores a command refused before any check (words that do
+// not parse, or locks held) as a refused request, so the audit holds every
+// command typed, and answers with the reason.
+func (b *Bot) refuseAtIntake(inv Invocation, req *actions.Request, reason string) Reply {
+	req.State, req.Error, req.Told, req.Locks, req.Args = actions.Refused, reason, true, nil, nil
+	res, err := b.Store.Create(req, inv.EnvelopeID)
+	if err != nil {
+		return b.failure(inv, "saving the request", err)
+	}
+	if res.Duplicate && res.Request.State != actions.Refused {
+		text, blocks := b.outcome(res.Request)
+		return Reply{Text: text, Blocks: blocks}
+	}
+	return Reply{Text: refusalText(reason)}
+}
+
+func alreadyInProgress(kind string, held map[string]*actions.Request) string {
+	var lines []string
+	for lock, holder := range held {
+		lines = append(lines, fmt.Sprintf("• `%s` is held by %s (%s, requested by <@%s>): %s",
+			strings.TrimPrefix(lock, kind+":"), holder.ID, holder.State, holder.Requester, threadLink(holder)))
+	}
+	sort.Strings(lines)
+	return ":no_entry: Already in progress, so nothing new was requested:\n" + strings.Join(lines, "\n")
+}
+
+func refusalText(reason string) string {
+	if strings.HasPrefix(reason, ":") {
+		return reason
+	}
+	return ":warning: " + reason
+}
+
+// check runs the checks of received request id, stores the outcome, tells
+// the requester (through url when set) and plans the card of a request
+// that passed.
+func (b *Bot) check(ctx context.Context, id, url string) {
+	r, err := b.Store.Get(id)
+	if err != nil {
+		b.Log.Error("reading a received request", zap.String("request_id", id), zap.Error(err))
+		return
+	}
+	if r.State == actions.Received {
+		if b.Failpoint != nil {
+			b.Failpoint(ctx, FailpointChecking)
+		}
+		r = b.runCheck(ctx, r)
+		if r == nil {
+			return
+		}
+	}
+	if !r.Told {
+		b.tellOutcome(ctx, r, url)
+	}
+	if r.State == actions.Pending {
+		b.plan(ctx, r.ID)
+	}
+}
+
+// runCheck runs r's checks and stores their outcome; it returns the
+// request as stored, or nil when there is nothing more to do here (shut
+// down, or decided elsewhere).
+func (b *Bot) runCheck(ctx context.Context, r *actions.Request) *actions.Request {
+	k := b.Kinds[r.Kind]
+	log := b.Log.With(zap.String("request_id", r.ID), zap.String("kind", r.Kind))
+	cctx, cancel := context.WithTimeout(ctx, b.Settings.CheckTimeout)
+	c, err := k.Check(cctx, r)
+	timedOut := cctx.Err() != nil
+	cancel()
+	if ctx.Err() != nil {
+		return nil // shutting down: checked again at the next start
+	}
+	if err != nil {
+		log.Warn("checking a request", zap.Bool("deadline", timedOut), zap.Error(err))
+		c = Checked{Refusal: uncheckedText(k, timedOut, b.Settings.CheckTimeout)}
+	}
+	var out *actions.Request
+	if c.Refusal == "" {
+		data, err := json.Marshal(c.Args)
+		if err != nil {
+			c.Refusal = "I could not record that request (the bot could not encode it), so nothing was requested. The on-call can find it in the bot's logs."
+			log.Error("encoding checked args", zap.Error(err))
+		} else {
+			out, err = b.Store.Update(r.ID, []actions.State{actions.Received}, func(q *actions.Request) error {
+				q.State, q.Args, q.Locks, q.Told = actions.Pending, data, c.Locks, false
+				if c.What != "" {
+					q.What = c.What
+				}
+				return nil
+			})
+			var lc *actions.LockConflict
+			if errors.As(err, &lc) {
+				c.Refusal = alreadyInProgress(r.Kind, lc.LockedBy)
+			} else if b.stored(log, err) {
+				log.Info("request checked: pending")
+				return out
+			} else {
+				return nil
+			}
+		}
+	}
+	out, err = b.Store.Transition(r.ID, []actions.State{actions.Received}, actions.Refused, func(q *actions.Request) {
+		q.Error, q.Told = c.Refusal, false
+	})
+	if !b.stored(log, err) {
+		return nil
+	}
+	log.Info("request checked: refused")
+	return out
+}
+
+// stored reports whether a check's outcome was stored; a conflict (the
+// requester cancelled meanwhile, or another handler stored it) is not an
+// error.
+func (b *Bot) stored(log *zap.Logger, err error) bool {
+	if _, conflict := store.IsConflict(err); conflict {
+		log.Info("request changed while it was checked; leaving it")
+		return false
+	}
+	if err != nil {
+		log.Error("storing a check's outcome", zap.Error(err))
+		return false
+	}
+	return true
+}
+
+// uncheckedText is the refusal when a check could not finish.
+func uncheckedText(k Kind, timedOut bool, limit time.Duration) string {
+	what := k.Unchecked
+	if what == "" {
+		what = "I could not finish checking that request"
+	}
+	if timedOut {
+		return fmt.Sprintf("%s: no answer within %s, so nothing was requested. Try again in a minute; if it persists, tell the bot's on-call.", what, limit)
+	}
+	return what + " just now, so nothing was requested. Try again in a minute; if it persists, tell the bot's on-call."
+}
+
+// outcome is what the requester is told once r's checks have ended.
+func (b *Bot) outcome(r *actions.Request) (string, []slack.Block) {
+	switch r.State {
+	case actions.Received:
+		text := fmt.Sprintf(":hourglass_flowing_sand: Request *%s* (already received) is being checked: the %s.", r.ID, r.What)
+		return text, cancelBlocks(text, r.ID)
+	case actions.Refused:
+		return refusalText(r.Error) + fmt.Sprintf(" _(%s)_", r.ID), nil
+	case actions.Pending:
+		text := fmt.Sprintf(":inbox_tray: Request *%s* created: %s. It waits for approval in <#%s>; progress and the follow-up go to its thread.", r.ID, r.What, r.Thread.Channel)
+		return text, cancelBlocks(text, r.ID)
+	}
+	return fmt.Sprintf("Request *%s* (%s) is %s: %s", r.ID, r.What, r.State, threadLink(r)), nil
+}
+
+// tellOutcome tells r's requester the outcome of its checks: replacing the
+// receipt through url, else by chat.postEphemeral in the channel the
+// command was typed in; then records that it was told.
+func (b *Bot) tellOutcome(ctx context.Context, r *actions.Request, url string) {
+	text, blocks := b.outcome(r)
+	log := b.Log.With(zap.String("request_id", r.ID))
+	sent := false
+	if url != "" && b.Responder != nil {
+		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
+		msg := &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true}
+		if len(blocks) > 0 {
+			msg.Blocks = &slack.Blocks{BlockSet: blocks}
+		}
+		err := b.Responder.Respond(cctx, url, msg)
+		cancel()
+		if err != nil {
+			log.Warn("response_url failed; telling by chat.postEphemeral", zap.Error(err))
+		}
+		sent = err == nil
+	}
+	if !sent {
+		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
+		opts := []slack.MsgOption{slack.MsgOptionText(text, false)}
+		if len(blocks) > 0 {
+			opts = append(opts, slack.MsgOptionBlocks(blocks...))
+		}
+		_, err := b.API.PostEphemeralContext(cctx, r.Origin, r.Requester, opts...)
+		cancel()
+		if err != nil {
+			log.Error("telling the requester a check's outcome", zap.Error(err))
+			return // told at the next start
+		}
+	}
+	if _, err := b.Store.Update(r.ID, nil, func(q *actions.Request) error { q.Told = true; return nil }); err != nil {
+		log.Error("recording that the requester was told", zap.Error(err))
+	}
+}
+
+// recheck, at start, checks the requests a previous run took in but did
+// not check, and tells the outcomes it stored but did not tell. Only
+// requests last changed before this run started are taken: a newer one is
+// being handled by this run.
+func (b *Bot) recheck(ctx context.Context, started time.Time) {
+	todo, err := b.Store.List(func(r *actions.Request) bool {
+		return r.Input != "" && r.UpdatedAt.Before(started) && (r.State == actions.Received || !r.Told)
+	})
+	if err != nil {
+		b.Log.Error("listing unchecked requests", zap.Error(err))
+		return
+	}
+	for i := len(todo) - 1; i >= 0; i-- { // oldest first
+		if ctx.Err() != nil {
+			return
+		}
+		b.Log.Info("checking a request left by the previous run", zap.String("request_id", todo[i].ID), zap.String("state", string(todo[i].State)))
+		b.check(ctx, todo[i].ID, "")
+	}
+}
+
+// cancelIntake is the requester's Cancel on a receipt whose checks have
+// not ended: the request ends cancelled, with no card and no thread, and
+// the check's outcome is dropped.
+func (b *Bot) cancelIntake(ctx context.Context, log *zap.Logger, c click, req *actions.Request, now time.Time) {
+	_, err := b.Store.Transition(req.ID, []actions.State{actions.Received}, actions.Cancelled, func(q *actions.Request) {
+		q.Decision = &actions.Decision{Action: "cancelled", By: c.User, At: now}
+		q.Told = true
+	})
+	if cur, conflict := store.IsConflict(err); conflict {
+		// Checked meanwhile: the card may be out; cancel as any pending one.
+		if cur.Current.State == actions.Pending {
+			b.decide(ctx, log, c, cur.Current)
+			return
+		}
+		b.tell(ctx, c.Channel, c.User, fmt.Sprintf("%s is %s; nothing changed.", req.ID, cur.Current.State))
+		return
+	}
+	if err != nil {
+		log.Error("cancelling a received request", zap.Error(err))
+		b.tell(ctx, c.Channel, c.User, fmt.Sprintf("I could not cancel %s; try again.", req.ID))
+		return
+	}
+	log.Info("request cancelled before its checks ended")
+	b.tell(ctx, c.Channel, c.User, fmt.Sprintf(":wastebasket: %s cancelled before its checks ended; nothing was requested.", req.ID))
+}
