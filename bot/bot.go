@@ -129,7 +129,7 @@ func New(d Deps) *Bot {
 		d.Now = time.Now
 	}
 	if d.Settings.CheckTimeout == 0 {
-		d.Settings.CheckTimeout = 2 * time.Second
+		d.Settings.CheckTimeout = 4 * time.Second
 	}
 	if d.Settings.PlanTimeout == 0 {
 		d.Settings.PlanTimeout = 20 * time.Second

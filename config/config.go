@@ -111,10 +111,11 @@ type Approval struct {
 	Expiry Duration `yaml:"expiry"`
 	// SweepInterval is how often expired requests are looked for.
 	SweepInterval Duration `yaml:"sweep_interval"`
-	// CheckTimeout bounds the checks (AWS tables, directory, GraphQL) a
-	// request-making command runs before its request is created. Today
-	// they run before the slash ack, so keep it under Slack's 3 s ack
-	// window; once intake is acked first (issue #9) it can be ~10s.
+	// CheckTimeout bounds the checks (AWS, users.info, the directory,
+	// GraphQL) of a request-making command. They run after the command's
+	// ack (its receipt), so Slack's 3 s ack window does not bound them;
+	// when they do not finish in time the request is refused and the
+	// requester told so.
 	CheckTimeout Duration `yaml:"check_timeout"`
 }
 
@@ -281,7 +282,7 @@ func Defaults() Config {
 			ProgressInterval: Duration(3 * time.Second),
 		},
 		AWS:      AWS{SessionName: "osio-bot", CallTimeout: Duration(30 * time.Second)},
-		Approval: Approval{Expiry: Duration(24 * time.Hour), SweepInterval: Duration(time.Minute), CheckTimeout: Duration(2 * time.Second)},
+		Approval: Approval{Expiry: Duration(24 * time.Hour), SweepInterval: Duration(time.Minute), CheckTimeout: Duration(4 * time.Second)},
 		Export: Export{
 			Method:              "datapipeline",
 			SourceAccount:       "osio",

@@ -85,7 +85,7 @@ func TestParseValid(t *testing.T) {
 		{"slack.api_url", c.Slack.APIURL, "https://slack.com/api/"},
 		{"slack.approver_cache_ttl", c.Slack.ApproverCacheTTL.D(), time.Minute},
 		{"approval.expiry", c.Approval.Expiry.D(), 24 * time.Hour},
-		{"approval.check_timeout", c.Approval.CheckTimeout.D(), 2 * time.Second},
+		{"approval.check_timeout", c.Approval.CheckTimeout.D(), 4 * time.Second},
 		{"export.method", c.Export.Method, "datapipeline"},
 		{"export.source_account", c.Export.SourceAccount, "osio"},
 		{"export.dest_account", c.Export.DestAccount, "osio-dev"},
