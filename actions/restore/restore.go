@@ -93,7 +93,7 @@ func (r *Restorer) Check(ctx context.Context, exportID, table, newTable string) 
 	}
 	switch exp.State {
 	case actions.Succeeded:
-	case actions.Pending, actions.Approved, actions.Running:
+	case actions.Received, actions.Pending, actions.Approved, actions.Running:
 		return Args{}, fmt.Sprintf("`%s` is still %s; restore it once it has succeeded.", exp.ID, exp.State), nil
 	default:
 		return Args{}, fmt.Sprintf("`%s` ended %s, so there is no export to restore. Request a new export.", exp.ID, exp.State), nil
