@@ -184,3 +184,25 @@ func (e *LockConflict) Error() string {
 	}
 	return fmt.Sprintf("request %s cannot take back its locks: %s", e.ID, strings.Join(parts, "; "))
 }
+
+// Cursor is how far a request's events have reached its thread.
+type Cursor struct {
+	Delivered uint64 `json:"delivered"`
+	// StatusTS is the ts of the thread's status message, once posted.
+	StatusTS string `json:"status_ts,omitempty"`
+	// LastTS is the ts of the last reply posted to the thread.
+	LastTS string `json:"last_ts,omitempty"`
+	// ToldExpired and ToldUnreachable record that the requester was told
+	// directly (outside the thread) that the request expired, or that its
+	// channel cannot be reached, so that each notice goes out once.
+	ToldExpired     bool `json:"told_expired,omitempty"`
+	ToldUnreachable bool `json:"told_unreachable,omitempty"`
+}
+
+// IsConflict reports whether err is a compare-and-set conflict
+// (*StateConflict), and returns it.
+func IsConflict(err error) (*StateConflict, bool) {
+	var c *StateConflict
+	ok := errors.As(err, &c)
+	return c, ok
+}

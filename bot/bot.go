@@ -19,7 +19,6 @@ import (
 
 	"github.com/osio/osio-bot/actions"
 	"github.com/osio/osio-bot/bot/mrkdwn"
-	"github.com/osio/osio-bot/store"
 )
 
 // Slack is every Web API call the bot makes.
@@ -320,7 +319,7 @@ func (b *Bot) plan(ctx context.Context, id string) {
 			q.Plan, q.Planned = lines, true
 			return nil
 		}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("Requested by <@%s> in <#%s>.%s", r.Requester, r.Origin, waiting)})
-		if _, conflict := store.IsConflict(err); conflict {
+		if _, conflict := actions.IsConflict(err); conflict {
 			return // decided meanwhile, or planned by the other (which approves what needs no approver)
 		}
 		if err != nil {
@@ -334,7 +333,7 @@ func (b *Bot) plan(ctx context.Context, id string) {
 		_, err := b.Store.Transition(id, []actions.State{actions.Pending}, actions.Approved, func(q *actions.Request) {
 			q.Decision = &actions.Decision{Action: "approved", At: now}
 		}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: "Approved automatically: this kind of request needs no approver (config)."})
-		if _, conflict := store.IsConflict(err); conflict {
+		if _, conflict := actions.IsConflict(err); conflict {
 			return
 		}
 		if err != nil {
@@ -653,7 +652,7 @@ func (b *Bot) decide(ctx context.Context, log *zap.Logger, c click, req *actions
 		q.Decision = &actions.Decision{Action: d.word, By: user, At: now}
 		q.Choice = choice
 	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("%s by <@%s> at %s.%s", decisionWord(d.word), user, now.Format("2006-01-02 15:04:05 UTC"), note)})
-	if c, conflict := store.IsConflict(err); conflict {
+	if c, conflict := actions.IsConflict(err); conflict {
 		by := ""
 		if c.Current.Decision != nil && c.Current.Decision.By != "" {
 			by = fmt.Sprintf(" (by <@%s>)", c.Current.Decision.By)
@@ -724,7 +723,7 @@ func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, 
 		q.State, q.Retry, q.Error = actions.Approved, "", ""
 		return nil
 	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("%s requested by <@%s>.", label, user)})
-	if c, conflict := store.IsConflict(err); conflict {
+	if c, conflict := actions.IsConflict(err); conflict {
 		b.tell(ctx, channel, user, fmt.Sprintf("%s is %s; there is nothing to %s.", req.ID, c.Current.State, strings.ToLower(label)))
 		return
 	}

@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/osio/osio-bot/actions"
-	"github.com/osio/osio-bot/store"
 )
 
 // A request-making slash command is taken in two steps, so that its ack
@@ -226,7 +225,7 @@ func (b *Bot) runCheck(ctx context.Context, r *actions.Request) *actions.Request
 // requester cancelled meanwhile, or another handler stored it) is not an
 // error.
 func (b *Bot) stored(log *zap.Logger, err error) bool {
-	if _, conflict := store.IsConflict(err); conflict {
+	if _, conflict := actions.IsConflict(err); conflict {
 		log.Info("request changed while it was checked; leaving it")
 		return false
 	}
@@ -331,7 +330,7 @@ func (b *Bot) cancelIntake(ctx context.Context, log *zap.Logger, c click, req *a
 		q.Decision = &actions.Decision{Action: "cancelled", By: c.User, At: now}
 		q.Told = true
 	})
-	if cur, conflict := store.IsConflict(err); conflict {
+	if cur, conflict := actions.IsConflict(err); conflict {
 		// Checked meanwhile: the card may be out; cancel as any pending one.
 		if cur.Current.State == actions.Pending {
 			b.decide(ctx, log, c, cur.Current)

@@ -14,7 +14,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/osio/osio-bot/actions"
-	"github.com/osio/osio-bot/store"
 )
 
 // Poster is the Slack calls the reporter makes.
@@ -32,8 +31,8 @@ type OutboxStore interface {
 	Get(id string) (*actions.Request, error)
 	Update(id string, from []actions.State, mutate func(*actions.Request) error, events ...actions.Event) (*actions.Request, error)
 	Outbox() ([]string, error)
-	Undelivered(id string) ([]actions.Event, store.Cursor, error)
-	MarkDelivered(id string, cur store.Cursor) error
+	Undelivered(id string) ([]actions.Event, actions.Cursor, error)
+	MarkDelivered(id string, cur actions.Cursor) error
 }
 
 // Reporter delivers stored events to their request's thread, in order: the
@@ -752,7 +751,7 @@ func (r *Reporter) editCard(ctx context.Context, req *actions.Request) error {
 const statusPrefix = ":hourglass_flowing_sand: "
 
 // status posts or edits the thread's one status message.
-func (r *Reporter) status(ctx context.Context, req *actions.Request, cur *store.Cursor, text string) error {
+func (r *Reporter) status(ctx context.Context, req *actions.Request, cur *actions.Cursor, text string) error {
 	text = statusPrefix + text
 	renderings := [][]slack.MsgOption{{slack.MsgOptionText(text, false)}, {slack.MsgOptionText(fit(text, maxPlain), false)}}
 	if cur.StatusTS == "" && r.isUnsure(req.ID) {
@@ -780,7 +779,7 @@ func (r *Reporter) status(ctx context.Context, req *actions.Request, cur *store.
 
 // reply posts event e in the thread, unless a post whose answer was lost
 // already put it there.
-func (r *Reporter) reply(ctx context.Context, req *actions.Request, cur *store.Cursor, e actions.Event) error {
+func (r *Reporter) reply(ctx context.Context, req *actions.Request, cur *actions.Cursor, e actions.Event) error {
 	if r.isUnsure(req.ID) {
 		ts, err := r.findReply(ctx, req, *cur, e)
 		if err != nil {
@@ -856,7 +855,7 @@ func (r *Reporter) replies(ctx context.Context, req *actions.Request, oldest str
 }
 
 // findReply looks in the thread, after the last reply recorded, for e.
-func (r *Reporter) findReply(ctx context.Context, req *actions.Request, cur store.Cursor, e actions.Event) (string, error) {
+func (r *Reporter) findReply(ctx context.Context, req *actions.Request, cur actions.Cursor, e actions.Event) (string, error) {
 	oldest := cur.LastTS
 	if oldest == "" {
 		oldest = req.Thread.TS
@@ -899,7 +898,7 @@ func (r *Reporter) findStatus(ctx context.Context, req *actions.Request) (string
 // tellRequester sends req's requester a notice once (told, a flag of cur,
 // records it): ephemeral in the channel they asked from, or a direct
 // message when that channel cannot be used.
-func (r *Reporter) tellRequester(ctx context.Context, req *actions.Request, cur *store.Cursor, told *bool, text string) error {
+func (r *Reporter) tellRequester(ctx context.Context, req *actions.Request, cur *actions.Cursor, told *bool, text string) error {
 	if err := r.tell(ctx, req, text); err != nil {
 		return err
 	}

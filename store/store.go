@@ -305,19 +305,9 @@ func (s *Store) AppendEvents(id string, events ...actions.Event) error {
 	})
 }
 
-// Cursor is how far a request's events have reached its thread.
-type Cursor struct {
-	Delivered uint64 `json:"delivered"`
-	// StatusTS is the ts of the thread's status message, once posted.
-	StatusTS string `json:"status_ts,omitempty"`
-	// LastTS is the ts of the last reply posted to the thread.
-	LastTS string `json:"last_ts,omitempty"`
-	// ToldExpired and ToldUnreachable record that the requester was told
-	// directly (outside the thread) that the request expired, or that its
-	// channel cannot be reached, so that each notice goes out once.
-	ToldExpired     bool `json:"told_expired,omitempty"`
-	ToldUnreachable bool `json:"told_unreachable,omitempty"`
-}
+// Cursor is how far a request's events have reached its thread (see
+// actions.Cursor).
+type Cursor = actions.Cursor
 
 // Undelivered returns the request's events after its cursor, in order,
 // and the cursor.
@@ -581,9 +571,6 @@ func seqKey(n uint64) []byte {
 	return k
 }
 
-// IsConflict reports whether err is a state conflict, returning it.
-func IsConflict(err error) (*actions.StateConflict, bool) {
-	var c *actions.StateConflict
-	ok := errors.As(err, &c)
-	return c, ok
-}
+// IsConflict reports whether err is a compare-and-set conflict, and
+// returns it (see actions.IsConflict).
+func IsConflict(err error) (*actions.StateConflict, bool) { return actions.IsConflict(err) }
