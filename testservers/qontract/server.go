@@ -28,8 +28,9 @@
 //   - Options.Token: when set, "Authorization: Bearer TOKEN" (or the bare
 //     TOKEN) is required; anything else answers 401.
 //   - FailNext makes the next n requests answer an HTTP status.
-//   - Options.Latency (or SetLatency) delays every answer, as a slow or
-//     loaded server would; a client that goes away ends the wait.
+//   - Options.Latency (or SetLatency) delays every answer to an
+//     authenticated, well-formed request, as a slow or loaded server would;
+//     a client that goes away ends the wait.
 //   - Queries lists every root field asked for, with its filter, so that a
 //     test can count queries per field (Count) and see what they asked.
 //
@@ -202,7 +203,8 @@ func (s *Server) SetLatency(d time.Duration) {
 }
 
 // Queries returns the root fields asked for so far, in the order the
-// requests arrived (a request with two root fields adds two). A request the
+// requests arrived (a request with two root fields adds two), each as soon
+// as its request arrives, before Latency. A request the
 // server refused before reading its query (401, a body that is not JSON,
 // a syntax error) adds none; one refused by FailNext adds its fields.
 func (s *Server) Queries() []Query {
@@ -243,17 +245,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 }
 
 func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	latency := s.latency
-	s.mu.Unlock()
-	if latency > 0 {
-		t := time.NewTimer(latency)
-		select {
-		case <-t.C:
-		case <-r.Context().Done():
-			t.Stop()
-		}
-	}
 	rec := Request{Authorization: r.Header.Get("Authorization")}
 	code, resp := s.answer(r, &rec)
 	rec.Status = code
@@ -293,12 +284,25 @@ func (s *Server) answer(r *http.Request, rec *Request) (int, obj) {
 	}
 	rec.Query, rec.Variables = body.Query, body.Variables
 
+	// A query counts when it arrives; then the server takes its time.
 	fields, perr := rootFields(body.Query)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for _, f := range fields {
 		s.queries = append(s.queries, f.query(body.Variables))
 	}
+	latency := s.latency
+	s.mu.Unlock()
+	if latency > 0 {
+		t := time.NewTimer(latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		}
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.failN > 0 {
 		s.failN--
 		return s.failCode, errResp("injected failure")
