@@ -148,13 +148,13 @@ type ClientOption func(*Client)
 func WithHTTPClient(hc *http.Client) ClientOption { return func(c *Client) { c.hc = hc } }
 
 // WithAllUsers makes User fetch every user and pick the one on the client,
-// for qontract-server versions without the generic filter argument
-// (users_v1(filter: ...)), which every current version has. It downloads
-// all of users_v1 for each lookup the cache does not answer. Either way
-// the answer is checked on the client.
+// for older qontract-server versions without the generic filter argument
+// (users_v1(filter: ...)), which answer a filtered query with `Unknown
+// argument "filter"`. It downloads all of users_v1 for each lookup the
+// cache does not answer. Either way the answer is checked on the client.
 func WithAllUsers() ClientOption { return func(c *Client) { c.allUsers = true } }
 
-// WithUserCache keeps each user User found for ttl, at most max of them
+// WithUserCache keeps each user that User finds for ttl, at most max of them
 // (default DefaultUserCacheTTL, DefaultUserCacheSize). A ttl of 0 turns
 // the cache off. Unknown users and failures are never kept.
 func WithUserCache(ttl time.Duration, max int) ClientOption {
