@@ -140,7 +140,9 @@ type AWS struct {
 	// wait for the answer, read it): a stalled peer costs this long, then
 	// the SDK retries (a retry of a call with a ClientToken is idempotent).
 	// It also bounds each Data Pipeline call around an activation, which
-	// is never retried by the SDK. Default 30s.
+	// is never retried by the SDK, and each AWS call of a request's checks
+	// (DescribeTable, DescribeContinuousBackups, the reset's IAM reads), SDK
+	// retries included. Default 30s.
 	CallTimeout Duration `yaml:"call_timeout"`
 }
 

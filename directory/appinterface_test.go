@@ -28,6 +28,11 @@ func TestAppInterfaceDirectory(t *testing.T) {
 			t.Errorf("person = %+v, want %+v", *p, want)
 		}
 	}
+	// Both lookups, and the resolver's below, share one query for the one
+	// user (the client keeps found users briefly).
+	if got := srv.Queries(); len(got) != 1 || got[0].Filter["org_username"] != "jdoe" {
+		t.Errorf("two lookups of jdoe made the queries %+v, want one for jdoe", got)
+	}
 	if _, err := d.ByOrgUsername(ctx, "nobody"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("unknown user: %v, want ErrNotFound", err)
 	}

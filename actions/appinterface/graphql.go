@@ -11,7 +11,10 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // ErrNotFound says that app-interface (or the repository) has no such user,
@@ -29,6 +32,10 @@ type User struct {
 	// PublicGPGKey is base64 of the binary key, on one line (may be empty).
 	PublicGPGKey string
 	Roles        []Role
+	// Accounts are the AWS accounts the roles grant, each once, in order
+	// of first appearance, with their files' paths and ids: what Account
+	// would answer for each, read in the same query.
+	Accounts []Account
 }
 
 // Role is one of a user's roles.
@@ -65,6 +72,29 @@ func (u *User) RolesGranting(account string) []Role {
 	return out
 }
 
+// GrantedAccount returns the account named account if one of the user's
+// roles grants it.
+func (u *User) GrantedAccount(account string) (Account, bool) {
+	for _, a := range u.Accounts {
+		if a.Name == account {
+			return a, true
+		}
+	}
+	return Account{}, false
+}
+
+// clone is a deep copy of u: what the cache hands out cannot be changed
+// by its callers.
+func (u *User) clone() *User {
+	c := *u
+	c.Roles = slices.Clone(u.Roles)
+	for i := range c.Roles {
+		c.Roles[i].Accounts = slices.Clone(c.Roles[i].Accounts)
+	}
+	c.Accounts = slices.Clone(u.Accounts)
+	return &c
+}
+
 // RepoPath is where a GraphQL path lives in the app-interface repository:
 // the data files are under data/ ("/aws/osio/account.yml" ->
 // "data/aws/osio/account.yml").
@@ -73,12 +103,43 @@ func RepoPath(graphqlPath string) string {
 }
 
 // Client queries app-interface's GraphQL API (qontract-server).
+//
+// User asks for one user at a time (users_v1 with a filter on
+// org_username), shares one query among concurrent lookups of a user
+// (singleflight), and keeps found users for a short while (WithUserCache),
+// so that the lookups of one check (the directory's, then the reset's
+// app-interface facts) make one query. Its methods are safe for concurrent
+// use; no lock is held across a query.
 type Client struct {
-	endpoint     string
-	token        string
-	hc           *http.Client
-	serverFilter bool
+	endpoint string
+	token    string
+	hc       *http.Client
+	allUsers bool
+	now      func() time.Time
+	// cacheTTL is how long a found user is kept (0: not at all), cacheMax
+	// how many are kept at most.
+	cacheTTL time.Duration
+	cacheMax int
+	// queryTimeout bounds a shared user query, which runs apart from the
+	// contexts of the callers waiting for it.
+	queryTimeout time.Duration
+
+	flight singleflight.Group
+	mu     sync.Mutex
+	users  map[string]cachedUser
 }
+
+type cachedUser struct {
+	u  *User
+	at time.Time
+}
+
+// Defaults of a Client's user cache and query bound.
+const (
+	DefaultUserCacheTTL  = 30 * time.Second
+	DefaultUserCacheSize = 256
+	DefaultQueryTimeout  = 30 * time.Second
+)
 
 // ClientOption configures a Client.
 type ClientOption func(*Client)
@@ -86,12 +147,28 @@ type ClientOption func(*Client)
 // WithHTTPClient sets the HTTP client (default: one with a 30 s timeout).
 func WithHTTPClient(hc *http.Client) ClientOption { return func(c *Client) { c.hc = hc } }
 
-// WithServerFilter makes User ask the server for the one user, with
-// users_v1(filter: {org_username: ...}), as qontract-server versions with
-// the generic filter argument allow. Without it the client fetches all users
-// and picks the one, which every schema version supports. Either way the
-// answer is checked on the client.
-func WithServerFilter() ClientOption { return func(c *Client) { c.serverFilter = true } }
+// WithAllUsers makes User fetch every user and pick the one on the client,
+// for older qontract-server versions without the generic filter argument
+// (users_v1(filter: ...)), which answer a filtered query with `Unknown
+// argument "filter"`. It downloads all of users_v1 for each lookup the
+// cache does not answer. Either way the answer is checked on the client.
+func WithAllUsers() ClientOption { return func(c *Client) { c.allUsers = true } }
+
+// WithUserCache keeps each user that User finds for ttl, at most max of them
+// (default DefaultUserCacheTTL, DefaultUserCacheSize). A ttl of 0 turns
+// the cache off. Unknown users and failures are never kept.
+func WithUserCache(ttl time.Duration, max int) ClientOption {
+	return func(c *Client) { c.cacheTTL, c.cacheMax = ttl, max }
+}
+
+// WithClock sets the clock the cache reads (default time.Now).
+func WithClock(now func() time.Time) ClientOption { return func(c *Client) { c.now = now } }
+
+// WithQueryTimeout bounds each user query (default DefaultQueryTimeout).
+// A query is shared by the lookups of one user that arrive while it runs,
+// so it is not bound to any one caller's context; each caller still stops
+// waiting when its own context ends.
+func WithQueryTimeout(d time.Duration) ClientOption { return func(c *Client) { c.queryTimeout = d } }
 
 // NewClient returns a client for the GraphQL endpoint (e.g.
 // "https://app-interface.example.com/graphql"). token, when not empty, goes
@@ -99,9 +176,14 @@ func WithServerFilter() ClientOption { return func(c *Client) { c.serverFilter =
 // already names its scheme ("Basic ...", "Bearer ..."). It is never logged
 // nor put into errors.
 func NewClient(endpoint, token string, opts ...ClientOption) *Client {
-	c := &Client{endpoint: endpoint, token: token, hc: &http.Client{Timeout: 30 * time.Second}}
+	c := &Client{endpoint: endpoint, token: token, hc: &http.Client{Timeout: 30 * time.Second}, now: time.Now,
+		cacheTTL: DefaultUserCacheTTL, cacheMax: DefaultUserCacheSize, queryTimeout: DefaultQueryTimeout,
+		users: map[string]cachedUser{}}
 	for _, o := range opts {
 		o(c)
+	}
+	if c.queryTimeout <= 0 {
+		c.queryTimeout = DefaultQueryTimeout
 	}
 	return c
 }
@@ -110,13 +192,13 @@ const (
 	usersQuery = `query Users {
   users_v1 {
     path name org_username public_gpg_key
-    roles { path name aws_groups { account { name } } user_policies { account { name } } }
+    roles { path name aws_groups { account { path name uid } } user_policies { account { path name uid } } }
   }
 }`
 	userQueryFiltered = `query User($filter: JSON) {
   users_v1(filter: $filter) {
     path name org_username public_gpg_key
-    roles { path name aws_groups { account { name } } user_policies { account { name } } }
+    roles { path name aws_groups { account { path name uid } } user_policies { account { path name uid } } }
   }
 }`
 	accountsQuery = `query Accounts {
@@ -126,7 +208,9 @@ const (
 
 type gqlAccountRef struct {
 	Account *struct {
+		Path string `json:"path"`
 		Name string `json:"name"`
+		UID  string `json:"uid"`
 	} `json:"account"`
 }
 
@@ -145,13 +229,99 @@ type gqlUser struct {
 
 // User returns the user whose org_username is orgUsername, with the
 // accounts each role grants. An unknown user is ErrNotFound.
+//
+// A user found within the cache's TTL is answered without a query.
+// Otherwise lookups of one user share one query: it runs on its own
+// (bounded by WithQueryTimeout), and each caller waits for it only as long
+// as its own ctx lets it.
 func (c *Client) User(ctx context.Context, orgUsername string) (*User, error) {
 	if orgUsername == "" {
 		return nil, errors.New("looking up an app-interface user: empty org_username")
 	}
-	query, vars := usersQuery, map[string]any(nil)
-	if c.serverFilter {
-		query, vars = userQueryFiltered, map[string]any{"filter": map[string]any{"org_username": orgUsername}}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("looking up app-interface user %s: %w", orgUsername, err)
+	}
+	if u, ok := c.cached(orgUsername); ok {
+		return u, nil
+	}
+	ch := c.flight.DoChan(orgUsername, func() (any, error) {
+		qctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.queryTimeout)
+		defer cancel()
+		u, err := c.queryUser(qctx, orgUsername)
+		if err == nil {
+			c.keep(orgUsername, u)
+		}
+		return u, err
+	})
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("looking up app-interface user %s: %w", orgUsername, ctx.Err())
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*User).clone(), nil
+	}
+}
+
+// cached returns a copy of the user if the cache holds it, fresh.
+func (c *Client) cached(orgUsername string) (*User, bool) {
+	if c.cacheTTL <= 0 {
+		return nil, false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.users[orgUsername]
+	if !ok {
+		return nil, false
+	}
+	if age := c.now().Sub(e.at); age < 0 || age >= c.cacheTTL {
+		delete(c.users, orgUsername)
+		return nil, false
+	}
+	return e.u.clone(), true
+}
+
+// keep puts a found user into the cache; when it is full, stale entries
+// go first, then the oldest.
+func (c *Client) keep(orgUsername string, u *User) {
+	if c.cacheTTL <= 0 || c.cacheMax <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	if _, ok := c.users[orgUsername]; !ok && len(c.users) >= c.cacheMax {
+		oldest, oldestAt := "", time.Time{}
+		for k, e := range c.users {
+			if now.Sub(e.at) >= c.cacheTTL {
+				delete(c.users, k)
+				continue
+			}
+			if oldest == "" || e.at.Before(oldestAt) {
+				oldest, oldestAt = k, e.at
+			}
+		}
+		if len(c.users) >= c.cacheMax {
+			delete(c.users, oldest)
+		}
+	}
+	c.users[orgUsername] = cachedUser{u: u.clone(), at: now}
+}
+
+// cacheLen is how many users the cache holds.
+func (c *Client) cacheLen() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.users)
+}
+
+// queryUser asks the server for the user: filtered on org_username, or
+// among all users (WithAllUsers).
+func (c *Client) queryUser(ctx context.Context, orgUsername string) (*User, error) {
+	query, vars := userQueryFiltered, map[string]any{"filter": map[string]any{"org_username": orgUsername}}
+	if c.allUsers {
+		query, vars = usersQuery, nil
 	}
 	var data struct {
 		Users []gqlUser `json:"users_v1"`
@@ -184,6 +354,9 @@ func (c *Client) User(ctx context.Context, orgUsername string) (*User, error) {
 			}
 			if !slices.Contains(role.Accounts, ref.Account.Name) {
 				role.Accounts = append(role.Accounts, ref.Account.Name)
+			}
+			if _, ok := u.GrantedAccount(ref.Account.Name); !ok {
+				u.Accounts = append(u.Accounts, Account{Path: ref.Account.Path, Name: ref.Account.Name, UID: ref.Account.UID})
 			}
 		}
 		u.Roles = append(u.Roles, role)

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/osio/osio-bot/actions"
 	"github.com/osio/osio-bot/bot/mrkdwn"
@@ -97,8 +98,9 @@ type Deps struct {
 	DevS3        S3
 	Now          func() time.Time
 	// PlanTimeout bounds Plan's listing of pipelines (default
-	// DefaultPlanTimeout); CallTimeout bounds each Data Pipeline call
-	// around an activation (default DefaultCallTimeout).
+	// DefaultPlanTimeout); CallTimeout (aws.call_timeout) bounds each Data
+	// Pipeline call around an activation, and each DynamoDB call of
+	// CheckTables and CheckNative (default DefaultCallTimeout).
 	PlanTimeout, CallTimeout time.Duration
 }
 
@@ -163,29 +165,67 @@ func (e *Exporter) CheckNames(tables []string) ([]string, string) {
 	return out, ""
 }
 
+// checkParallelism bounds the AWS calls one check makes at once.
+const checkParallelism = 8
+
+// eachTable calls f for every table, at most checkParallelism at once,
+// each with its own context: ctx bounded by the call timeout. errs[i] is
+// what f said of tables[i].
+func (e *Exporter) eachTable(ctx context.Context, tables []string, f func(ctx context.Context, i int, table string) error) (errs []error) {
+	errs = make([]error, len(tables))
+	var g errgroup.Group
+	g.SetLimit(checkParallelism)
+	for i, t := range tables {
+		g.Go(func() error {
+			cctx, cancel := context.WithTimeout(ctx, e.callTimeout)
+			defer cancel()
+			errs[i] = f(cctx, i, t)
+			return nil
+		})
+	}
+	_ = g.Wait()
+	return errs
+}
+
 // CheckTables checks that every table exists in the source account. A
 // missing table is a message for the requester; an error means AWS could
-// not be asked. Positive answers are cached briefly.
+// not be asked. Positive answers are cached briefly. The tables are
+// described at once (at most checkParallelism calls, each bounded by the
+// call timeout); the answer is the one asking them in order would give:
+// the first table's error, else every missing table, in order.
 func (e *Exporter) CheckTables(ctx context.Context, tables []string) (string, error) {
-	var missing []string
+	var ask []string
 	for _, t := range tables {
 		e.mu.Lock()
 		at, ok := e.exists[t]
 		e.mu.Unlock()
-		if ok && e.now().Sub(at) < e.cacheTTL {
-			continue
+		if !ok || e.now().Sub(at) >= e.cacheTTL {
+			ask = append(ask, t)
 		}
+	}
+	gone := make([]bool, len(ask))
+	errs := e.eachTable(ctx, ask, func(ctx context.Context, i int, t string) error {
 		_, err := e.ddb.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(t)})
 		var nf *ddbtypes.ResourceNotFoundException
 		switch {
 		case errors.As(err, &nf):
-			missing = append(missing, t)
+			gone[i] = true
 		case err != nil:
-			return "", fmt.Errorf("describing table %s: %w", t, err)
+			return fmt.Errorf("describing table %s: %w", t, err)
 		default:
 			e.mu.Lock()
 			e.exists[t] = e.now()
 			e.mu.Unlock()
+		}
+		return nil
+	})
+	var missing []string
+	for i, t := range ask {
+		if errs[i] != nil {
+			return "", errs[i]
+		}
+		if gone[i] {
+			missing = append(missing, t)
 		}
 	}
 	if len(missing) > 0 {

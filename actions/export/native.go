@@ -31,16 +31,27 @@ const (
 func (e *Exporter) Method() string { return e.cfg.Method }
 
 // CheckNative checks, before approval, that every table can be exported
-// natively: point-in-time recovery must be on.
+// natively: point-in-time recovery must be on. Like CheckTables it asks
+// for all tables at once, each call bounded, and answers as asking them in
+// order would.
 func (e *Exporter) CheckNative(ctx context.Context, tables []string) (string, error) {
-	var off []string
-	for _, t := range tables {
+	disabled := make([]bool, len(tables))
+	errs := e.eachTable(ctx, tables, func(ctx context.Context, i int, t string) error {
 		out, err := e.ddb.DescribeContinuousBackups(ctx, &dynamodb.DescribeContinuousBackupsInput{TableName: aws.String(t)})
 		if err != nil {
-			return "", fmt.Errorf("describing continuous backups of %s: %w", t, err)
+			return fmt.Errorf("describing continuous backups of %s: %w", t, err)
 		}
 		d := out.ContinuousBackupsDescription
-		if d == nil || d.PointInTimeRecoveryDescription == nil || d.PointInTimeRecoveryDescription.PointInTimeRecoveryStatus != ddbtypes.PointInTimeRecoveryStatusEnabled {
+		disabled[i] = d == nil || d.PointInTimeRecoveryDescription == nil ||
+			d.PointInTimeRecoveryDescription.PointInTimeRecoveryStatus != ddbtypes.PointInTimeRecoveryStatusEnabled
+		return nil
+	})
+	var off []string
+	for i, t := range tables {
+		if errs[i] != nil {
+			return "", errs[i]
+		}
+		if disabled[i] {
 			off = append(off, t)
 		}
 	}

@@ -114,6 +114,8 @@ type Resetter struct {
 	mailer   Mailer
 	now      func() time.Time
 	aiConfig config.AppInterface
+	// callTimeout bounds each AWS call of a check (aws.call_timeout).
+	callTimeout time.Duration
 }
 
 // Deps are a Resetter's collaborators; IAM maps account names to clients.
@@ -129,11 +131,24 @@ type Deps struct {
 // New builds a Resetter.
 func New(cfg config.Config, d Deps) *Resetter {
 	r := &Resetter{cfg: cfg, iam: d.IAM, dir: d.Directory, ai: d.AppInterface, repo: d.Repo, mailer: d.Mailer, now: d.Now,
-		aiConfig: cfg.AppInterface}
+		aiConfig: cfg.AppInterface, callTimeout: cfg.AWS.CallTimeout.D()}
 	if r.now == nil {
 		r.now = time.Now
 	}
+	if r.callTimeout <= 0 {
+		r.callTimeout = DefaultCallTimeout
+	}
 	return r
+}
+
+// DefaultCallTimeout bounds each AWS call of a check when aws.call_timeout
+// is not set.
+const DefaultCallTimeout = 30 * time.Second
+
+// call is the context of one AWS call of a check: ctx, bounded by the call
+// timeout.
+func (r *Resetter) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.callTimeout)
 }
 
 // Request is what the requester typed, parsed.
@@ -212,6 +227,11 @@ func (r *Resetter) accountNames() []string {
 
 // Check resolves a reset request into Args, or returns a message for the
 // requester. An error means AWS, the directory or app-interface failed.
+// ctx bounds the whole check; each AWS call is bounded by aws.call_timeout
+// too. With app-interface as the directory, the person and the
+// app-interface facts come from one GraphQL query (the client keeps the
+// user for its cache's TTL), and the account file's path comes with the
+// user's roles.
 func (r *Resetter) Check(ctx context.Context, q Request, requester, requesterEmail string) (Args, string, error) {
 	acct, _ := r.cfg.Account(q.Account)
 	client := r.iam[acct.Name]
@@ -232,7 +252,9 @@ func (r *Resetter) Check(ctx context.Context, q Request, requester, requesterEma
 		return Args{}, "", fmt.Errorf("looking up the person: %w", err)
 	}
 	a := Args{Account: acct.Name, AccountID: acct.ID, User: person.OrgUsername, Email: person.Email}
-	u, err := client.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(a.User)})
+	cctx, cancel := r.call(ctx)
+	u, err := client.GetUser(cctx, &iam.GetUserInput{UserName: aws.String(a.User)})
+	cancel()
 	var nse *iamtypes.NoSuchEntityException
 	if errors.As(err, &nse) {
 		return Args{}, fmt.Sprintf("There is no IAM user `%s` in account %s (%s). Check the name or the account (`--account`). Nothing was requested.", a.User, acct.Name, acct.ID), nil
@@ -272,6 +294,9 @@ func (r *Resetter) Check(ctx context.Context, q Request, requester, requesterEma
 			}
 			if len(a.RoleRefs) == 0 {
 				aiWhy = fmt.Sprintf("no role of `%s` in app-interface grants account %s", a.User, acct.Name)
+			} else if acc, ok := u.GrantedAccount(acct.Name); ok && acc.Path != "" {
+				// The roles' account, read with the user: no second query.
+				a.UserFile, a.AccountFile = u.Path, acc.Path
 			} else {
 				acc, err := r.ai.Account(ctx, acct.Name)
 				if errors.Is(err, appinterface.ErrNotFound) {
@@ -304,16 +329,21 @@ func (r *Resetter) Check(ctx context.Context, q Request, requester, requesterEma
 }
 
 // facts reads the user's login profile, access keys, groups and attached
-// policies. The four calls run at once: they are on the path to the ack.
+// policies. The four calls run at once, each bounded by the call timeout.
 func (r *Resetter) facts(ctx context.Context, client IAM, a *Args) error {
 	user := aws.String(a.User)
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
-	run := func(i int, f func() error) {
+	run := func(i int, f func(ctx context.Context) error) {
 		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = f() }()
+		go func() {
+			defer wg.Done()
+			cctx, cancel := r.call(ctx)
+			defer cancel()
+			errs[i] = f(cctx)
+		}()
 	}
-	run(0, func() error {
+	run(0, func(ctx context.Context) error {
 		_, err := client.GetLoginProfile(ctx, &iam.GetLoginProfileInput{UserName: user})
 		var nse *iamtypes.NoSuchEntityException
 		switch {
@@ -324,7 +354,7 @@ func (r *Resetter) facts(ctx context.Context, client IAM, a *Args) error {
 		}
 		return nil
 	})
-	run(1, func() error {
+	run(1, func(ctx context.Context) error {
 		keys, err := client.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: user})
 		if err != nil {
 			return fmt.Errorf("listing access keys of %s: %w", a.User, err)
@@ -332,7 +362,7 @@ func (r *Resetter) facts(ctx context.Context, client IAM, a *Args) error {
 		a.AccessKeys = len(keys.AccessKeyMetadata)
 		return nil
 	})
-	run(2, func() error {
+	run(2, func(ctx context.Context) error {
 		groups, err := client.ListGroupsForUser(ctx, &iam.ListGroupsForUserInput{UserName: user})
 		if err != nil {
 			return fmt.Errorf("listing groups of %s: %w", a.User, err)
@@ -342,7 +372,7 @@ func (r *Resetter) facts(ctx context.Context, client IAM, a *Args) error {
 		}
 		return nil
 	})
-	run(3, func() error {
+	run(3, func(ctx context.Context) error {
 		pols, err := client.ListAttachedUserPolicies(ctx, &iam.ListAttachedUserPoliciesInput{UserName: user})
 		if err != nil {
 			return fmt.Errorf("listing policies of %s: %w", a.User, err)

@@ -13,23 +13,38 @@
 //     uid}}], user_policies: [{path, name, account: {...}}]}]}];
 //     awsaccounts_v1: [{path, name, uid}].
 //     Absent lists and strings are null, as qontract-server gives them.
-//   - The arguments path (both fields), name (awsaccounts_v1) and filter (a
-//     JSON object of field: value equalities, e.g. {org_username: "jdoe"}),
-//     given literally or as $variables.
+//   - The arguments path (both fields), name (awsaccounts_v1) and filter,
+//     given literally or as $variables. filter is a JSON object of
+//     conditions on the type's own fields, all of which must hold, as
+//     qontract-server's generic filter has them: field: "value" (equal),
+//     field: null (null or absent), field: {ne: "value"} and field: {in:
+//     ["a", "b"]}. A field the type lacks is refused the way
+//     qontract-server refuses it: HTTP 200, the root field null, and the
+//     error `Field "X" does not exist on type "User_v1"` (AWSAccount_v1 for
+//     accounts).
 //   - A role a user refers to that was never added is a GraphQL error (a
 //     dangling $ref), as is an account a group or policy names that was
 //     never added.
 //   - Options.Token: when set, "Authorization: Bearer TOKEN" (or the bare
 //     TOKEN) is required; anything else answers 401.
 //   - FailNext makes the next n requests answer an HTTP status.
+//   - Options.Latency (or SetLatency) delays every answer to an
+//     authenticated, well-formed request, as a slow or loaded server would;
+//     a client that goes away ends the wait.
+//   - Queries lists every root field asked for, with its filter, so that a
+//     test can count queries per field (Count) and see what they asked.
 //
 // What it does NOT model (be careful what a passing test proves): it does
 // not parse GraphQL beyond finding the root fields and their arguments, and
 // it does not honour selection sets: every field it knows is returned
 // whatever the query selects (so a query asking for a field the real schema
-// lacks still passes here). No fragments, directives, introspection,
-// mutations, schema versions/bundle SHAs, filter operators other than
-// equality, or GET requests.
+// lacks still passes here). Only the fields above exist: a filter on a
+// field the real User_v1 has but this server does not model (slack_username,
+// quay_username, labels...) is refused as unknown. Filters on lists and
+// references (list equality, {filter: {...}} into a $ref) are refused with a
+// "not modelled" error, not answered. No fragments, directives,
+// introspection, mutations, schema versions/bundle SHAs, searchable-field
+// arguments other than those above, or GET requests.
 package qontract
 
 import (
@@ -37,11 +52,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 )
 
@@ -79,11 +96,23 @@ type Request struct {
 	Status        int
 }
 
+// Query is one root field of one request the server received: users_v1
+// or awsaccounts_v1 (the field's name, not its alias), with its filter
+// argument (nil when none was given) and its other arguments, variables
+// resolved.
+type Query struct {
+	Field  string
+	Filter map[string]any
+	Args   map[string]any
+}
+
 // Options configures a Server.
 type Options struct {
 	// Token, when set, is required as "Authorization: Bearer TOKEN" (or the
 	// bare TOKEN, as qontract-reconcile sends it).
 	Token string
+	// Latency delays every answer by this long (0: none).
+	Latency time.Duration
 }
 
 // Server is the GraphQL test server. Its methods are safe for concurrent use.
@@ -97,8 +126,10 @@ type Server struct {
 	roles    map[string]Role
 	accounts []Account
 	requests []Request
+	queries  []Query
 	failN    int
 	failCode int
+	latency  time.Duration
 }
 
 // New starts a server on 127.0.0.1 on a free port.
@@ -107,7 +138,7 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: opts, ln: ln, roles: map[string]Role{}}
+	s := &Server{opts: opts, ln: ln, roles: map[string]Role{}, latency: opts.Latency}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/graphql", s.handle)
 	s.srv = &http.Server{Handler: mux}
@@ -164,6 +195,35 @@ func (s *Server) FailNext(n, code int) {
 	s.mu.Unlock()
 }
 
+// SetLatency changes how long every answer is delayed (0: none).
+func (s *Server) SetLatency(d time.Duration) {
+	s.mu.Lock()
+	s.latency = d
+	s.mu.Unlock()
+}
+
+// Queries returns the root fields asked for so far, in the order the
+// requests arrived (a request with two root fields adds two), each as soon
+// as its request arrives, before Latency. A request the
+// server refused before reading its query (401, a body that is not JSON,
+// a syntax error) adds none; one refused by FailNext adds its fields.
+func (s *Server) Queries() []Query {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.queries)
+}
+
+// Count is how many of Queries ask for field (users_v1, awsaccounts_v1).
+func (s *Server) Count(field string) int {
+	n := 0
+	for _, q := range s.Queries() {
+		if q.Field == field {
+			n++
+		}
+	}
+	return n
+}
+
 // Requests returns the requests received so far.
 func (s *Server) Requests() []Request {
 	s.mu.Lock()
@@ -174,7 +234,8 @@ func (s *Server) Requests() []Request {
 type obj = map[string]any
 
 type gqlError struct {
-	Message string `json:"message"`
+	Message string   `json:"message"`
+	Path    []string `json:"path,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -223,15 +284,31 @@ func (s *Server) answer(r *http.Request, rec *Request) (int, obj) {
 	}
 	rec.Query, rec.Variables = body.Query, body.Variables
 
+	// A query counts when it arrives; then the server takes its time.
+	fields, perr := rootFields(body.Query)
+	s.mu.Lock()
+	for _, f := range fields {
+		s.queries = append(s.queries, f.query(body.Variables))
+	}
+	latency := s.latency
+	s.mu.Unlock()
+	if latency > 0 {
+		t := time.NewTimer(latency)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+		}
+	}
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.failN > 0 {
 		s.failN--
 		return s.failCode, errResp("injected failure")
 	}
-	fields, err := rootFields(body.Query)
-	if err != nil {
-		return http.StatusBadRequest, errResp("Syntax Error: %v", err)
+	if perr != nil {
+		return http.StatusBadRequest, errResp("Syntax Error: %v", perr)
 	}
 	allowed := map[string][]string{"users_v1": {"path", "filter"}, "awsaccounts_v1": {"path", "name", "filter"}}
 	for _, f := range fields {
@@ -246,6 +323,7 @@ func (s *Server) answer(r *http.Request, rec *Request) (int, obj) {
 		}
 	}
 	data := obj{}
+	var errs []gqlError
 	for _, f := range fields {
 		args, err := f.resolveArgs(body.Variables)
 		if err != nil {
@@ -261,9 +339,16 @@ func (s *Server) answer(r *http.Request, rec *Request) (int, obj) {
 			return http.StatusBadRequest, errResp("Cannot query field %q on type \"Query\".", f.name)
 		}
 		if err != nil {
-			return http.StatusOK, obj{"data": nil, "errors": []gqlError{{Message: err.Error()}}}
+			// As graphql-js does with a resolver's error: the field is null,
+			// the error names it.
+			data[f.alias] = nil
+			errs = append(errs, gqlError{Message: err.Error(), Path: []string{f.alias}})
+			continue
 		}
 		data[f.alias] = v
+	}
+	if len(errs) > 0 {
+		return http.StatusOK, obj{"data": data, "errors": errs}
 	}
 	return http.StatusOK, obj{"data": data}
 }
@@ -275,9 +360,32 @@ func orNil(s string) any {
 	return s
 }
 
-// match applies path/name/filter arguments to an object's fields.
-func match(args map[string]any, allowed []string, fields obj) (bool, error) {
-	for k, v := range args {
+// schemaType is what the server knows of a root field's type: its GraphQL
+// name and the fields a filter may name, its string fields and its
+// references.
+type schemaType struct {
+	name    string
+	strings []string
+	refs    []string
+}
+
+func typeOf(field string) schemaType {
+	switch field {
+	case "users_v1":
+		return schemaType{name: "User_v1",
+			strings: []string{"path", "name", "org_username", "github_username", "public_gpg_key"}, refs: []string{"roles"}}
+	case "awsaccounts_v1":
+		return schemaType{name: "AWSAccount_v1", strings: []string{"path", "name", "uid"}}
+	}
+	return schemaType{}
+}
+
+// matcher turns a root field's arguments into a test on one object's
+// fields, or refuses them: the filter's fields must exist on the type.
+func (t schemaType) matcher(args map[string]any, searchable []string) (func(obj) bool, error) {
+	var conds []func(obj) bool
+	for _, k := range slices.Sorted(maps.Keys(args)) {
+		v := args[k]
 		switch {
 		case k == "filter":
 			if v == nil {
@@ -285,29 +393,69 @@ func match(args map[string]any, allowed []string, fields obj) (bool, error) {
 			}
 			f, ok := v.(map[string]any)
 			if !ok {
-				return false, fmt.Errorf("filter must be an object, got %T", v)
+				return nil, fmt.Errorf("filter must be an object, got %T", v)
 			}
-			for fk, fv := range f {
-				got, known := fields[fk]
-				if !known {
-					return false, fmt.Errorf("qontract test server: unsupported filter field %q", fk)
+			for _, fk := range slices.Sorted(maps.Keys(f)) {
+				switch {
+				case slices.Contains(t.refs, fk):
+					return nil, fmt.Errorf("qontract test server: filters on the reference field %q are not modelled", fk)
+				case !slices.Contains(t.strings, fk):
+					return nil, fmt.Errorf("Field %q does not exist on type %q", fk, t.name)
 				}
-				if _, scalar := fv.(string); !scalar {
-					return false, fmt.Errorf("qontract test server: only string equality filters are modelled (field %q)", fk)
+				c, err := condition(fk, f[fk])
+				if err != nil {
+					return nil, err
 				}
-				if got != fv {
-					return false, nil
-				}
+				conds = append(conds, c)
 			}
-		case slices.Contains(allowed, k):
-			if v != nil && fields[k] != v {
-				return false, nil
+		case slices.Contains(searchable, k):
+			if v == nil {
+				continue // name: null matches all, as qontract-server has it
 			}
+			conds = append(conds, func(o obj) bool { return o[k] == v })
 		default:
-			return false, fmt.Errorf("Unknown argument %q", k)
+			return nil, fmt.Errorf("Unknown argument %q", k)
 		}
 	}
-	return true, nil
+	return func(o obj) bool {
+		for _, c := range conds {
+			if !c(o) {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+// condition is one filter condition on a string field: "value", null,
+// {ne: "value" or null}, {in: ["a", ...]}.
+func condition(field string, cond any) (func(obj) bool, error) {
+	notModelled := fmt.Errorf("qontract test server: the condition %v on %q is not modelled", cond, field)
+	switch c := cond.(type) {
+	case nil:
+		return func(o obj) bool { return o[field] == nil }, nil
+	case string:
+		return func(o obj) bool { return o[field] == c }, nil
+	case map[string]any:
+		if len(c) != 1 {
+			return nil, notModelled
+		}
+		if arg, ok := c["ne"]; ok {
+			if _, str := arg.(string); arg != nil && !str {
+				return nil, notModelled
+			}
+			return func(o obj) bool { return o[field] != arg }, nil
+		}
+		if arg, ok := c["in"].([]any); ok {
+			for _, x := range arg {
+				if _, str := x.(string); !str {
+					return nil, notModelled
+				}
+			}
+			return func(o obj) bool { return o[field] != nil && slices.Contains(arg, o[field]) }, nil
+		}
+	}
+	return nil, notModelled
 }
 
 func (s *Server) accountObj(name string) (obj, error) {
@@ -335,17 +483,17 @@ func (s *Server) refs(list []Ref) (any, error) {
 }
 
 func (s *Server) users1(args map[string]any) ([]obj, error) {
+	match, err := typeOf("users_v1").matcher(args, []string{"path"})
+	if err != nil {
+		return nil, err
+	}
 	out := []obj{}
 	for _, u := range s.users {
-		fields := obj{"path": u.Path, "name": u.Name, "org_username": u.OrgUsername, "github_username": orNil(u.GithubUsername)}
-		ok, err := match(args, []string{"path"}, fields)
-		if err != nil {
-			return nil, err
-		}
-		if !ok {
+		fields := obj{"path": u.Path, "name": u.Name, "org_username": u.OrgUsername, "github_username": orNil(u.GithubUsername),
+			"public_gpg_key": orNil(u.PublicGPGKey)}
+		if !match(fields) {
 			continue
 		}
-		fields["public_gpg_key"] = orNil(u.PublicGPGKey)
 		var roles []obj
 		for _, p := range u.Roles {
 			r, ok := s.roles[p]
@@ -373,14 +521,14 @@ func (s *Server) users1(args map[string]any) ([]obj, error) {
 }
 
 func (s *Server) accounts1(args map[string]any) ([]obj, error) {
+	match, err := typeOf("awsaccounts_v1").matcher(args, []string{"path", "name"})
+	if err != nil {
+		return nil, err
+	}
 	out := []obj{}
 	for _, a := range s.accounts {
 		fields := obj{"path": a.Path, "name": a.Name, "uid": a.UID}
-		ok, err := match(args, []string{"path", "name"}, fields)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
+		if match(fields) {
 			out = append(out, fields)
 		}
 	}
@@ -395,6 +543,24 @@ type field struct {
 }
 
 type variable string
+
+// query is what Queries records of f: its arguments with variables
+// resolved, the filter apart.
+func (f field) query(vars map[string]any) Query {
+	q := Query{Field: f.name}
+	args, err := f.resolveArgs(vars)
+	if err != nil {
+		return q
+	}
+	if fl, ok := args["filter"].(map[string]any); ok {
+		q.Filter = fl
+	}
+	delete(args, "filter")
+	if len(args) > 0 {
+		q.Args = args
+	}
+	return q
+}
 
 func (f field) resolveArgs(vars map[string]any) (map[string]any, error) {
 	var resolve func(v any) (any, error)

@@ -2,12 +2,14 @@ package qontract
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestRootFields(t *testing.T) {
@@ -149,7 +151,10 @@ func TestServer(t *testing.T) {
 		}{
 			{gql(`{ clusters_v1 { name } }`, nil), 400, "Cannot query field"},
 			{gql(`{ users_v1(org_username: "x") { path } }`, nil), 400, "Unknown argument"},
-			{gql(`{ users_v1(filter: {email: "x"}) { path } }`, nil), 200, "unsupported filter"},
+			{gql(`{ users_v1(filter: {email: "x"}) { path } }`, nil), 200, `Field \"email\" does not exist on type \"User_v1\"`},
+			{gql(`{ awsaccounts_v1(filter: {org_username: "x"}) { path } }`, nil), 200, `Field \"org_username\" does not exist on type \"AWSAccount_v1\"`},
+			{gql(`{ users_v1(filter: {roles: {filter: {name: "osio"}}}) { path } }`, nil), 200, "not modelled"},
+			{gql(`{ users_v1(filter: {name: {like: "J%"}}) { path } }`, nil), 200, "not modelled"},
 			{`{"query": 3}`, 400, "JSON"},
 			{gql(`{ users_v1 { path }`, nil), 400, "Syntax Error"},
 		} {
@@ -157,6 +162,34 @@ func TestServer(t *testing.T) {
 			b, _ := json.Marshal(out)
 			if code != tc.code || !bytes.Contains(b, []byte(tc.msg)) {
 				t.Errorf("%s: %d %s", tc.body, code, b)
+			}
+		}
+	})
+
+	t.Run("filter conditions", func(t *testing.T) {
+		for _, tc := range []struct {
+			filter any
+			want   []any
+		}{
+			{map[string]any{"org_username": "jdoe"}, []any{"/u/jdoe.yml"}},
+			{map[string]any{"org_username": "nobody"}, []any{}},
+			{map[string]any{"org_username": "jdoe", "name": "Bob"}, []any{}},
+			{map[string]any{"github_username": nil}, []any{"/u/bob.yml"}},
+			{map[string]any{"public_gpg_key": map[string]any{"ne": nil}}, []any{"/u/jdoe.yml"}},
+			{map[string]any{"name": map[string]any{"ne": "Jane"}}, []any{"/u/bob.yml"}},
+			{map[string]any{"org_username": map[string]any{"in": []any{"bob", "jdoe", "x"}}}, []any{"/u/jdoe.yml", "/u/bob.yml"}},
+			{map[string]any{}, []any{"/u/jdoe.yml", "/u/bob.yml"}},
+			{nil, []any{"/u/jdoe.yml", "/u/bob.yml"}},
+		} {
+			code, out := post(t, s.URL(), "Bearer qtok", gql(`query U($f: JSON) { users_v1(filter: $f) { path } }`, map[string]any{"f": tc.filter}))
+			data, _ := out["data"].(map[string]any)
+			users, _ := data["users_v1"].([]any)
+			got := []any{}
+			for _, u := range users {
+				got = append(got, u.(map[string]any)["path"])
+			}
+			if code != 200 || !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("filter %v: %d %v, want %v", tc.filter, code, out, tc.want)
 			}
 		}
 	})
@@ -195,4 +228,52 @@ func TestServer(t *testing.T) {
 			t.Fatal(resp.StatusCode)
 		}
 	})
+}
+
+func TestQueriesAndLatency(t *testing.T) {
+	s, err := New(Options{Latency: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.AddAccount(Account{Path: "/aws/osio/account.yml", Name: "osio", UID: "1"})
+	s.AddUser(User{Path: "/u/jdoe.yml", Name: "Jane", OrgUsername: "jdoe"})
+
+	start := time.Now()
+	post(t, s.URL(), "", gql(`query U($f: JSON) { u: users_v1(filter: $f) { path } a: awsaccounts_v1(name: "osio") { path } }`,
+		map[string]any{"f": map[string]any{"org_username": "jdoe"}}))
+	if took := time.Since(start); took < 100*time.Millisecond {
+		t.Errorf("answered in %s, want at least the 100ms latency", took)
+	}
+	s.SetLatency(0)
+	s.FailNext(1, 502)
+	post(t, s.URL(), "", gql(`{ users_v1 { path } }`, nil))
+	post(t, s.URL(), "", gql(`{ users_v1 { path }`, nil)) // a syntax error is no query
+	want := []Query{
+		{Field: "users_v1", Filter: map[string]any{"org_username": "jdoe"}},
+		{Field: "awsaccounts_v1", Args: map[string]any{"name": "osio"}},
+		{Field: "users_v1"},
+	}
+	if got := s.Queries(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("Queries() = %+v\nwant %+v", got, want)
+	}
+	if n := s.Count("users_v1"); n != 2 {
+		t.Fatalf("Count(users_v1) = %d", n)
+	}
+
+	// A client that gives up ends the server's wait.
+	s.SetLatency(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.URL(), strings.NewReader(gql(`{ users_v1 { path } }`, nil)))
+	if _, err := http.DefaultClient.Do(req); err == nil {
+		t.Fatal("a 10s latency answered within 50ms")
+	}
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server still waits for a client that left")
+	}
 }
