@@ -209,6 +209,10 @@ func RemoveRoleRefs(file []byte, refs []string) (out []byte, removed []Removed, 
 	if !slices.Equal(got, expect) {
 		return nil, nil, fmt.Errorf("the edited file's roles are %q, want %q", got, expect)
 	}
+	target := func(n *yaml.Node) bool { r, ok := refOf(n); return ok && want[r] }
+	if err := sameBesides(file, out, "roles", target, never); err != nil {
+		return nil, nil, err
+	}
 	return out, removed, nil
 }
 
@@ -271,6 +275,14 @@ func RestoreRoleRefs(file []byte, removed []Removed) (out []byte, skipped []stri
 	}
 	if len(got) != len(present)+len(todo) {
 		return nil, nil, fmt.Errorf("the edited file has %d roles, want %d", len(got), len(present)+len(todo))
+	}
+	added := map[string]bool{}
+	for _, r := range todo {
+		added[r.Ref] = true
+	}
+	restored := func(n *yaml.Node) bool { r, ok := refOf(n); return ok && added[r] }
+	if err := sameBesides(file, out, "roles", never, restored); err != nil {
+		return nil, nil, err
 	}
 	return out, skipped, nil
 }
@@ -558,6 +570,13 @@ func AppendResetPassword(accountFile []byte, userRef, requestID string) ([]byte,
 	if err := checkAppended(accountFile, out, userRef, requestID); err != nil {
 		return nil, err
 	}
+	added := func(n *yaml.Node) bool {
+		rid, user, ok := resetEntry(n)
+		return ok && rid == requestID && user == userRef
+	}
+	if err := sameBesides(accountFile, out, "resetPasswords", never, added); err != nil {
+		return nil, err
+	}
 	return out, nil
 }
 
@@ -632,3 +651,55 @@ func listIndent(t text, m *yaml.Node) int {
 	}
 	return 0
 }
+
+// sameBesides makes sure an edit changed nothing but the items it was
+// asked to remove or add: before and after must decode to the same values
+// once the items of key's list for which dropBefore and dropAfter say so
+// are taken out of each (an emptied or null list counts as no key). The
+// line edits keep every other byte, but a byte is not always a value: a
+// block scalar ("A: |") at the end of a file without a final newline gains
+// a line break when a line is added below it. Such an edit is refused.
+func sameBesides(before, after []byte, key string, dropBefore, dropAfter func(*yaml.Node) bool) error {
+	a, err := valuesBesides(before, key, dropBefore)
+	if err != nil {
+		return err
+	}
+	b, err := valuesBesides(after, key, dropAfter)
+	if err != nil {
+		return fmt.Errorf("the edited file does not parse: %w", err)
+	}
+	if !bytes.Equal(a, b) {
+		return fmt.Errorf("the edit would change values other than the %s items it was asked to change (does the file end in a block scalar without a final newline?)", key)
+	}
+	return nil
+}
+
+// valuesBesides is the file's values, minus the dropped items of key's
+// list, in a canonical form (YAML written from the decoded values, so that
+// comments, styles and NaNs compare as values do).
+func valuesBesides(file []byte, key string, drop func(*yaml.Node) bool) ([]byte, error) {
+	m, err := parseTop(file)
+	if err != nil || m == nil {
+		return nil, err
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Kind != yaml.ScalarNode || m.Content[i].Value != key {
+			continue
+		}
+		v := m.Content[i+1]
+		if v.Kind == yaml.SequenceNode {
+			v.Content = slices.DeleteFunc(v.Content, drop)
+		}
+		if isNull(v) || v.Kind == yaml.SequenceNode && len(v.Content) == 0 {
+			m.Content = slices.Delete(m.Content, i, i+2)
+		}
+		break
+	}
+	var vals any
+	if err := m.Decode(&vals); err != nil {
+		return nil, err
+	}
+	return yaml.Marshal(vals)
+}
+
+func never(*yaml.Node) bool { return false }

@@ -64,6 +64,8 @@ func seedFiles() []string {
 		"roles:\n- ? $ref\n  : /r/one.yml\n- \"$ref\": /r/two.yml\n- $ref: !!str /r/three.yml\n",
 		"resetPasswords:\n  - user: {$ref: /u/a.yml}\n    requestId: r1\n  # trailing\nroles: []\n",
 		"resetPasswords:\n- user: {$ref: /u/a.yml}\n  requestId: osio-bot-r42\n",
+		// A block scalar last, with no final newline (found by the fuzzer).
+		"roles:\n- $ref: /r/one.yml\nA: |\n /",
 	}
 }
 

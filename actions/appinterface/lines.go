@@ -94,6 +94,12 @@ func parseTop(file []byte) (*yaml.Node, error) {
 	if bytes.ContainsRune(file, '\r') && bytes.Count(file, []byte("\r")) != bytes.Count(file, []byte("\r\n")) {
 		return nil, errors.New("the file has line breaks other than LF and CRLF")
 	}
+	if crlf := bytes.Count(file, []byte("\r\n")); crlf != 0 && crlf != bytes.Count(file, []byte("\n")) {
+		// Edits keep each line's own break, but a line that becomes the
+		// last, or a new one, can only take the file's: with two kinds
+		// there is none.
+		return nil, errors.New("the file mixes LF and CRLF line breaks")
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(file))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
