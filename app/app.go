@@ -145,6 +145,11 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	dstCfg := AccountConfig(base, dst, cfg.AWS.SessionName)
 	pathStyle := func(o *s3.Options) { o.UsePathStyle = cfg.AWS.S3UsePathStyle }
 
+	if cfg.Store.Backend != "bolt" {
+		// The dynamodb backend (issue 10) is configured and deployable
+		// but not yet wired here: refuse rather than run on a file.
+		return nil, fmt.Errorf("store.backend %q: this build runs only the bolt store", cfg.Store.Backend)
+	}
 	st, err := store.Open(cfg.Store.Path, store.Options{})
 	if err != nil {
 		return nil, err

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -257,10 +258,32 @@ type AppInterface struct {
 
 // Store is where requests, checkpoints and audit events live.
 type Store struct {
+	// Backend is bolt (one embedded file, one replica: the default) or
+	// dynamodb (a shared table, any number of replicas).
+	Backend string `yaml:"backend"`
+	// Path is the bbolt file (backend bolt).
 	Path string `yaml:"path"`
+	// DynamoDB is the shared table (backend dynamodb).
+	DynamoDB DynamoDB `yaml:"dynamodb"`
+	// LeaseTTL is how long a replica's hold on a job or on a channel's
+	// deliveries lasts without a renewal: after a replica dies, another
+	// takes its jobs over once this has passed. Renewed every third of it.
+	LeaseTTL Duration `yaml:"lease_ttl"`
 	// ResumeInterval is how often approved or running requests that no
 	// job holds are looked for and resumed.
 	ResumeInterval Duration `yaml:"resume_interval"`
+}
+
+// DynamoDB is the table of the dynamodb store backend. Credentials are
+// the bot's base AWS credentials (not an assumed account role).
+type DynamoDB struct {
+	Table  string `yaml:"table"`
+	Region string `yaml:"region"`
+	// Endpoint overrides the service URL (a local DynamoDB or moto); empty
+	// for AWS.
+	Endpoint string `yaml:"endpoint"`
+	// CallTimeout bounds each DynamoDB call.
+	CallTimeout Duration `yaml:"call_timeout"`
 }
 
 // Log configures zap.
@@ -312,7 +335,8 @@ func Defaults() Config {
 		Directory: Directory{Source: "file", File: "/etc/osio-bot/people.yaml"},
 		AppInterface: AppInterface{TargetBranch: "master", Labels: []string{"bot/automerge"},
 			PollInterval: Duration(30 * time.Second), MergeTimeout: Duration(24 * time.Hour), IAMTimeout: Duration(2 * time.Hour)},
-		Store:   Store{Path: "/var/lib/osio-bot/osio-bot.db", ResumeInterval: Duration(30 * time.Second)},
+		Store: Store{Backend: "bolt", Path: "/var/lib/osio-bot/osio-bot.db", ResumeInterval: Duration(30 * time.Second),
+			LeaseTTL: Duration(30 * time.Second), DynamoDB: DynamoDB{CallTimeout: Duration(5 * time.Second)}},
 		Log:     Log{Level: "info", Format: "json"},
 		Metrics: Metrics{Listen: ":9090"},
 	}
@@ -373,6 +397,7 @@ var (
 	groupRe     = regexp.MustCompile(`^S[A-Z0-9]{2,}$`)
 	prefixRe    = regexp.MustCompile(`^[A-Za-z0-9!_.*'()-]+(/[A-Za-z0-9!_.*'()-]+)*$`)
 	regionRe    = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-[0-9]$`)
+	tableRe     = regexp.MustCompile(`^[A-Za-z0-9_.-]{3,255}$`)
 	// domainRe is a DNS name of two or more labels, as a mail domain is.
 	domainRe = regexp.MustCompile(`^(?i)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
@@ -484,8 +509,31 @@ func (c Config) Validate() []Problem {
 	if c.Reset.Enabled {
 		ps = append(ps, c.validateReset(names)...)
 	}
-	if c.Store.Path == "" {
-		add("store.path", "is missing", "set a file path on a persistent volume, e.g. /var/lib/osio-bot/osio-bot.db")
+	switch c.Store.Backend {
+	case "bolt":
+		if c.Store.Path == "" {
+			add("store.path", "is missing", "set a file path on a persistent volume, e.g. /var/lib/osio-bot/osio-bot.db")
+		}
+	case "dynamodb":
+		d := c.Store.DynamoDB
+		if !tableRe.MatchString(d.Table) {
+			add("store.dynamodb.table", missingOr(d.Table, "is not a DynamoDB table name"), "name the table, e.g. osio-bot (created by: osio-bot store init)")
+		}
+		if !regionRe.MatchString(d.Region) {
+			add("store.dynamodb.region", missingOr(d.Region, "is not a region"), "set the table's region, e.g. us-east-1")
+		}
+		if d.Endpoint != "" {
+			if u, err := url.Parse(d.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				add("store.dynamodb.endpoint", fmt.Sprintf("%q is not an http(s) URL", d.Endpoint), "leave it out for AWS, or use e.g. http://127.0.0.1:8000")
+			}
+		}
+		positive(&ps, "store.dynamodb.call_timeout", d.CallTimeout)
+	default:
+		add("store.backend", fmt.Sprintf("%q is not a backend", c.Store.Backend), "use bolt (one replica, a file) or dynamodb (several replicas, a shared table)")
+	}
+	positive(&ps, "store.lease_ttl", c.Store.LeaseTTL)
+	if c.Store.LeaseTTL > 0 && c.Store.LeaseTTL < Duration(3*time.Second) {
+		add("store.lease_ttl", "is below 3s", "use at least 3s (30s is the default): a lease is renewed every third of it")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

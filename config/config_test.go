@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,9 @@ func TestParseValid(t *testing.T) {
 		{"accounts[1].role_arn", c.Accounts[1].RoleARN, "arn:aws:iam::619539278362:role/osio-bot"},
 		{"export.bucket", c.Export.Bucket, "dynamodb-migration-backups-osio"},
 		{"store.path", c.Store.Path, "/var/lib/osio-bot/test.db"},
+		{"store.backend", c.Store.Backend, "bolt"},
+		{"store.lease_ttl", c.Store.LeaseTTL.D(), 30 * time.Second},
+		{"store.dynamodb.call_timeout", c.Store.DynamoDB.CallTimeout.D(), 5 * time.Second},
 		// Defaults for left-out keys.
 		{"slack.api_url", c.Slack.APIURL, "https://slack.com/api/"},
 		{"slack.approver_cache_ttl", c.Slack.ApproverCacheTTL.D(), time.Minute},
@@ -281,6 +285,13 @@ func TestValidateProblems(t *testing.T) {
 		{name: "max tables zero", old: "export:\n", new: "export:\n  max_tables: 0\n", key: "export.max_tables"},
 		{name: "max tables too many", old: "export:\n", new: "export:\n  max_tables: 41\n", key: "export.max_tables"},
 		{name: "store path empty", old: "  path: /var/lib/osio-bot/test.db", new: `  path: ""`, key: "store.path"},
+		{name: "store backend unknown", old: "  path: /var/lib/osio-bot/test.db", new: "  backend: etcd\n  path: /x.db", key: "store.backend"},
+		{name: "dynamodb table missing", old: "  path: /var/lib/osio-bot/test.db", new: "  backend: dynamodb\n  dynamodb: {region: us-east-1}", key: "store.dynamodb.table"},
+		{name: "dynamodb table name", old: "  path: /var/lib/osio-bot/test.db", new: "  backend: dynamodb\n  dynamodb: {table: 'a b', region: us-east-1}", key: "store.dynamodb.table"},
+		{name: "dynamodb region missing", old: "  path: /var/lib/osio-bot/test.db", new: "  backend: dynamodb\n  dynamodb: {table: osio-bot}", key: "store.dynamodb.region"},
+		{name: "dynamodb endpoint", old: "  path: /var/lib/osio-bot/test.db", new: "  backend: dynamodb\n  dynamodb: {table: osio-bot, region: us-east-1, endpoint: 'localhost:8000'}", key: "store.dynamodb.endpoint"},
+		{name: "dynamodb call timeout", old: "  path: /var/lib/osio-bot/test.db", new: "  backend: dynamodb\n  dynamodb: {table: osio-bot, region: us-east-1, call_timeout: 0s}", key: "store.dynamodb.call_timeout"},
+		{name: "lease ttl short", old: "  path: /var/lib/osio-bot/test.db", new: "  path: /x.db\n  lease_ttl: 1s", key: "store.lease_ttl"},
 		{name: "log level", old: "store:\n", new: "log:\n  level: loud\nstore:\n", key: "log.level"},
 		{name: "log format", old: "store:\n", new: "log:\n  format: text\nstore:\n", key: "log.format"},
 	}
@@ -571,5 +582,48 @@ func TestShippedExamples(t *testing.T) {
 		if got := strings.Join(c.Directory.EmailDomains, ","); got != "example.com" {
 			t.Errorf("%s: directory.email_domains = %q", name, got)
 		}
+	}
+}
+
+// The dynamodb backend needs a table and a region, not a file path.
+func TestValidateDynamoDBStore(t *testing.T) {
+	data := replace(t, "  path: /var/lib/osio-bot/test.db", "  backend: dynamodb\n  path: \"\"\n  dynamodb:\n    table: osio-bot\n    region: us-east-1\n    endpoint: http://127.0.0.1:8000")
+	c := mustParse(t, data, goodEnv())
+	if ps := c.Validate(); len(ps) != 0 {
+		t.Fatalf("problems: %v", ps)
+	}
+	if c.Store.DynamoDB.Table != "osio-bot" || c.Store.DynamoDB.Endpoint != "http://127.0.0.1:8000" {
+		t.Errorf("store = %+v", c.Store)
+	}
+}
+
+// The HA variant's ConfigMap is the single replica's with the dynamodb
+// store: it validates, and no other key differs.
+func TestShippedHAConfigMap(t *testing.T) {
+	read := func(dir string) Config {
+		raw, err := os.ReadFile(filepath.Join("..", "deploy", dir, "configmap.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var cm struct {
+			Data map[string]string `yaml:"data"`
+		}
+		if err := yaml.Unmarshal(raw, &cm); err != nil {
+			t.Fatal(err)
+		}
+		env := envOf(map[string]string{"SLACK_APP_TOKEN": testAppToken, "SLACK_BOT_TOKEN": testBotToken,
+			"SMTP_PASSWORD": "pw", "GITLAB_TOKEN": "glpat-x", "APP_INTERFACE_TOKEN": "t"})
+		return mustParse(t, cm.Data["config.yaml"], env)
+	}
+	one, ha := read("kubernetes"), read("kubernetes-ha")
+	if ps := ha.Validate(); len(ps) != 0 {
+		t.Fatalf("kubernetes-ha/configmap.yaml: %v", ps)
+	}
+	if ha.Store.Backend != "dynamodb" || ha.Store.DynamoDB.Table == "" {
+		t.Errorf("HA store = %+v", ha.Store)
+	}
+	one.Store, ha.Store = Store{}, Store{}
+	if !reflect.DeepEqual(one, ha) {
+		t.Errorf("the HA ConfigMap differs from the single replica's outside store:")
 	}
 }
