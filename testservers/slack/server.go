@@ -11,9 +11,13 @@
 //     Options.PingInterval, envelopes of type slash_commands, interactive
 //     (block_actions) and events_api, acks (recorded with payload, arrival
 //     time and latency), redelivery with retry_attempt/retry_reason, and the
-//     disconnect (refresh_requested) / reconnect cycle. Envelopes go to the most
-//     recent live connection; while none is live (e.g. between a disconnect and
-//     the reconnect) they are queued and flushed on the next hello.
+//     disconnect (refresh_requested) / reconnect cycle. Each envelope goes to
+//     one of the live connections picked at random, as Slack spreads them
+//     over an app's connections (Options.Seed); while none is live (e.g.
+//     between a disconnect and the reconnect) they are queued and flushed on
+//     the next hello. Options.Redeliver delivers a share of envelopes a
+//     second time, to another connection when there is one (Deliveries
+//     records each write).
 //   - Web API: auth.test, apps.connections.open, chat.postMessage, chat.update,
 //     chat.postEphemeral, chat.getPermalink, usergroups.users.list, users.info,
 //     with the form fields, JSON shapes and error strings slack-go uses.
@@ -28,7 +32,9 @@
 //     server; JSON posted there is recorded as an ephemeral for the user who
 //     triggered it (response_type, replace_original, delete_original kept),
 //     except that replace_original on a slash command's URL replaces the
-//     command's receipt instead.
+//     command's receipt instead. Such a replacement that arrives before
+//     the command's ack has been read waits up to 500ms for it (the bot
+//     sent the ack first; this server may read the HTTP post first).
 //   - Receipts: a slash command's ack payload (text and/or blocks) is the
 //     ephemeral message Slack shows the user in the command's channel; it is
 //     recorded with a ts of its own (Receipts), and its buttons can be
@@ -105,6 +111,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -139,6 +146,28 @@ type Options struct {
 	PingInterval time.Duration
 	// Logf, if set, receives a line for each connection, envelope and call.
 	Logf func(format string, args ...any)
+	// Seed seeds the choice of connection for each envelope (Slack picks
+	// one of the app's live connections at random); 0 uses the time.
+	Seed int64
+	// Redeliver is the share (0 to 1) of envelopes that are delivered a
+	// second time, RedeliverAfter later, with retry_attempt 1 and
+	// retry_reason "timeout", to another live connection when there is
+	// one, whether or not the first delivery was acked: Slack redelivers
+	// an envelope whose ack it did not see in time, and an ack can be
+	// lost, so a bot sees the same envelope twice, on two replicas.
+	Redeliver float64
+	// RedeliverAfter is the wait before such a second delivery (default
+	// 50ms).
+	RedeliverAfter time.Duration
+}
+
+// Delivery is one write of an envelope to a Socket Mode connection.
+type Delivery struct {
+	EnvelopeID string
+	// Conn numbers the connection in the order they were opened (1, 2, ...).
+	Conn    int
+	Attempt int
+	At      time.Time
 }
 
 // User is a workspace member known to users.info.
@@ -199,6 +228,7 @@ type wsConn struct {
 	wmu                   sync.Mutex
 	ready, draining, dead bool   // guarded by Server.mu
 	token                 string // the app token that opened it
+	n                     int    // its number, in the order opened
 }
 
 func (c *wsConn) write(v any) error {
@@ -218,15 +248,18 @@ type envelope struct {
 	attempt int
 	reason  string
 	sent    time.Time
+	conn    *wsConn // the connection of the last delivery
 	// user and channel of a slash command: where its ack's ephemeral
-	// receipt appears.
-	user, channel string
+	// receipt appears; responseID: its response_url.
+	user, channel, responseID string
 }
 
 type responseTarget struct {
 	user, channel string
 	// original is the slash command's receipt, once its ack showed one.
 	original *Message
+	// slash: the URL of a slash command; acked: its ack has been read.
+	slash, acked bool
 }
 
 type rateLimit struct{ n, secs int }
@@ -265,6 +298,8 @@ type Server struct {
 	pings      int
 	pongs      int
 	faults     faults
+	rnd        *rand.Rand
+	deliveries []Delivery
 }
 
 // New starts a server listening on 127.0.0.1 on a free port.
@@ -284,6 +319,14 @@ func New(opts Options) (*Server, error) {
 		envs: map[string]*envelope{}, responses: map[string]responseTarget{},
 	}
 	s.faults.init()
+	seed := opts.Seed
+	if seed == 0 {
+		seed = time.Now().UnixNano()
+	}
+	s.rnd = rand.New(rand.NewPCG(uint64(seed), 0x05105))
+	if opts.RedeliverAfter <= 0 {
+		s.opts.RedeliverAfter = 50 * time.Millisecond
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/", s.handleAPI)
 	mux.HandleFunc("/link/", s.handleLink)
@@ -362,13 +405,33 @@ func (s *Server) SetDown(down bool) { s.mu.Lock(); s.down = down; s.mu.Unlock() 
 
 // ---- Socket Mode ----
 
-func (s *Server) liveConnLocked() *wsConn {
-	for i := len(s.conns) - 1; i >= 0; i-- {
-		if c := s.conns[i]; c.ready && !c.draining && !c.dead {
-			return c
+// liveConnLocked picks one live connection at random, as Slack does,
+// preferring one other than avoid.
+func (s *Server) liveConnLocked(avoid *wsConn) *wsConn {
+	var live, others []*wsConn
+	for _, c := range s.conns {
+		if c.ready && !c.draining && !c.dead {
+			live = append(live, c)
+			if c != avoid {
+				others = append(others, c)
+			}
 		}
 	}
-	return nil
+	if len(others) > 0 {
+		live = others
+	}
+	if len(live) == 0 {
+		return nil
+	}
+	return live[s.rnd.IntN(len(live))]
+}
+
+// Deliveries returns every write of an envelope to a connection so far,
+// in order.
+func (s *Server) Deliveries() []Delivery {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.deliveries)
 }
 
 func (s *Server) dropConn(c *wsConn) {
@@ -408,6 +471,7 @@ func (s *Server) handleLink(w http.ResponseWriter, r *http.Request) {
 	}
 	s.accepted++
 	n := s.accepted
+	wc.n = n
 	s.conns = append(s.conns, wc)
 	live := 1
 	for _, x := range s.conns {
@@ -465,6 +529,12 @@ func (s *Server) readLoop(wc *wsConn) {
 			ack.Latency = now.Sub(e.sent)
 		}
 		s.acks = append(s.acks, ack)
+		if e := s.envs[a.EnvelopeID]; e != nil && e.responseID != "" {
+			if t, ok := s.responses[e.responseID]; ok {
+				t.acked = true
+				s.responses[e.responseID] = t
+			}
+		}
 		if a.Payload != nil {
 			s.noteLocked(string(a.Payload))
 			s.receiptLocked(s.envs[a.EnvelopeID], a.Payload, now)
@@ -495,16 +565,9 @@ func (s *Server) receiptLocked(e *envelope, payload json.RawMessage, now time.Ti
 	m := &Message{Channel: e.channel, TS: s.nextTSLocked(), User: e.user,
 		Text: p.Text, Blocks: p.Blocks, Posted: now, Source: "ack", ResponseType: p.ResponseType}
 	s.receipts[e.user] = append(s.receipts[e.user], m)
-	var env struct {
-		ResponseURL string `json:"response_url"`
-	}
-	if json.Unmarshal(e.payload, &env) == nil {
-		if _, id, ok := strings.Cut(env.ResponseURL, "/response/"); ok {
-			if t, ok := s.responses[id]; ok {
-				t.original = m
-				s.responses[id] = t
-			}
-		}
+	if t, ok := s.responses[e.responseID]; ok && e.responseID != "" {
+		t.original = m
+		s.responses[e.responseID] = t
 	}
 }
 
@@ -546,8 +609,9 @@ func (s *Server) pingLoop(wc *wsConn) {
 	}
 }
 
-// deliver writes the envelope to the most recent live connection, or queues
-// it until the next hello if there is none.
+// deliver writes the envelope to a live connection picked at random, or
+// queues it until the next hello if there is none. A first delivery may be
+// followed by a second (Options.Redeliver).
 func (s *Server) deliver(e *envelope) error {
 	for {
 		s.mu.Lock()
@@ -557,7 +621,7 @@ func (s *Server) deliver(e *envelope) error {
 			return ErrClosed
 		default:
 		}
-		c := s.liveConnLocked()
+		c := s.liveConnLocked(e.conn)
 		if c == nil {
 			s.pending = append(s.pending, e)
 			s.mu.Unlock()
@@ -565,17 +629,46 @@ func (s *Server) deliver(e *envelope) error {
 			return nil
 		}
 		e.sent = time.Now()
+		e.conn = c
+		s.deliveries = append(s.deliveries, Delivery{EnvelopeID: e.id, Conn: c.n, Attempt: e.attempt, At: e.sent})
 		wire := obj{"envelope_id": e.id, "type": e.typ, "payload": e.payload,
 			"accepts_response_payload": e.typ != "events_api", "retry_attempt": e.attempt, "retry_reason": e.reason}
+		again := e.attempt == 0 && s.opts.Redeliver > 0 && s.rnd.Float64() < s.opts.Redeliver
+		if again {
+			s.wg.Add(1) // the connection's loops hold the count above 0
+		}
 		s.mu.Unlock()
-		s.logf("sending %s envelope %s (attempt %d)", e.typ, e.id, e.attempt)
+		s.logf("sending %s envelope %s (attempt %d) on connection %d", e.typ, e.id, e.attempt, c.n)
 		if err := c.write(wire); err != nil {
 			s.logf("write envelope %s: %v", e.id, err)
 			s.dropConn(c)
+			if again {
+				s.wg.Done()
+			}
 			continue
+		}
+		if again {
+			go s.redeliverLater(e)
 		}
 		return nil
 	}
+}
+
+// redeliverLater is Options.Redeliver's second delivery.
+func (s *Server) redeliverLater(e *envelope) {
+	defer s.wg.Done()
+	t := time.NewTimer(s.opts.RedeliverAfter)
+	defer t.Stop()
+	select {
+	case <-s.closed:
+		return
+	case <-t.C:
+	}
+	s.mu.Lock()
+	e.attempt++
+	e.reason = "timeout"
+	s.mu.Unlock()
+	_ = s.deliver(e)
 }
 
 func (s *Server) nextIDLocked(prefix string) string {
@@ -593,6 +686,14 @@ func (s *Server) send(typ string, payload obj) (string, error) {
 	if typ == "slash_commands" {
 		e.user, _ = payload["user_id"].(string)
 		e.channel, _ = payload["channel_id"].(string)
+		u, _ := payload["response_url"].(string)
+		if _, id, ok := strings.Cut(u, "/response/"); ok {
+			e.responseID = id
+			if t, ok := s.responses[id]; ok {
+				t.slash = true
+				s.responses[id] = t
+			}
+		}
 	}
 	s.envs[e.id] = e
 	s.mu.Unlock()
@@ -804,7 +905,7 @@ func (s *Server) Disconnect(reason string) {
 // WaitConnected waits until some connection has been sent hello and is live
 // (not closed, not asked to disconnect).
 func (s *Server) WaitConnected(ctx context.Context) error {
-	return s.WaitFor(ctx, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.liveConnLocked() != nil })
+	return s.WaitFor(ctx, func() bool { s.mu.Lock(); defer s.mu.Unlock(); return s.liveConnLocked(nil) != nil })
 }
 
 // Connections is the number of WebSocket connections accepted so far.
@@ -1233,6 +1334,17 @@ func (s *Server) handleResponse(w http.ResponseWriter, r *http.Request) {
 	if string(msg.Blocks) == "null" {
 		msg.Blocks = nil
 	}
+	// The bot sends a command's ack on the WebSocket before it posts here,
+	// but this server may read the post first: a replacement waits a
+	// little for the ack, so that it finds the receipt it replaces.
+	wctx, cancel := context.WithTimeout(r.Context(), 500*time.Millisecond)
+	defer cancel()
+	_ = s.WaitFor(wctx, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		t := s.responses[id]
+		return !msg.ReplaceOriginal || !t.slash || t.acked
+	})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.responses[id]
