@@ -27,6 +27,7 @@ var (
 	bLocks       = []byte("locks")
 	bEnvelopes   = []byte("envelopes")
 	bMeta        = []byte("meta")
+	bLeases      = []byte("leases")
 )
 
 // Store is the bbolt-backed store. It is safe for concurrent use.
@@ -63,7 +64,7 @@ func Open(path string, o Options) (*Store, error) {
 		db.MaxBatchDelay = time.Millisecond
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bRequests, bEvents, bCursors, bOutbox, bCheckpoints, bLocks, bEnvelopes, bMeta} {
+		for _, b := range [][]byte{bRequests, bEvents, bCursors, bOutbox, bCheckpoints, bLocks, bEnvelopes, bMeta, bLeases} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -182,9 +183,24 @@ func (s *Store) Get(id string) (*actions.Request, error) {
 // what it works on): it takes the new ones, or nothing changes, and
 // releases those it no longer names.
 func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Request) error, events ...actions.Event) (*actions.Request, error) {
+	return s.update(nil, id, from, mutate, events)
+}
+
+// UpdateFenced is Update fenced by lease l: it changes nothing and
+// returns an error wrapping actions.ErrLeaseLost unless l is current
+// (same name, owner and epoch, unexpired) when it writes.
+func (s *Store) UpdateFenced(l actions.Lease, id string, from []actions.State, mutate func(*actions.Request) error, events ...actions.Event) (*actions.Request, error) {
+	return s.update(&l, id, from, mutate, events)
+}
+
+func (s *Store) update(fence *actions.Lease, id string, from []actions.State, mutate func(*actions.Request) error, events []actions.Event) (*actions.Request, error) {
 	var out *actions.Request
 	err := s.db.Batch(func(tx *bbolt.Tx) error {
 		out = nil
+		now := s.now().UTC()
+		if err := checkFence(tx, fence, now); err != nil {
+			return err
+		}
 		r, err := getReq(tx, id)
 		if err != nil {
 			return err
@@ -211,7 +227,6 @@ func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Req
 				}
 			}
 		}
-		now := s.now().UTC()
 		r.UpdatedAt = now
 		r.Version++
 		if r.State.Terminal() {
@@ -270,13 +285,22 @@ func relock(tx *bbolt.Tx, r *actions.Request) error {
 
 // Transition moves a request from one of from to to; see Update.
 func (s *Store) Transition(id string, from []actions.State, to actions.State, mutate func(*actions.Request), events ...actions.Event) (*actions.Request, error) {
-	return s.Update(id, from, func(r *actions.Request) error {
+	return s.update(nil, id, from, transition(to, mutate), events)
+}
+
+// TransitionFenced is Transition fenced by lease l (see UpdateFenced).
+func (s *Store) TransitionFenced(l actions.Lease, id string, from []actions.State, to actions.State, mutate func(*actions.Request), events ...actions.Event) (*actions.Request, error) {
+	return s.update(&l, id, from, transition(to, mutate), events)
+}
+
+func transition(to actions.State, mutate func(*actions.Request)) func(*actions.Request) error {
+	return func(r *actions.Request) error {
 		r.State = to
 		if mutate != nil {
 			mutate(r)
 		}
 		return nil
-	}, events...)
+	}
 }
 
 // List returns the requests keep accepts, newest first.
@@ -300,8 +324,21 @@ func (s *Store) List(keep func(*actions.Request) bool) ([]*actions.Request, erro
 
 // AppendEvents stores events for request id, to be delivered in order.
 func (s *Store) AppendEvents(id string, events ...actions.Event) error {
+	return s.appendEvents(nil, id, events)
+}
+
+// AppendEventsFenced is AppendEvents fenced by lease l (see UpdateFenced).
+func (s *Store) AppendEventsFenced(l actions.Lease, id string, events ...actions.Event) error {
+	return s.appendEvents(&l, id, events)
+}
+
+func (s *Store) appendEvents(fence *actions.Lease, id string, events []actions.Event) error {
 	return s.db.Batch(func(tx *bbolt.Tx) error {
-		return appendEvents(tx, id, s.now().UTC(), events)
+		now := s.now().UTC()
+		if err := checkFence(tx, fence, now); err != nil {
+			return err
+		}
+		return appendEvents(tx, id, now, events)
 	})
 }
 
@@ -369,30 +406,31 @@ func (s *Store) Outbox() ([]string, error) {
 
 // SaveCheckpoint durably records v under the request's key.
 func (s *Store) SaveCheckpoint(id, key string, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encoding checkpoint %s/%s: %w", id, key, err)
-	}
-	return s.db.Batch(func(tx *bbolt.Tx) error {
-		b, err := tx.Bucket(bCheckpoints).CreateBucketIfNotExists([]byte(id))
-		if err != nil {
-			return err
-		}
-		return b.Put([]byte(key), data)
-	})
+	return s.saveCheckpoint(nil, id, key, v, nil)
 }
 
-// SaveCheckpointEvents records v under the request's key and appends
-// events, as AppendEvents does (to be delivered in order, the request put
-// in the outbox), in one transaction: both are written or neither, so a
-// step's checkpoint never outlives the thread message saying it was done.
-func (s *Store) SaveCheckpointEvents(id, key string, v any, events ...actions.Event) error {
+// SaveCheckpointFenced is SaveCheckpoint fenced by lease l (see
+// UpdateFenced).
+func (s *Store) SaveCheckpointFenced(l actions.Lease, id, key string, v any) error {
+	return s.saveCheckpoint(&l, id, key, v, nil)
+}
+
+// SaveCheckpointEventsFenced is SaveCheckpointEvents fenced by lease l
+// (see UpdateFenced).
+func (s *Store) SaveCheckpointEventsFenced(l actions.Lease, id, key string, v any, events ...actions.Event) error {
+	return s.saveCheckpoint(&l, id, key, v, events)
+}
+
+func (s *Store) saveCheckpoint(fence *actions.Lease, id, key string, v any, events []actions.Event) error {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encoding checkpoint %s/%s: %w", id, key, err)
 	}
-	now := s.now().UTC()
 	return s.db.Batch(func(tx *bbolt.Tx) error {
+		now := s.now().UTC()
+		if err := checkFence(tx, fence, now); err != nil {
+			return err
+		}
 		b, err := tx.Bucket(bCheckpoints).CreateBucketIfNotExists([]byte(id))
 		if err != nil {
 			return err
@@ -402,6 +440,14 @@ func (s *Store) SaveCheckpointEvents(id, key string, v any, events ...actions.Ev
 		}
 		return appendEvents(tx, id, now, events)
 	})
+}
+
+// SaveCheckpointEvents records v under the request's key and appends
+// events, as AppendEvents does (to be delivered in order, the request put
+// in the outbox), in one transaction: both are written or neither, so a
+// step's checkpoint never outlives the thread message saying it was done.
+func (s *Store) SaveCheckpointEvents(id, key string, v any, events ...actions.Event) error {
+	return s.saveCheckpoint(nil, id, key, v, events)
 }
 
 // LoadCheckpoint reads the request's key into v; false when none.
