@@ -91,8 +91,12 @@ type Request struct {
 	What string `json:"what,omitempty"`
 	// Told records that the requester was told the outcome of the
 	// request's checks (refused, or waiting for approval).
-	Told    bool  `json:"told,omitempty"`
-	Version int64 `json:"version"`
+	Told bool `json:"told,omitempty"`
+	// Runner is the replica whose job last started the request's job, on a
+	// store shared by several replicas (empty otherwise): another replica
+	// that takes the job over says so in the thread.
+	Runner  string `json:"runner,omitempty"`
+	Version int64  `json:"version"`
 }
 
 // DecodeArgs unmarshals the job arguments into v.

@@ -135,9 +135,23 @@ type Runner struct {
 	// FinishBackoff paces retries of a failed write of a job's end; 100ms
 	// doubling to 10s when zero.
 	FinishBackoff Backoff
+	// Leases, on a store that several replicas share, makes each job run
+	// on one replica at a time: it holds the job's lease (Owner, renewed
+	// every LeaseTTL/3) and every write of the job is fenced by it. A job
+	// whose lease another replica holds is tried again when that lease
+	// expires. Nil on a store one process uses alone.
+	Leases Leases
+	// Owner names this replica in leases and in the thread (e.g. the pod
+	// name).
+	Owner string
+	// LeaseTTL is how long a lease lasts unrenewed; 30s when zero.
+	LeaseTTL time.Duration
+	// Now is the clock of lease expiries; time.Now when nil.
+	Now func() time.Time
 
 	mu       sync.Mutex
 	running  map[string]context.CancelFunc // the jobs this process holds
+	retrying map[string]bool               // jobs waiting for another replica's lease to expire
 	draining bool
 	wg       sync.WaitGroup
 	ctx      context.Context
@@ -146,7 +160,7 @@ type Runner struct {
 
 // NewRunner builds a runner for the given job kinds.
 func NewRunner(s Store, n Notifier, jobs map[string]Job, log *zap.Logger) *Runner {
-	return &Runner{store: s, notify: n, jobs: jobs, log: log, running: map[string]context.CancelFunc{}}
+	return &Runner{store: s, notify: n, jobs: jobs, log: log, running: map[string]context.CancelFunc{}, retrying: map[string]bool{}}
 }
 
 // Start makes the runner accept work until ctx ends or Drain, resumes
@@ -290,7 +304,43 @@ func (s checkpointStore) SaveCheckpointEvents(id, key string, v any, events ...E
 
 func (r *Runner) run(ctx context.Context, id string, cancel context.CancelFunc) {
 	log := r.log.With(zap.String("request_id", id))
-	req, err := r.store.Transition(id, []State{Approved, Running}, Running, nil)
+	st, held, ok := r.lease(ctx, log, id, cancel)
+	if !ok {
+		return
+	}
+	if held != nil {
+		defer func() {
+			if held.lostErr() != nil {
+				return
+			}
+			if err := r.Leases.ReleaseLease(held.get()); err != nil && !LeaseLost(err) {
+				log.Warn("releasing the job's lease; another replica takes the job over when it expires", zap.Error(err))
+			}
+		}()
+		hctx, stopBeat := context.WithCancel(ctx)
+		defer stopBeat()
+		r.wg.Add(1)
+		go func() { defer r.wg.Done(); held.heartbeat(hctx, r.Leases, r.leaseTTL(), r.now, log, cancel) }()
+	}
+	var events []Event
+	mutate := func(*Request) {}
+	if held != nil {
+		pre, err := r.store.Get(id)
+		if err != nil {
+			log.Error("reading the request at its job's start; the resumer tries again", zap.Error(err))
+			return
+		}
+		if pre.State == Running && pre.Runner != "" && pre.Runner != r.Owner {
+			events = append(events, Event{Kind: Message, Text: fmt.Sprintf(
+				":arrows_counterclockwise: Resumed by replica `%s`: replica `%s`, which ran the job, stopped. Going on from its last checkpoint.", r.Owner, pre.Runner)})
+		}
+		mutate = func(q *Request) { q.Runner = r.Owner }
+	}
+	req, err := st.Transition(id, []State{Approved, Running}, Running, mutate, events...)
+	if len(events) > 0 && err == nil {
+		log.Info("took over the job from another replica")
+		r.notify.Notify(id)
+	}
 	var conflict *StateConflict
 	if errors.As(err, &conflict) {
 		log.Debug("not starting job: the request has moved on", zap.String("state", conflictState(conflict)))
@@ -302,10 +352,10 @@ func (r *Runner) run(ctx context.Context, id string, cancel context.CancelFunc) 
 	}
 	job, ok := r.jobs[req.Kind]
 	if !ok {
-		r.finish(ctx, log, id, fmt.Errorf("no job for request kind %q", req.Kind))
+		r.finish(ctx, log, st, id, fmt.Errorf("no job for request kind %q", req.Kind))
 		return
 	}
-	st := checkpointStore{Store: r.store, saved: func() {
+	cst := checkpointStore{Store: st, saved: func() {
 		r.mu.Lock()
 		draining := r.draining
 		r.mu.Unlock()
@@ -314,9 +364,13 @@ func (r *Runner) run(ctx context.Context, id string, cancel context.CancelFunc) 
 			cancel()
 		}
 	}}
-	jc := NewJobContext(req, st, r.notify, log)
+	jc := NewJobContext(req, cst, r.notify, log)
 	jc.failpoint = r.Failpoint
 	err = runSafely(ctx, job, jc)
+	if held != nil && (held.lostErr() != nil || LeaseLost(err)) {
+		log.Warn("the job lost its lease: its end is not recorded here; the replica holding the lease goes on with it", zap.Error(err))
+		return
+	}
 	r.mu.Lock()
 	draining := r.draining
 	r.mu.Unlock()
@@ -326,7 +380,71 @@ func (r *Runner) run(ctx context.Context, id string, cancel context.CancelFunc) 
 		log.Info("job interrupted by shutdown; it resumes on restart")
 		return
 	}
-	r.finish(ctx, log, id, err, jc.Last()...)
+	r.finish(ctx, log, st, id, err, jc.Last()...)
+}
+
+// lease takes the job's lease when jobs are leased, and gives the store
+// the job writes through: fenced by the lease, or the runner's own. ok is
+// false when the job must not run here now (another replica holds it: it
+// is tried again when that lease expires).
+func (r *Runner) lease(ctx context.Context, log *zap.Logger, id string, cancel context.CancelFunc) (Store, *heldLease, bool) {
+	if r.Leases == nil {
+		return r.store, nil, true
+	}
+	l, err := r.Leases.AcquireLease(JobLease(id), r.Owner, r.leaseTTL())
+	if until, held := isLeaseHeld(err); held {
+		log.Debug("another replica holds the job; trying again when its lease expires", zap.Time("until", until))
+		r.retryAt(id, until)
+		return nil, nil, false
+	}
+	if err != nil {
+		log.Error("taking the job's lease; the resumer tries again", zap.Error(err))
+		return nil, nil, false
+	}
+	held := &heldLease{l: l}
+	return fencedStore{Store: r.store, ls: r.Leases, held: held}, held, true
+}
+
+// retryAt runs the job again just after until (another replica's lease
+// on it expires then), once per job however many times it is asked.
+func (r *Runner) retryAt(id string, until time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ctx := r.ctx
+	if r.retrying[id] || ctx == nil || r.draining {
+		return
+	}
+	r.retrying[id] = true
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		t := time.NewTimer(until.Sub(r.now()) + 50*time.Millisecond)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		r.mu.Lock()
+		delete(r.retrying, id)
+		r.mu.Unlock()
+		if ctx.Err() == nil {
+			r.Run(id)
+		}
+	}()
+}
+
+func (r *Runner) leaseTTL() time.Duration {
+	if r.LeaseTTL <= 0 {
+		return 30 * time.Second
+	}
+	return r.LeaseTTL
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now == nil {
+		return time.Now()
+	}
+	return r.Now()
 }
 
 func runSafely(ctx context.Context, job Job, jc *JobContext) (err error) {
@@ -341,7 +459,7 @@ func runSafely(ctx context.Context, job Job, jc *JobContext) (err error) {
 // finish records the job's end, retrying a failed write with backoff
 // until it takes or ctx ends (then the request stays running and is
 // resumed: its job is resumable).
-func (r *Runner) finish(ctx context.Context, log *zap.Logger, id string, jobErr error, last ...Event) {
+func (r *Runner) finish(ctx context.Context, log *zap.Logger, st Store, id string, jobErr error, last ...Event) {
 	to, ev := Succeeded, Event{Kind: Message, Text: ":white_check_mark: Request finished."}
 	if jobErr != nil {
 		to = Failed
@@ -358,7 +476,7 @@ func (r *Runner) finish(ctx context.Context, log *zap.Logger, id string, jobErr 
 		b = Backoff{Next: 100 * time.Millisecond, Max: 10 * time.Second, Factor: 2}
 	}
 	for attempt := 1; ; attempt++ {
-		_, err := r.store.Transition(id, []State{Running}, to, func(q *Request) {
+		_, err := st.Transition(id, []State{Running}, to, func(q *Request) {
 			q.Error, q.Retry = "", retry
 			if jobErr != nil {
 				q.Error = jobErr.Error()
@@ -369,6 +487,10 @@ func (r *Runner) finish(ctx context.Context, log *zap.Logger, id string, jobErr 
 		}
 		if c, ok := errors.AsType[*StateConflict](err); ok {
 			log.Warn("not recording job end: the request has moved on", zap.String("state", conflictState(c)), zap.String("end", string(to)))
+			return
+		}
+		if LeaseLost(err) {
+			log.Warn("not recording job end: the job's lease was lost; the replica holding it goes on with the job", zap.Error(err), zap.String("end", string(to)))
 			return
 		}
 		log.Error("recording job end; retrying", zap.Error(err), zap.Int("attempt", attempt), zap.Duration("next_in", b.Next))
