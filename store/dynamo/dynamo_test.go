@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,21 +26,29 @@ import (
 	"github.com/osio/osio-bot/testservers/moto"
 )
 
-// MOTO GAP: moto_server (5.2.1) applies a TransactWriteItems one item at a
-// time, with no lock against concurrent requests: two transactions racing
-// on one item can both pass their conditions, which DynamoDB never allows.
-// So the tests send moto one request at a time, through serial (a proxy
-// holding a mutex). What the tests show about concurrency is then that
-// the store's compare-and-sets decide correctly between interleaved
-// clients; that DynamoDB applies each transaction atomically is AWS's
-// guarantee, which moto does not model. (deploy/dynamodb/README.md says
-// the same.)
+// MOTO GAP: moto_server (5.2.1) is not safe under concurrent requests.
+// Its TransactWriteItems deep-copies every table it touches as a backup,
+// applies the items one by one and, when one fails, puts the backup back:
+// concurrent requests make the copy fail ("dictionary changed size during
+// iteration", an HTTP 500), and a rollback undoes whatever other requests
+// wrote meanwhile. It also ignores ClientRequestToken, so a retried
+// transaction is applied again. DynamoDB isolates transactions and honours
+// the token for 10 minutes. So the tests send moto one request at a time,
+// through a proxy holding one mutex (OSIO_MOTO_UNSERIALISED=1 lifts it, to
+// see the gap): what they show about concurrency is that the store's
+// compare-and-sets decide correctly between interleaved clients; that each
+// transaction is applied atomically is AWS's guarantee, which moto does
+// not model. The store does not rely on the token alone: a write whose
+// answer was lost is recognised by the token it leaves on the item
+// (TestLostAnswers). deploy/dynamodb/README.md says the same.
 
 var (
-	motoURL   string // the serialising proxy in front of moto_server
-	tableSeq  atomic.Int64
-	skipMoto  string
-	allCalled = newRecorder() // every operation any test called
+	motoTarget *url.URL   // moto_server
+	motoMu     sync.Mutex // one moto request at a time (MOTO GAP)
+	unserial   = os.Getenv("OSIO_MOTO_UNSERIALISED") == "1"
+	tableSeq   atomic.Int64
+	skipMoto   string
+	allCalled  = newRecorder() // every operation any test called
 )
 
 func TestMain(m *testing.M) {
@@ -52,32 +61,44 @@ func TestMain(m *testing.M) {
 	switch {
 	case errors.Is(err, moto.ErrMissing) && os.Getenv("CI") != "true":
 		skipMoto = err.Error() + " (CI=true makes this a failure)"
+		os.Exit(m.Run())
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "store/dynamo: starting moto_server:", err)
 		os.Exit(1)
-	default:
-		proxy := serial(srv.URL)
-		motoURL = proxy.URL
-		code := m.Run()
-		proxy.Close()
-		srv.Close()
-		os.RemoveAll(dir)
-		os.Exit(code)
 	}
-	os.Exit(m.Run())
+	motoTarget, _ = url.Parse(srv.URL)
+	code := m.Run()
+	srv.Close()
+	if code == 0 {
+		os.RemoveAll(dir)
+	} else {
+		fmt.Fprintln(os.Stderr, "store/dynamo: moto_server's log is in", dir)
+	}
+	os.Exit(code)
 }
 
-// serial is a reverse proxy to target that forwards one request at a
-// time (see MOTO GAP).
-func serial(target string) *httptest.Server {
-	u, _ := url.Parse(target)
-	rp := httputil.NewSingleHostReverseProxy(u)
-	var mu sync.Mutex
-	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
+// proxy is a reverse proxy to moto that forwards one request at a time
+// (see MOTO GAP). When lose(op) is true for a request, the request is
+// applied but its answer is lost: the client gets an HTTP 500 instead, as
+// when a connection drops after DynamoDB acted.
+func proxy(t *testing.T, lose func(op string) bool) string {
+	t.Helper()
+	rp := httputil.NewSingleHostReverseProxy(motoTarget)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !unserial {
+			motoMu.Lock()
+			defer motoMu.Unlock()
+		}
+		op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "DynamoDB_20120810.")
+		if lose != nil && lose(op) {
+			rp.ServeHTTP(httptest.NewRecorder(), r)
+			http.Error(w, `{"__type":"com.amazonaws.dynamodb.v20120810#InternalServerError","message":"answer lost"}`, http.StatusInternalServerError)
+			return
+		}
 		rp.ServeHTTP(w, r)
 	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // recorder counts the DynamoDB operations a client calls, and the items
@@ -131,12 +152,15 @@ func (r *recorder) apiOption(stack *middleware.Stack) error {
 	}), middleware.After)
 }
 
-// client is a new DynamoDB client on moto (through the proxy), recording
-// its calls into rec.
-func client(t *testing.T, rec *recorder) *dynamodb.Client {
+// client is a new DynamoDB client on moto through proxy URL via (a new
+// proxy when empty), recording its calls into rec.
+func client(t *testing.T, rec *recorder, via string) *dynamodb.Client {
 	t.Helper()
 	if skipMoto != "" {
 		t.Skip(skipMoto)
+	}
+	if via == "" {
+		via = proxy(t, nil)
 	}
 	if rec == nil {
 		rec = newRecorder()
@@ -145,7 +169,7 @@ func client(t *testing.T, rec *recorder) *dynamodb.Client {
 	cfg := aws.Config{
 		Region:       "us-east-1",
 		Credentials:  aws.AnonymousCredentials{},
-		BaseEndpoint: aws.String(motoURL),
+		BaseEndpoint: aws.String(via),
 	}
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.APIOptions = append(o.APIOptions, rec.apiOption)
@@ -180,7 +204,7 @@ func newTable(t *testing.T, c TableClient) string {
 // table.
 func open(rec *recorder) storetest.Open {
 	return func(t *testing.T, now func() time.Time) (a, b storetest.Backend) {
-		ca, cb := client(t, rec), client(t, rec)
+		ca, cb := client(t, rec, ""), client(t, rec, "")
 		table := newTable(t, ca)
 		sa, err := New(ca, Options{Table: table, Now: now})
 		if err != nil {
