@@ -3,6 +3,7 @@ package dynamo
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -106,16 +108,31 @@ func proxy(t *testing.T, lose func(op string) bool) string {
 type recorder struct {
 	mu    sync.Mutex
 	ops   map[string]int
-	items map[string]int // operation -> items written (transactions: all)
+	items map[string]int  // operation -> items written (transactions: all)
+	iam   map[string]bool // the IAM actions the calls need
 	next  *recorder
 }
 
-func newRecorder() *recorder { return &recorder{ops: map[string]int{}, items: map[string]int{}} }
+func newRecorder() *recorder {
+	return &recorder{ops: map[string]int{}, items: map[string]int{}, iam: map[string]bool{}}
+}
 
 func (r *recorder) reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.ops, r.items = map[string]int{}, map[string]int{}
+}
+
+// actions are the IAM actions the recorded calls need, sorted.
+func (r *recorder) actions() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for a := range r.iam {
+		out = append(out, a)
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (r *recorder) snapshot() (ops, items map[string]int) {
@@ -136,7 +153,22 @@ func (r *recorder) record(op string, in any) {
 	r.ops[op]++
 	n := 1
 	if tw, ok := in.(*dynamodb.TransactWriteItemsInput); ok {
+		// IAM authorises a transaction item by item.
 		n = len(tw.TransactItems)
+		for _, it := range tw.TransactItems {
+			switch {
+			case it.Put != nil:
+				r.iam["dynamodb:PutItem"] = true
+			case it.Update != nil:
+				r.iam["dynamodb:UpdateItem"] = true
+			case it.Delete != nil:
+				r.iam["dynamodb:DeleteItem"] = true
+			case it.ConditionCheck != nil:
+				r.iam["dynamodb:ConditionCheckItem"] = true
+			}
+		}
+	} else {
+		r.iam["dynamodb:"+op] = true
 	}
 	r.items[op] += n
 	r.mu.Unlock()
@@ -219,6 +251,10 @@ func open(rec *recorder) storetest.Open {
 }
 
 func TestConformance(t *testing.T) {
-	n := storetest.Run(t, open(nil))
+	rec := newRecorder()
+	n := storetest.Run(t, open(rec))
 	t.Logf("%d conformance cases on DynamoDB (moto)", n)
+	// The whole suite calls every operation the store has; a part of it,
+	// a subset.
+	checkPolicy(t, rec.actions(), flag.Lookup("test.run").Value.String() == "")
 }
