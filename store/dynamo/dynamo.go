@@ -224,6 +224,21 @@ type cancelled struct {
 func (c *cancelled) Error() string { return c.err.Error() }
 func (c *cancelled) Unwrap() error { return c.err }
 
+// contended reports whether trying again may succeed: every item either
+// failed its condition (the world changed since it was read), met a
+// concurrent transaction or throttling, or was fine. Any other reason
+// (a validation error, say) will not go away.
+func (c *cancelled) contended() bool {
+	for _, code := range c.codes {
+		switch code {
+		case "", "None", "ConditionalCheckFailed", "TransactionConflict", "ThrottlingError":
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // failed reports whether item i failed its condition.
 func (c *cancelled) failed(i int) bool {
 	return i >= 0 && i < len(c.codes) && c.codes[i] == "ConditionalCheckFailed"
@@ -281,6 +296,9 @@ func backoff(n int) {
 }
 
 var errContention = errors.New("gave up after too many concurrent writers")
+
+// Both store contracts are met.
+var _ actions.Store = (*Store)(nil)
 
 // formatID is a request id's text for sequence number n.
 func formatID(n uint64) string { return fmt.Sprintf("R-%06d", n) }
@@ -489,7 +507,7 @@ func (s *Store) create(r *actions.Request, envelopeID string, events []actions.E
 		items = append(items, evItems...)
 		err = s.transact("writing request "+nr.ID, items, tok)
 		var c *cancelled
-		if errors.As(err, &c) {
+		if errors.As(err, &c) && c.contended() {
 			continue // a lock or the envelope was taken meanwhile: look again
 		}
 		if err != nil {
@@ -677,7 +695,7 @@ func (s *Store) update(fence *actions.Lease, id string, from []actions.State, mu
 		}
 		err = s.transact("updating request "+id, items, tok)
 		var c *cancelled
-		if errors.As(err, &c) {
+		if errors.As(err, &c) && c.contended() {
 			if c.failed(fi) {
 				return nil, actions.LostLease(*fence, "not current when writing")
 			}
@@ -832,7 +850,7 @@ func (s *Store) write(fence *actions.Lease, id string, extra *types.TransactWrit
 		}
 		err = s.transact("appending events to "+id, items, tok)
 		var c *cancelled
-		if errors.As(err, &c) {
+		if errors.As(err, &c) && c.contended() {
 			if c.failed(fi) {
 				return actions.LostLease(*fence, "not current when writing")
 			}
@@ -920,7 +938,7 @@ func (s *Store) MarkDelivered(id string, cur actions.Cursor) error {
 		}
 		err := s.transact("marking "+id+" delivered", items, newToken())
 		var c *cancelled
-		if errors.As(err, &c) {
+		if errors.As(err, &c) && c.contended() {
 			continue
 		}
 		return err
