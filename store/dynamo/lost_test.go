@@ -2,6 +2,9 @@ package dynamo
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
@@ -148,4 +151,46 @@ func TestCreateTableIdempotent(t *testing.T) {
 	if _, err := New(c, Options{}); err == nil {
 		t.Error("New without a table succeeded")
 	}
+}
+
+// TestCallDeadline: a DynamoDB that does not answer fails each call at
+// Options.CallTimeout, not never.
+func TestCallDeadline(t *testing.T) {
+	c := client(t, nil, "")
+	table := newTable(t, c)
+	stall := make(chan struct{})
+	defer close(stall)
+	stalled := httptestServer(t, stall)
+	s, err := New(client(t, nil, stalled), Options{Table: table, CallTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, f := range map[string]func() error{
+		"Get":           func() error { _, err := s.Get("R-000001"); return err },
+		"Create":        func() error { _, err := s.Create(storetest.NewRequest(), "e"); return err },
+		"ClaimEnvelope": func() error { _, err := s.ClaimEnvelope("e"); return err },
+		"Ping":          func() error { return s.Ping(t.Context()) },
+	} {
+		start := time.Now()
+		err := f()
+		if took := time.Since(start); err == nil || took > 2*time.Second {
+			t.Errorf("%s against a stalled DynamoDB: %v after %v; want an error after about 200ms", name, err, took)
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: %v, want the deadline named", name, err)
+		}
+	}
+}
+
+// httptestServer answers nothing until stall is closed.
+func httptestServer(t *testing.T, stall chan struct{}) string {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-stall:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
