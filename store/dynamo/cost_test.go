@@ -140,6 +140,19 @@ func TestCostPerRequest(t *testing.T) {
 	deliver(id)
 	got = append(got, usageOf("deliver the end", rec))
 
+	// A sweep (expiry, resume) reads only the requests still going.
+	for range 3 {
+		_, err := s.Create(storetest.NewRequest(), "")
+		must(err)
+	}
+	rec.reset()
+	active, err := s.ListActive(nil)
+	must(err)
+	if len(active) != 3 {
+		t.Fatalf("ListActive = %d requests, want 3", len(active))
+	}
+	sweep := usageOf("sweep: ListActive, 3 requests going, 1 ended", rec)
+
 	// The 1 KB assumption.
 	r, err := s.Get(id)
 	must(err)
@@ -176,7 +189,7 @@ func TestCostPerRequest(t *testing.T) {
 		total.writeUnits += u.writeUnits
 	}
 	fmt.Fprintf(&b, "| **request, without polls** | %d | %d | %d | %d (%d) | **%d** | **%d** |\n", total.gets, total.queries, total.writes, total.txs, total.txItems, total.readUnits, total.writeUnits)
-	for _, u := range []usage{poll, deliveries} {
+	for _, u := range []usage{poll, deliveries, sweep} {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d (%d) | %d | %d |\n", u.phase, u.gets, u.queries, u.writes, u.txs, u.txItems, u.readUnits, u.writeUnits)
 	}
 	t.Log(b.String())
@@ -190,13 +203,17 @@ func TestCostPerRequest(t *testing.T) {
 		t.Errorf("a poll costs %d read and %d write units, more than the %d and %d in deploy/dynamodb/README.md",
 			pu, poll.writeUnits+deliveries.writeUnits, wantPollReads, wantPollWrites)
 	}
+	if sweep.readUnits != 1+len(active) || sweep.writeUnits != 0 {
+		t.Errorf("a sweep over %d requests going costs %d read and %d write units, want %d and 0",
+			len(active), sweep.readUnits, sweep.writeUnits, 1+len(active))
+	}
 }
 
 // The figures of deploy/dynamodb/README.md: one request's life without
 // its polls, and one job poll with the delivery of its progress.
 const (
 	wantRequestReads  = 22
-	wantRequestWrites = 92
+	wantRequestWrites = 96
 	wantPollReads     = 4
 	wantPollWrites    = 15
 )

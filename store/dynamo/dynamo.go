@@ -16,6 +16,7 @@
 //	EVT#<id>        E#<20-digit seq>      an event (JSON)
 //	EVT#<id>        CURSOR                the delivery cursor (JSON)
 //	OUTBOX          R#<20-digit number>   a request with undelivered events
+//	ACTIVE          R#<20-digit number>   a request not in a terminal state
 //	CP#<id>         <key>                 a checkpoint (JSON)
 //	LOCK#<name>     LOCK                  a resource lock: holder
 //	ENV             slash:<id>|click:<id> a claimed envelope: at, expires_at (TTL)
@@ -114,6 +115,7 @@ func (s *Store) Table() string { return s.table }
 const (
 	pkRequests = "REQ"
 	pkOutbox   = "OUTBOX"
+	pkActive   = "ACTIVE"
 	pkEnvelope = "ENV"
 	pkMeta     = "META"
 	skCursor   = "CURSOR"
@@ -400,6 +402,16 @@ func eventItems(id string, last uint64, now time.Time, events []actions.Event) (
 	return items, last, nil
 }
 
+// activeItem puts request id in the ACTIVE partition (put) or takes it
+// out.
+func activeItem(id string, put bool) types.TransactWriteItem {
+	n, _ := parseID(id)
+	if put {
+		return types.TransactWriteItem{Put: &types.Put{Item: item(pkActive, reqSK(n), map[string]types.AttributeValue{"id": str(id)})}}
+	}
+	return types.TransactWriteItem{Delete: &types.Delete{Key: key(pkActive, reqSK(n))}}
+}
+
 // fenceItem is the condition that lease l is current at now.
 func fenceItem(l *actions.Lease, now time.Time) types.TransactWriteItem {
 	return types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
@@ -503,6 +515,9 @@ func (s *Store) create(r *actions.Request, envelopeID string, events []actions.E
 				Item:                s.envelopeItem("slash:"+envelopeID, now, nr.ID, tok),
 				ConditionExpression: aws.String("attribute_not_exists(PK)"),
 			}})
+		}
+		if !nr.State.Terminal() {
+			items = append(items, activeItem(nr.ID, true))
 		}
 		items = append(items, evItems...)
 		err = s.transact("writing request "+nr.ID, items, tok)
@@ -674,6 +689,9 @@ func (s *Store) update(fence *actions.Lease, id string, from []actions.State, mu
 				lockItems = append(lockItems, it...)
 			}
 		}
+		if wasTerminal != r.State.Terminal() {
+			lockItems = append(lockItems, activeItem(r.ID, wasTerminal))
+		}
 		r.UpdatedAt = now
 		r.Version++
 		evItems, last, err := eventItems(id, meta.evseq, now, events)
@@ -736,6 +754,30 @@ func (s *Store) List(keep func(*actions.Request) bool) ([]*actions.Request, erro
 			return nil, err
 		}
 		if keep == nil || keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// ListActive returns the requests still going (not in a terminal state)
+// that keep accepts, newest first. It reads only those: the ACTIVE
+// partition's ids, then each request.
+func (s *Store) ListActive(keep func(*actions.Request) bool) ([]*actions.Request, error) {
+	items, err := s.query(pkActive, nil, true)
+	if err != nil {
+		return nil, fmt.Errorf("listing active requests: %w", err)
+	}
+	var out []*actions.Request
+	for _, it := range items {
+		r, _, err := s.getReq(getS(it, "id"))
+		if errors.Is(err, actions.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("listing active requests: %w", err)
+		}
+		if !r.State.Terminal() && (keep == nil || keep(r)) {
 			out = append(out, r)
 		}
 	}

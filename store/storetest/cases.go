@@ -32,6 +32,7 @@ func cases() []testCase {
 		{"RaceCreateIDsUniqueAcrossClients", testRaceCreateIDs},
 		{"RaceCreateSameEnvelopeAndLock", testRaceCreateSameEnvelopeAndLock},
 		{"List", testList},
+		{"ListActive", testListActive},
 		{"Events", testEvents},
 		{"DeliveryCursorsAndOutbox", testDelivery},
 		{"OutboxOrder", testOutboxOrder},
@@ -616,6 +617,58 @@ func testList(t *testing.T, e *env) {
 				t.Errorf("%s: List = %v, want %v", tt.name, got, tt.want)
 			}
 		}
+	}
+}
+
+func testListActive(t *testing.T, e *env) {
+	active := func(s Backend, keep func(*actions.Request) bool) []string {
+		t.Helper()
+		rs, err := s.ListActive(keep)
+		if err != nil {
+			t.Fatalf("ListActive: %v", err)
+		}
+		var out []string
+		for _, r := range rs {
+			if r.State.Terminal() {
+				t.Errorf("ListActive returned %s, which is %s", r.ID, r.State)
+			}
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	check := func(want ...string) {
+		t.Helper()
+		for _, s := range []Backend{e.a, e.b} {
+			if got := active(s, nil); !slices.Equal(got, want) {
+				t.Errorf("ListActive = %v, want %v", got, want)
+			}
+		}
+	}
+	check()
+	states := []actions.State{actions.Received, actions.Pending, actions.Approved, actions.Refused, actions.Pending, actions.Running}
+	for i, st := range states {
+		in := NewRequest(fmt.Sprintf("export:%d", i))
+		in.State = st
+		mustCreate(t, []Backend{e.a, e.b}[i%2], in, "")
+	}
+	check("R-000006", "R-000005", "R-000003", "R-000002", "R-000001")
+	mustTransition(t, e.a, "R-000002", nil, actions.Denied)
+	mustTransition(t, e.b, "R-000006", nil, actions.Failed)
+	mustTransition(t, e.a, "R-000003", nil, actions.Running)
+	check("R-000005", "R-000003", "R-000001")
+	// A retry brings an ended request back.
+	mustTransition(t, e.b, "R-000006", []actions.State{actions.Failed}, actions.Approved)
+	check("R-000006", "R-000005", "R-000003", "R-000001")
+	if got := active(e.a, func(r *actions.Request) bool { return r.State == actions.Approved || r.State == actions.Running }); !slices.Equal(got, []string{"R-000006", "R-000003"}) {
+		t.Errorf("ListActive(approved or running) = %v", got)
+	}
+	// Ended, it leaves for good; List still has every request.
+	for _, id := range []string{"R-000001", "R-000003", "R-000005", "R-000006"} {
+		mustTransition(t, []Backend{e.a, e.b}[len(id)%2], id, nil, actions.Cancelled)
+	}
+	check()
+	if got := ids(t, e.b, nil); len(got) != len(states) {
+		t.Errorf("List = %v, want all %d", got, len(states))
 	}
 }
 

@@ -23,6 +23,8 @@ type Backend interface {
 	Update(id string, from []actions.State, mutate func(*actions.Request) error, events ...actions.Event) (*actions.Request, error)
 	Transition(id string, from []actions.State, to actions.State, mutate func(*actions.Request), events ...actions.Event) (*actions.Request, error)
 	List(keep func(*actions.Request) bool) ([]*actions.Request, error)
+	// ListActive is List of the requests not in a terminal state.
+	ListActive(keep func(*actions.Request) bool) ([]*actions.Request, error)
 
 	// Events and their delivery.
 	AppendEvents(id string, events ...actions.Event) error
