@@ -349,22 +349,32 @@ func decodeReq(it map[string]types.AttributeValue) (*actions.Request, reqMeta, e
 	return &r, reqMeta{version: getN(it, "version"), evseq: uint64(getN(it, "evseq")), tok: getS(it, "tok")}, nil
 }
 
-// putReq is the transaction item writing r, with evseq events and token
-// tok, on condition cond (with its values).
-func putReq(r *actions.Request, evseq uint64, tok, cond string, vals map[string]types.AttributeValue) (types.TransactWriteItem, error) {
+// reqItem is the item of request r, whose last event is number evseq,
+// written with token tok.
+func reqItem(r *actions.Request, evseq uint64, tok string) (map[string]types.AttributeValue, error) {
 	n, ok := parseID(r.ID)
 	if !ok {
-		return types.TransactWriteItem{}, fmt.Errorf("storing request: malformed id %q", r.ID)
+		return nil, fmt.Errorf("storing request: malformed id %q", r.ID)
 	}
 	data, err := json.Marshal(r)
 	if err != nil {
-		return types.TransactWriteItem{}, fmt.Errorf("encoding request %s: %w", r.ID, err)
+		return nil, fmt.Errorf("encoding request %s: %w", r.ID, err)
+	}
+	return item(pkRequests, reqSK(n), map[string]types.AttributeValue{
+		"id": str(r.ID), "state": str(string(r.State)), "data": str(string(data)),
+		"version": num(r.Version), "evseq": num(evseq), "tok": str(tok),
+	}), nil
+}
+
+// putReq is the transaction item writing r, with evseq events and token
+// tok, on condition cond (with its values).
+func putReq(r *actions.Request, evseq uint64, tok, cond string, vals map[string]types.AttributeValue) (types.TransactWriteItem, error) {
+	it, err := reqItem(r, evseq, tok)
+	if err != nil {
+		return types.TransactWriteItem{}, err
 	}
 	return types.TransactWriteItem{Put: &types.Put{
-		Item: item(pkRequests, reqSK(n), map[string]types.AttributeValue{
-			"id": str(r.ID), "state": str(string(r.State)), "data": str(string(data)),
-			"version": num(r.Version), "evseq": num(evseq), "tok": str(tok),
-		}),
+		Item:                      it,
 		ConditionExpression:       aws.String(cond),
 		ExpressionAttributeValues: vals,
 	}}, nil
