@@ -133,4 +133,3 @@ func (s *Store) Export() (*Contents, error) {
 	slices.SortFunc(c.Outbox, compareIDs)
 	return c, nil
 }
-

@@ -114,4 +114,3 @@ func (s *Store) Import(c *store.Contents) error {
 	}
 	return nil
 }
-
