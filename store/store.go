@@ -322,6 +322,14 @@ func (s *Store) List(keep func(*actions.Request) bool) ([]*actions.Request, erro
 	return out, err
 }
 
+// ListActive returns the requests still going (not in a terminal state)
+// that keep accepts, newest first: what the expiry sweeper and the
+// runner's resume scan look at. (The DynamoDB store reads only those; here
+// it is List.)
+func (s *Store) ListActive(keep func(*actions.Request) bool) ([]*actions.Request, error) {
+	return s.List(func(r *actions.Request) bool { return !r.State.Terminal() && (keep == nil || keep(r)) })
+}
+
 // AppendEvents stores events for request id, to be delivered in order.
 func (s *Store) AppendEvents(id string, events ...actions.Event) error {
 	return s.appendEvents(nil, id, events)
