@@ -1303,6 +1303,7 @@ func (s *Server) handleResponse(w http.ResponseWriter, r *http.Request) {
 		// as Slack does: same ts, new text and blocks, no new message.
 		t.original.History = append(t.original.History, t.original.Text)
 		t.original.Text, t.original.Blocks, t.original.Replaced = msg.Text, msg.Blocks, t.original.Replaced+1
+		t.original.Updated = time.Now()
 		writeJSON(w, http.StatusOK, obj{"ok": true})
 		return
 	}
