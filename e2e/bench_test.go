@@ -40,6 +40,8 @@ import (
 // the Slack server: envelope written -> ack read. Peak RSS is each
 // process's VmHWM, read at the end.
 //
+// OSIO_BENCH_LOGS=DIR keeps the bot's and the floor's logs there.
+//
 // stalled: AWS (moto, through a fault proxy) and GraphQL (the qontract
 // server, through a fault proxy) answer only after OSIO_BENCH_STALL_DELAY
 // (default 5s), and so does every Slack Web API method (response_url is
@@ -517,6 +519,12 @@ func (c *child) stop(b *testing.B) float64 {
 	case <-time.After(20 * time.Second):
 		_ = c.cmd.Process.Kill()
 		<-c.done
+	}
+	if dir := os.Getenv("OSIO_BENCH_LOGS"); dir != "" {
+		// Keep the process's log for a person to read.
+		if data, err := os.ReadFile(c.log); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+"-"+c.name+".log"), data, 0o644)
+		}
 	}
 	return mb
 }
