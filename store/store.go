@@ -32,6 +32,7 @@ var (
 // Store is the bbolt-backed store. It is safe for concurrent use.
 type Store struct {
 	db  *bbolt.DB
+	w   *committer
 	now func() time.Time
 }
 
@@ -39,9 +40,6 @@ type Store struct {
 type Options struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// BatchDelay is how long a write waits for concurrent writes to share
-	// its fsync; 1ms when zero.
-	BatchDelay time.Duration
 }
 
 // Open opens (or creates) the store file at path. It fails after 5s if
@@ -58,10 +56,6 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, &CorruptError{Path: path, Problems: problems}
 	}
-	db.MaxBatchDelay = o.BatchDelay
-	if db.MaxBatchDelay == 0 {
-		db.MaxBatchDelay = time.Millisecond
-	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bRequests, bEvents, bCursors, bOutbox, bCheckpoints, bLocks, bEnvelopes, bMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -74,7 +68,7 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising store %s: %w", path, err)
 	}
-	s := &Store{db: db, now: o.Now}
+	s := &Store{db: db, w: &committer{db: db}, now: o.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -93,7 +87,7 @@ func (s *Store) Path() string { return s.db.Path() }
 // nothing. r.ID, CreatedAt, UpdatedAt and Version are set here.
 func (s *Store) Create(r *actions.Request, envelopeID string, events ...actions.Event) (actions.Created, error) {
 	var res actions.Created
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.w.do(func(tx *bbolt.Tx) error {
 		res = actions.Created{}
 		if envelopeID != "" {
 			if id := tx.Bucket(bEnvelopes).Get([]byte("slash:" + envelopeID)); id != nil {
@@ -183,7 +177,7 @@ func (s *Store) Get(id string) (*actions.Request, error) {
 // releases those it no longer names.
 func (s *Store) Update(id string, from []actions.State, mutate func(*actions.Request) error, events ...actions.Event) (*actions.Request, error) {
 	var out *actions.Request
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.w.do(func(tx *bbolt.Tx) error {
 		out = nil
 		r, err := getReq(tx, id)
 		if err != nil {
@@ -300,7 +294,7 @@ func (s *Store) List(keep func(*actions.Request) bool) ([]*actions.Request, erro
 
 // AppendEvents stores events for request id, to be delivered in order.
 func (s *Store) AppendEvents(id string, events ...actions.Event) error {
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.w.do(func(tx *bbolt.Tx) error {
 		return appendEvents(tx, id, s.now().UTC(), events)
 	})
 }
@@ -340,7 +334,7 @@ func (s *Store) Events(id string) ([]actions.Event, error) {
 // MarkDelivered advances the request's cursor; once it reaches the last
 // event the request leaves the outbox.
 func (s *Store) MarkDelivered(id string, cur Cursor) error {
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.w.do(func(tx *bbolt.Tx) error {
 		data, _ := json.Marshal(cur)
 		if err := tx.Bucket(bCursors).Put([]byte(id), data); err != nil {
 			return err
@@ -373,7 +367,7 @@ func (s *Store) SaveCheckpoint(id, key string, v any) error {
 	if err != nil {
 		return fmt.Errorf("encoding checkpoint %s/%s: %w", id, key, err)
 	}
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.w.do(func(tx *bbolt.Tx) error {
 		b, err := tx.Bucket(bCheckpoints).CreateBucketIfNotExists([]byte(id))
 		if err != nil {
 			return err
@@ -392,7 +386,7 @@ func (s *Store) SaveCheckpointEvents(id, key string, v any, events ...actions.Ev
 		return fmt.Errorf("encoding checkpoint %s/%s: %w", id, key, err)
 	}
 	now := s.now().UTC()
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.w.do(func(tx *bbolt.Tx) error {
 		b, err := tx.Bucket(bCheckpoints).CreateBucketIfNotExists([]byte(id))
 		if err != nil {
 			return err
@@ -426,7 +420,7 @@ func (s *Store) LoadCheckpoint(id, key string, v any) (bool, error) {
 // was claimed before, so a redelivered envelope is acted on once.
 func (s *Store) ClaimEnvelope(envelopeID string) (bool, error) {
 	var first bool
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.w.do(func(tx *bbolt.Tx) error {
 		first = false
 		k := []byte("click:" + envelopeID)
 		if tx.Bucket(bEnvelopes).Get(k) != nil {
