@@ -89,6 +89,11 @@ type Settings struct {
 	PlanTimeout time.Duration
 	// AckTimeout bounds handing an ack to the Socket Mode connection.
 	AckTimeout time.Duration
+	// MaxChecks bounds the commands checked at once (default 16). A burst
+	// of commands waits for a turn within each one's CheckTimeout, instead
+	// of opening a connection to AWS per command at once: hundreds of
+	// those took the CPU and memory that acks need (issue 9).
+	MaxChecks int
 }
 
 // Deps is everything the bot is built from; main wires it.
@@ -120,6 +125,7 @@ type Bot struct {
 	commands []Command
 	wg       sync.WaitGroup
 	conn     connState
+	checks   chan struct{} // one token per check running (Settings.MaxChecks)
 }
 
 // New builds the bot. Commands are added with AddCommand.
@@ -136,7 +142,10 @@ func New(d Deps) *Bot {
 	if d.Settings.AckTimeout == 0 {
 		d.Settings.AckTimeout = 2 * time.Second
 	}
-	return &Bot{Deps: d}
+	if d.Settings.MaxChecks <= 0 {
+		d.Settings.MaxChecks = 16
+	}
+	return &Bot{Deps: d, checks: make(chan struct{}, d.Settings.MaxChecks)}
 }
 
 // AddCommand registers a slash command.

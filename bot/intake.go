@@ -176,7 +176,16 @@ func (b *Bot) runCheck(ctx context.Context, r *actions.Request) *actions.Request
 	k := b.Kinds[r.Kind]
 	log := b.Log.With(zap.String("request_id", r.ID), zap.String("kind", r.Kind))
 	cctx, cancel := context.WithTimeout(ctx, b.Settings.CheckTimeout)
-	c, err := k.Check(cctx, r)
+	var c Checked
+	var err error
+	// A turn among Settings.MaxChecks; the wait counts in the deadline.
+	select {
+	case b.checks <- struct{}{}:
+		c, err = k.Check(cctx, r)
+		<-b.checks
+	case <-cctx.Done():
+		err = fmt.Errorf("waiting for a turn to check: %w", cctx.Err())
+	}
 	timedOut := cctx.Err() != nil
 	cancel()
 	if ctx.Err() != nil {

@@ -12,13 +12,19 @@ import (
 	"github.com/osio/osio-bot/testservers/testenv"
 )
 
-// buildBot compiles cmd/osio-bot once per test binary.
-func buildBot(t *testing.T) string {
+// buildBot compiles cmd/osio-bot into the test's temporary folder.
+func buildBot(t testing.TB) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "osio-bot")
-	out, err := exec.Command("go", "build", "-o", bin, "../cmd/osio-bot").CombinedOutput()
+	return buildBin(t, "../cmd/osio-bot", "osio-bot")
+}
+
+// buildBin compiles the main package pkg (relative to e2e) as name.
+func buildBin(t testing.TB, pkg, name string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
 	if err != nil {
-		t.Fatalf("building osio-bot: %v\n%s", err, out)
+		t.Fatalf("building %s: %v\n%s", name, err, out)
 	}
 	return bin
 }

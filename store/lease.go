@@ -19,7 +19,7 @@ func (s *Store) AcquireLease(name, owner string, ttl time.Duration) (actions.Lea
 		return actions.Lease{}, fmt.Errorf("acquiring lease %q for %q: name and owner are required", name, owner)
 	}
 	var out actions.Lease
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.w.do(func(tx *bbolt.Tx) error {
 		now := s.now().UTC()
 		cur, _, err := getLease(tx, name)
 		if err != nil {
@@ -49,7 +49,7 @@ func (s *Store) AcquireLease(name, owner string, ttl time.Duration) (actions.Lea
 // actions.ErrLeaseLost and changes nothing.
 func (s *Store) RenewLease(l actions.Lease, ttl time.Duration) (actions.Lease, error) {
 	var out actions.Lease
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.w.do(func(tx *bbolt.Tx) error {
 		now := s.now().UTC()
 		if err := checkFence(tx, &l, now); err != nil {
 			return err
@@ -68,7 +68,7 @@ func (s *Store) RenewLease(l actions.Lease, ttl time.Duration) (actions.Lease, e
 // next owner gets a later one. Releasing a lease already released is
 // nothing; one that another owner has taken since is actions.ErrLeaseLost.
 func (s *Store) ReleaseLease(l actions.Lease) error {
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.w.do(func(tx *bbolt.Tx) error {
 		cur, found, err := getLease(tx, l.Name)
 		if err != nil {
 			return err

@@ -33,6 +33,7 @@ var (
 // Store is the bbolt-backed store. It is safe for concurrent use.
 type Store struct {
 	db  *bbolt.DB
+	w   *committer
 	now func() time.Time
 }
 
@@ -40,9 +41,6 @@ type Store struct {
 type Options struct {
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// BatchDelay is how long a write waits for concurrent writes to share
-	// its fsync; 1ms when zero.
-	BatchDelay time.Duration
 }
 
 // Open opens (or creates) the store file at path. It fails after 5s if
@@ -59,10 +57,6 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, &CorruptError{Path: path, Problems: problems}
 	}
-	db.MaxBatchDelay = o.BatchDelay
-	if db.MaxBatchDelay == 0 {
-		db.MaxBatchDelay = time.Millisecond
-	}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bRequests, bEvents, bCursors, bOutbox, bCheckpoints, bLocks, bEnvelopes, bMeta, bLeases} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -75,7 +69,7 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising store %s: %w", path, err)
 	}
-	s := &Store{db: db, now: o.Now}
+	s := &Store{db: db, w: &committer{db: db}, now: o.Now}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -94,7 +88,7 @@ func (s *Store) Path() string { return s.db.Path() }
 // nothing. r.ID, CreatedAt, UpdatedAt and Version are set here.
 func (s *Store) Create(r *actions.Request, envelopeID string, events ...actions.Event) (actions.Created, error) {
 	var res actions.Created
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.w.do(func(tx *bbolt.Tx) error {
 		res = actions.Created{}
 		if envelopeID != "" {
 			if id := tx.Bucket(bEnvelopes).Get([]byte("slash:" + envelopeID)); id != nil {
@@ -195,7 +189,7 @@ func (s *Store) UpdateFenced(l actions.Lease, id string, from []actions.State, m
 
 func (s *Store) update(fence *actions.Lease, id string, from []actions.State, mutate func(*actions.Request) error, events []actions.Event) (*actions.Request, error) {
 	var out *actions.Request
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.w.do(func(tx *bbolt.Tx) error {
 		out = nil
 		now := s.now().UTC()
 		if err := checkFence(tx, fence, now); err != nil {
@@ -341,7 +335,7 @@ func (s *Store) AppendEventsFenced(l actions.Lease, id string, events ...actions
 }
 
 func (s *Store) appendEvents(fence *actions.Lease, id string, events []actions.Event) error {
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.w.do(func(tx *bbolt.Tx) error {
 		now := s.now().UTC()
 		if err := checkFence(tx, fence, now); err != nil {
 			return err
@@ -385,7 +379,7 @@ func (s *Store) Events(id string) ([]actions.Event, error) {
 // MarkDelivered advances the request's cursor; once it reaches the last
 // event the request leaves the outbox.
 func (s *Store) MarkDelivered(id string, cur Cursor) error {
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.w.do(func(tx *bbolt.Tx) error {
 		data, _ := json.Marshal(cur)
 		if err := tx.Bucket(bCursors).Put([]byte(id), data); err != nil {
 			return err
@@ -434,7 +428,7 @@ func (s *Store) saveCheckpoint(fence *actions.Lease, id, key string, v any, even
 	if err != nil {
 		return fmt.Errorf("encoding checkpoint %s/%s: %w", id, key, err)
 	}
-	return s.db.Batch(func(tx *bbolt.Tx) error {
+	return s.w.do(func(tx *bbolt.Tx) error {
 		now := s.now().UTC()
 		if err := checkFence(tx, fence, now); err != nil {
 			return err
@@ -480,7 +474,7 @@ func (s *Store) LoadCheckpoint(id, key string, v any) (bool, error) {
 // was claimed before, so a redelivered envelope is acted on once.
 func (s *Store) ClaimEnvelope(envelopeID string) (bool, error) {
 	var first bool
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.w.do(func(tx *bbolt.Tx) error {
 		first = false
 		k := []byte("click:" + envelopeID)
 		if tx.Bucket(bEnvelopes).Get(k) != nil {

@@ -33,6 +33,13 @@
 //   - Lost forwards the request, so the peer does the work, reads the
 //     peer's whole answer, then hijacks the client's connection and closes
 //     it: the client sees the connection end with no answer.
+//   - Delay holds the request for Rule.Delay, then forwards it and answers
+//     with the peer's answer: a slow peer. A client that gives up first
+//     gets nothing, and the request is not forwarded.
+//
+// Op "*" matches every operation (path.Match's "*" stops at "/", which
+// S3's and GitLab's names contain). Times < 0 arms a rule without bound,
+// until Disarm.
 //
 // Options.ClientTokens fills a gap of moto 5.2.1, which ignores the
 // ClientToken of DynamoDB's ExportTableToPointInTime and ImportTable: for
@@ -92,14 +99,19 @@ const (
 	Fail5xx Fault = "5xx"
 	Timeout Fault = "timeout"
 	Lost    Fault = "lost"
+	Delay   Fault = "delay"
 )
 
 // Rule injects Fault into the next Times requests whose operation matches
-// Op (a path.Match pattern; a plain name matches itself).
+// Op (a path.Match pattern; a plain name matches itself; "*" matches every
+// operation). Times < 0 injects it into every matching request until
+// Disarm.
 type Rule struct {
 	Op    string
 	Fault Fault
 	Times int
+	// Delay is how long a Delay fault holds a request before forwarding it.
+	Delay time.Duration
 	// Status is the 5xx status (default 500; AWS 503 is
 	// ServiceUnavailable).
 	Status int
@@ -198,13 +210,22 @@ func (p *Proxy) Arm(r Rule) {
 	p.rules = append(p.rules, &r)
 }
 
-// Pending is how many injections armed rules still hold.
+// Disarm removes every rule; requests already held by a fault are not
+// released early.
+func (p *Proxy) Disarm() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rules = nil
+}
+
+// Pending is how many injections armed rules still hold (rules without
+// bound, Times < 0, are not counted).
 func (p *Proxy) Pending() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := 0
 	for _, r := range p.rules {
-		n += r.Times
+		n += max(r.Times, 0)
 	}
 	return n
 }
@@ -277,11 +298,13 @@ func (p *Proxy) Op(r *http.Request, body []byte) string {
 
 func (p *Proxy) take(op string) *Rule {
 	for _, r := range p.rules {
-		if r.Times <= 0 {
+		if r.Times == 0 {
 			continue
 		}
-		if ok, _ := path.Match(r.Op, op); ok || r.Op == op {
-			r.Times--
+		if ok, _ := path.Match(r.Op, op); ok || r.Op == op || r.Op == "*" {
+			if r.Times > 0 {
+				r.Times--
+			}
 			p.injected[op]++
 			return r
 		}
@@ -303,12 +326,26 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	rule := p.take(op)
 	var fault Fault
 	var status int
-	var holdFor time.Duration
+	var holdFor, delay time.Duration
 	if rule != nil {
-		fault, status, holdFor = rule.Fault, rule.Status, rule.HoldFor
+		fault, status, holdFor, delay = rule.Fault, rule.Status, rule.HoldFor, rule.Delay
 	}
 	p.mu.Unlock()
 
+	if fault == Delay {
+		t := time.NewTimer(delay)
+		select {
+		case <-r.Context().Done(): // the client gave up: nothing is forwarded
+			t.Stop()
+			return
+		case <-p.stop:
+			t.Stop()
+			drop(w)
+			return
+		case <-t.C:
+		}
+		fault = ""
+	}
 	switch fault {
 	case "":
 		rec := p.forward(r, op, body)

@@ -270,3 +270,52 @@ func TestClientTokens(t *testing.T) {
 		t.Errorf("a new token: %d, peer %d", code, u.n())
 	}
 }
+
+// Delay: every matching request ("*", unbounded) is answered by the peer,
+// Delay late; a client that gives up first is not forwarded; Disarm ends
+// the rule.
+func TestDelayAllUntilDisarmed(t *testing.T) {
+	u := newUpstream(t)
+	p := newProxy(t, u, AWS)
+	const d = 150 * time.Millisecond
+	p.Arm(Rule{Op: "*", Fault: Delay, Delay: d, Times: -1})
+	for _, path := range []string{"/bucket/key", "/other/key"} { // S3 names hold "/"
+		start := time.Now()
+		resp, err := http.Get(p.URL() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if took := time.Since(start); took < d || resp.StatusCode != 200 || string(b) != `{"ok":true}` {
+			t.Errorf("GET %s: %d %s after %v, want the peer's answer after %v", path, resp.StatusCode, b, took, d)
+		}
+	}
+	if u.n() != 2 || p.Injected("GET /bucket/key") != 1 || p.Pending() != 0 {
+		t.Errorf("peer saw %d, injected %d, pending %d", u.n(), p.Injected("GET /bucket/key"), p.Pending())
+	}
+
+	// A client that gives up before the delay ends: nothing forwarded.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", p.URL()+"/gone/key", nil)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("answered %d before the delay ended", resp.StatusCode)
+	}
+	time.Sleep(2 * d)
+	if u.n() != 2 {
+		t.Errorf("a request whose client gave up reached the peer (%d requests)", u.n())
+	}
+
+	p.Disarm()
+	start := time.Now()
+	resp, err := http.Get(p.URL() + "/bucket/key")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); took >= d {
+		t.Errorf("after Disarm a request took %v", took)
+	}
+}

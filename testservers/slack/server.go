@@ -32,9 +32,12 @@
 //     server; JSON posted there is recorded as an ephemeral for the user who
 //     triggered it (response_type, replace_original, delete_original kept),
 //     except that replace_original on a slash command's URL replaces the
-//     command's receipt instead. Such a replacement that arrives before
-//     the command's ack has been read waits up to 500ms for it (the bot
-//     sent the ack first; this server may read the HTTP post first).
+//     command's receipt instead (a post that arrives before the server has
+//     read the command's ack waits for it, up to 2 s, since the app wrote
+//     the ack first).
+//   - Delays (delay.go): SetDelay makes Web API methods answer late;
+//     Socket Mode and response_url are never delayed. SetOnAck hands each
+//     ack to a load driver as it is read.
 //   - Receipts: a slash command's ack payload (text and/or blocks) is the
 //     ephemeral message Slack shows the user in the command's channel; it is
 //     recorded with a ts of its own (Receipts), and its buttons can be
@@ -250,16 +253,16 @@ type envelope struct {
 	sent    time.Time
 	conn    *wsConn // the connection of the last delivery
 	// user and channel of a slash command: where its ack's ephemeral
-	// receipt appears; responseID: its response_url.
-	user, channel, responseID string
+	// receipt appears.
+	user, channel string
 }
 
 type responseTarget struct {
 	user, channel string
+	// slash: the URL of a slash command, acked once its ack was read.
+	slash, acked bool
 	// original is the slash command's receipt, once its ack showed one.
 	original *Message
-	// slash: the URL of a slash command; acked: its ack has been read.
-	slash, acked bool
 }
 
 type rateLimit struct{ n, secs int }
@@ -300,6 +303,8 @@ type Server struct {
 	faults     faults
 	rnd        *rand.Rand
 	deliveries []Delivery
+	delays     map[string]time.Duration // Web API method or "*" -> delay (delay.go)
+	onAck      func(Ack)
 }
 
 // New starts a server listening on 127.0.0.1 on a free port.
@@ -529,17 +534,16 @@ func (s *Server) readLoop(wc *wsConn) {
 			ack.Latency = now.Sub(e.sent)
 		}
 		s.acks = append(s.acks, ack)
-		if e := s.envs[a.EnvelopeID]; e != nil && e.responseID != "" {
-			if t, ok := s.responses[e.responseID]; ok {
-				t.acked = true
-				s.responses[e.responseID] = t
-			}
-		}
+		s.markAckedLocked(s.envs[a.EnvelopeID])
 		if a.Payload != nil {
 			s.noteLocked(string(a.Payload))
 			s.receiptLocked(s.envs[a.EnvelopeID], a.Payload, now)
 		}
+		onAck := s.onAck
 		s.mu.Unlock()
+		if onAck != nil {
+			onAck(ack)
+		}
 		s.logf("ack %s after %v payload=%s", ack.EnvelopeID, ack.Latency, ack.Payload)
 	}
 }
@@ -565,9 +569,34 @@ func (s *Server) receiptLocked(e *envelope, payload json.RawMessage, now time.Ti
 	m := &Message{Channel: e.channel, TS: s.nextTSLocked(), User: e.user,
 		Text: p.Text, Blocks: p.Blocks, Posted: now, Source: "ack", ResponseType: p.ResponseType}
 	s.receipts[e.user] = append(s.receipts[e.user], m)
-	if t, ok := s.responses[e.responseID]; ok && e.responseID != "" {
-		t.original = m
-		s.responses[e.responseID] = t
+	if id := responseID(e); id != "" {
+		if t, ok := s.responses[id]; ok {
+			t.original = m
+			s.responses[id] = t
+		}
+	}
+}
+
+// responseID is the id of a slash command envelope's response_url.
+func responseID(e *envelope) string {
+	var env struct {
+		ResponseURL string `json:"response_url"`
+	}
+	if e == nil || e.typ != "slash_commands" || json.Unmarshal(e.payload, &env) != nil {
+		return ""
+	}
+	_, id, _ := strings.Cut(env.ResponseURL, "/response/")
+	return id
+}
+
+// markAckedLocked notes that slash command e was acked, for its
+// response_url.
+func (s *Server) markAckedLocked(e *envelope) {
+	if id := responseID(e); id != "" {
+		if t, ok := s.responses[id]; ok {
+			t.acked = true
+			s.responses[id] = t
+		}
 	}
 }
 
@@ -686,14 +715,6 @@ func (s *Server) send(typ string, payload obj) (string, error) {
 	if typ == "slash_commands" {
 		e.user, _ = payload["user_id"].(string)
 		e.channel, _ = payload["channel_id"].(string)
-		u, _ := payload["response_url"].(string)
-		if _, id, ok := strings.Cut(u, "/response/"); ok {
-			e.responseID = id
-			if t, ok := s.responses[id]; ok {
-				t.slash = true
-				s.responses[id] = t
-			}
-		}
 	}
 	s.envs[e.id] = e
 	s.mu.Unlock()
@@ -714,6 +735,11 @@ func (s *Server) SendSlashCommand(c SlashCommand) (envelopeID string, err error)
 		c.UserName = s.users[c.UserID].Name
 	}
 	respURL, trigger := s.newResponseURLLocked(c.UserID, c.ChannelID)
+	if _, id, ok := strings.Cut(respURL, "/response/"); ok {
+		t := s.responses[id]
+		t.slash = true
+		s.responses[id] = t
+	}
 	p := obj{"command": c.Command, "text": c.Text, "user_id": c.UserID, "user_name": c.UserName,
 		"channel_id": c.ChannelID, "channel_name": s.channels[c.ChannelID], "team_id": TeamID,
 		"team_domain": "test", "is_enterprise_install": false, "response_url": respURL,
@@ -857,6 +883,11 @@ func (s *Server) waitAck(ctx context.Context, id string, index int) (Ack, error)
 	})
 	return ack, err
 }
+
+// SetOnAck makes f be called with each ack as soon as it is read, after
+// it is recorded (nil: none). f runs on the connection's read loop, so it
+// must not block; a load driver uses it instead of polling WaitAck.
+func (s *Server) SetOnAck(f func(Ack)) { s.mu.Lock(); s.onAck = f; s.mu.Unlock() }
 
 // Acks returns every ack received so far, in arrival order.
 func (s *Server) Acks() []Ack { s.mu.Lock(); defer s.mu.Unlock(); return slices.Clone(s.acks) }
@@ -1029,7 +1060,7 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		s.mu.Unlock()
 	}
-	if !s.gate(w, method) || s.hangIfArmed(r, method) {
+	if !s.gate(w, method) || s.hangIfArmed(r, method) || !s.waitDelay(r, method) {
 		return
 	}
 	if perr != nil {
@@ -1334,17 +1365,22 @@ func (s *Server) handleResponse(w http.ResponseWriter, r *http.Request) {
 	if string(msg.Blocks) == "null" {
 		msg.Blocks = nil
 	}
-	// The bot sends a command's ack on the WebSocket before it posts here,
-	// but this server may read the post first: a replacement waits a
-	// little for the ack, so that it finds the receipt it replaces.
-	wctx, cancel := context.WithTimeout(r.Context(), 500*time.Millisecond)
-	defer cancel()
-	_ = s.WaitFor(wctx, func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		t := s.responses[id]
-		return !msg.ReplaceOriginal || !t.slash || t.acked
-	})
+	if msg.ReplaceOriginal {
+		// The app wrote its ack before this post, but this server may not
+		// have read it yet (another goroutine): Slack has it by then, so
+		// wait (bounded) until the ack is read and the receipt it shows is
+		// known.
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			s.mu.Lock()
+			t := s.responses[id]
+			s.mu.Unlock()
+			if !t.slash || t.acked || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.responses[id]
@@ -1357,6 +1393,7 @@ func (s *Server) handleResponse(w http.ResponseWriter, r *http.Request) {
 		// as Slack does: same ts, new text and blocks, no new message.
 		t.original.History = append(t.original.History, t.original.Text)
 		t.original.Text, t.original.Blocks, t.original.Replaced = msg.Text, msg.Blocks, t.original.Replaced+1
+		t.original.Updated = time.Now()
 		writeJSON(w, http.StatusOK, obj{"ok": true})
 		return
 	}

@@ -74,7 +74,7 @@ type Env struct {
 	// The fault proxies in front of the peers (see Options.Proxies); nil
 	// when not asked for. The bot talks to a peer through its proxy; the
 	// test's own clients (Prod, Dev, the servers' methods) do not.
-	SlackProxy, AWSProxy, DPProxy, GitLabProxy *faultproxy.Proxy
+	SlackProxy, AWSProxy, DPProxy, GitLabProxy, GraphQLProxy *faultproxy.Proxy
 }
 
 // Proxies says which peers get a fault proxy in front of them.
@@ -87,6 +87,9 @@ type Proxies struct {
 	DP bool
 	// GitLab: app_interface.gitlab_url (needs AppInterface).
 	GitLab bool
+	// GraphQL: app_interface.graphql_url, the qontract server (needs
+	// AppInterface).
+	GraphQL bool
 }
 
 // Options tune Start.
@@ -274,7 +277,10 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 			e.Close()
 			return nil, err
 		}
-		cfg.AppInterface.GraphQLURL = e.Qontract.URL()
+		if cfg.AppInterface.GraphQLURL, err = proxy(&e.GraphQLProxy, o.Proxies.GraphQL, e.Qontract.URL(), faultproxy.GitLab); err != nil {
+			e.Close()
+			return nil, err
+		}
 		if cfg.AppInterface.GitLabURL, err = proxy(&e.GitLabProxy, o.Proxies.GitLab, e.GitLab.URL(), faultproxy.GitLab); err != nil {
 			e.Close()
 			return nil, err
@@ -328,7 +334,7 @@ func bucketExists(err error) bool {
 
 // Close stops every server Start started.
 func (e *Env) Close() {
-	for _, p := range []*faultproxy.Proxy{e.SlackProxy, e.AWSProxy, e.DPProxy, e.GitLabProxy} {
+	for _, p := range []*faultproxy.Proxy{e.SlackProxy, e.AWSProxy, e.DPProxy, e.GitLabProxy, e.GraphQLProxy} {
 		if p != nil {
 			p.Close()
 		}
