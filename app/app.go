@@ -35,14 +35,13 @@ import (
 	"github.com/osio/osio-bot/actions/restore"
 	"github.com/osio/osio-bot/bot"
 	"github.com/osio/osio-bot/config"
-	"github.com/osio/osio-bot/store"
 )
 
 // App is a built bot, ready to Run.
 type App struct {
 	cfg      config.Config
 	log      *zap.Logger
-	store    *store.Store
+	store    Store
 	bot      *bot.Bot
 	runner   *actions.Runner
 	metrics  *http.Server
@@ -61,7 +60,12 @@ type Options struct {
 	// SlackCallTimeout, if set, bounds each of the thread reporter's Slack
 	// calls instead of 10 s.
 	SlackCallTimeout time.Duration
+	// Replica, if set, names this process in leases and threads instead
+	// of ReplicaName().
+	Replica string
 }
+
+func (o Options) replica() string { return cmp.Or(o.Replica, ReplicaName()) }
 
 // AccountConfig is the SDK configuration for one account: the base
 // credentials assume the account's role.
@@ -145,12 +149,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	dstCfg := AccountConfig(base, dst, cfg.AWS.SessionName)
 	pathStyle := func(o *s3.Options) { o.UsePathStyle = cfg.AWS.S3UsePathStyle }
 
-	if cfg.Store.Backend != "bolt" {
-		// The dynamodb backend (issue 10) is configured and deployable
-		// but not yet wired here: refuse rather than run on a file.
-		return nil, fmt.Errorf("store.backend %q: this build runs only the bolt store", cfg.Store.Backend)
-	}
-	st, err := store.Open(cfg.Store.Path, store.Options{})
+	st, shared, err := OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -211,6 +210,11 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	})
 	a.reporter = rep
 	a.runner = actions.NewRunner(st, rep, jobs, log.Named("runner"))
+	if shared {
+		// Several replicas share the store: a job runs under its lease.
+		a.runner.Leases, a.runner.Owner, a.runner.LeaseTTL = st, o.replica(), cfg.Store.LeaseTTL.D()
+		log.Info("shared store: jobs run under leases", zap.String("replica", a.runner.Owner), zap.Duration("lease_ttl", a.runner.LeaseTTL))
+	}
 	if name := os.Getenv(actions.FailpointEnv); name != "" {
 		log.Warn("failpoint armed: a job that reaches it stops there", zap.String("failpoint", name))
 		a.runner.Failpoint = actions.ArmFailpoint(name, func(at string) {

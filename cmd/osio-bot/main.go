@@ -90,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			log.Error("cannot start", zap.Error(err))
 			return 1
 		}
-		log.Info("osio-bot started", zap.String("store", cfg.Store.Path))
+		log.Info("osio-bot started", zap.String("store", cfg.Store.Backend), zap.String("path", cfg.Store.Path), zap.String("table", cfg.Store.DynamoDB.Table))
 		if err := a.Run(ctx); err != nil {
 			log.Error("stopped with error", zap.Error(err))
 			return 1
