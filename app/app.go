@@ -65,6 +65,14 @@ type Options struct {
 	Replica string
 }
 
+// channelLeases is the reporter's leases: on a shared store only.
+func channelLeases(st Store, shared bool) bot.ChannelLeases {
+	if !shared {
+		return nil
+	}
+	return st
+}
+
 func (o Options) replica() string { return cmp.Or(o.Replica, ReplicaName()) }
 
 // AccountConfig is the SDK configuration for one account: the base
@@ -207,6 +215,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		CallTimeout: cmp.Or(o.SlackCallTimeout, slackCallTimeout),
 		OnError:     func(class, code string) { a.slackErrs.WithLabelValues(class, code).Inc() },
 		Render:      bot.RenderCard(kinds, cfg.Slack.ApproverGroups), Log: log.Named("reporter"),
+		Leases:      channelLeases(st, shared), Owner: o.replica(), LeaseTTL: cfg.Store.LeaseTTL.D(),
 	})
 	a.reporter = rep
 	a.runner = actions.NewRunner(st, rep, jobs, log.Named("runner"))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -72,6 +73,8 @@ type Reporter struct {
 	started          time.Time // events older than this may have been posted by an earlier process
 
 	wake chan struct{}
+	// holds are the channels this replica delivers (nil: no leases).
+	holds *channelHolds
 
 	mu       sync.Mutex
 	reqs     map[string]*reqState // requests seen since start; forgotten when they end
@@ -85,10 +88,12 @@ type Reporter struct {
 type reqState struct {
 	// unsure: a post's outcome is unknown (a lost answer, or events
 	// older than this process); look at Slack before the next post.
-	unsure   bool
-	lastEdit time.Time // last status edit
-	failures int       // consecutive failed rounds
-	retryAt  time.Time // not before this after a failure
+	unsure bool
+	// sureSince: the channel hold whose older events were made unsure.
+	sureSince time.Time
+	lastEdit  time.Time // last status edit
+	failures  int       // consecutive failed rounds
+	retryAt   time.Time // not before this after a failure
 }
 
 // blockage is an error no retry fixes, left alone until retryAt.
@@ -114,6 +119,13 @@ type ReporterOptions struct {
 	Render  func(*actions.Request) (string, []slack.Block)
 	Log     *zap.Logger
 	Now     func() time.Time
+	// Leases, on a store several replicas share, makes one replica at a
+	// time deliver a channel's threads: it holds the channel's lease
+	// (Owner, LeaseTTL, 30s when zero) while it posts there, and lets go
+	// once the channel is idle for MinInterval.
+	Leases   ChannelLeases
+	Owner    string
+	LeaseTTL time.Duration
 }
 
 // NewReporter builds a reporter.
@@ -136,10 +148,17 @@ func NewReporter(api Poster, s OutboxStore, o ReporterOptions) *Reporter {
 	if o.OnError == nil {
 		o.OnError = func(string, string) {}
 	}
-	return &Reporter{api: api, store: s, render: o.Render, minInterval: o.MinInterval, progressInterval: o.ProgressInterval,
+	r := &Reporter{api: api, store: s, render: o.Render, minInterval: o.MinInterval, progressInterval: o.ProgressInterval,
 		callTimeout: o.CallTimeout, minBackoff: o.MinBackoff, maxBackoff: o.MaxBackoff, probe: o.ProbeInterval, onError: o.OnError,
 		log: o.Log, now: o.Now, started: o.Now(), wake: make(chan struct{}, 1),
 		reqs: map[string]*reqState{}, lastCall: map[string]time.Time{}, blocked: map[string]*blockage{}}
+	if o.Leases != nil {
+		if o.LeaseTTL <= 0 {
+			o.LeaseTTL = 30 * time.Second
+		}
+		r.holds = &channelHolds{ls: o.Leases, owner: o.Owner, ttl: o.LeaseTTL, log: o.Log, held: map[string]*channelHold{}}
+	}
+	return r
 }
 
 // Notify wakes the reporter; it never blocks. A request waiting out a
@@ -176,10 +195,28 @@ const idlePoll = 5 * time.Second
 
 // Run delivers until ctx ends.
 func (r *Reporter) Run(ctx context.Context) {
+	if r.holds != nil {
+		defer r.holds.release(time.Time{}, nil) // hand the channels over at once
+	}
 	for {
+		round := r.now()
 		wait := r.deliverAll(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		if r.holds != nil {
+			// Channels idle this round, and not posted to for
+			// MinInterval, are let go (the next holder keeps the pace).
+			r.mu.Lock()
+			recent := maps.Clone(r.lastCall)
+			r.mu.Unlock()
+			r.holds.release(round, func(ch string) bool {
+				at, ok := recent[ch]
+				return ok && r.now().Sub(at) < r.minInterval
+			})
+			if len(recent) > 0 && (wait <= 0 || wait > r.minInterval) {
+				wait = r.minInterval
+			}
 		}
 		if wait <= 0 || wait > idlePoll {
 			wait = idlePoll
@@ -347,6 +384,21 @@ func (r *Reporter) deliver(ctx context.Context, id string) (time.Duration, error
 		return 0, nil
 	}
 	st := r.state(id, evs[0])
+	if r.holds != nil && req.Thread.Channel != "" {
+		ok, since, until, err := r.holds.hold(req.Thread.Channel, r.now())
+		if err != nil {
+			return 0, fmt.Errorf("taking the channel's delivery lease: %w", err)
+		}
+		if !ok {
+			return max(until.Sub(r.now()), time.Millisecond), nil // another replica delivers it
+		}
+		r.mu.Lock()
+		if st.sureSince != since && evs[0].At.Before(since.Add(skewMargin)) {
+			// The replica that held the channel before may have posted it.
+			st.unsure, st.sureSince = true, since
+		}
+		r.mu.Unlock()
+	}
 
 	// What the requester must hear even when the thread cannot be reached.
 	blocked, wait := r.channelBlocked(req.Thread.Channel)
