@@ -215,7 +215,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		CallTimeout: cmp.Or(o.SlackCallTimeout, slackCallTimeout),
 		OnError:     func(class, code string) { a.slackErrs.WithLabelValues(class, code).Inc() },
 		Render:      bot.RenderCard(kinds, cfg.Slack.ApproverGroups), Log: log.Named("reporter"),
-		Leases:      channelLeases(st, shared), Owner: o.replica(), LeaseTTL: cfg.Store.LeaseTTL.D(),
+		Leases: channelLeases(st, shared), Owner: o.replica(), LeaseTTL: cfg.Store.LeaseTTL.D(),
 	})
 	a.reporter = rep
 	a.runner = actions.NewRunner(st, rep, jobs, log.Named("runner"))
