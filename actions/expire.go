@@ -9,7 +9,7 @@ import (
 // ExpireDue moves every pending request whose ExpiresAt has passed to
 // expired, saying so in its thread; it returns their ids.
 func ExpireDue(s Store, now time.Time) ([]string, error) {
-	due, err := s.List(func(r *Request) bool { return r.State == Pending && !r.ExpiresAt.After(now) })
+	due, err := ListActive(s, func(r *Request) bool { return r.State == Pending && !r.ExpiresAt.After(now) })
 	if err != nil {
 		return nil, fmt.Errorf("listing pending requests: %w", err)
 	}
@@ -28,4 +28,20 @@ func ExpireDue(s Store, now time.Time) ([]string, error) {
 		ids = append(ids, r.ID)
 	}
 	return ids, nil
+}
+
+// activeLister is a store that reads the requests still going without
+// reading every request ever made (the DynamoDB store keeps an index).
+type activeLister interface {
+	ListActive(keep func(*Request) bool) ([]*Request, error)
+}
+
+// ListActive lists the non-terminal requests keep accepts, newest first:
+// through the store's own index when it has one, else with List. Periodic
+// scans (the expiry sweep, the resumer) use it.
+func ListActive(s Store, keep func(*Request) bool) ([]*Request, error) {
+	if a, ok := s.(activeLister); ok {
+		return a.ListActive(keep)
+	}
+	return s.List(func(r *Request) bool { return !r.State.Terminal() && keep(r) })
 }

@@ -200,7 +200,7 @@ func (r *Runner) Start(ctx context.Context) error {
 // resume runs every approved or running request that no job holds,
 // oldest first.
 func (r *Runner) resume(atStart bool) error {
-	open, err := r.store.List(func(q *Request) bool { return q.State == Approved || q.State == Running })
+	open, err := ListActive(r.store, func(q *Request) bool { return q.State == Approved || q.State == Running })
 	if err != nil {
 		return fmt.Errorf("listing unfinished requests: %w", err)
 	}
