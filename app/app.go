@@ -240,7 +240,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		Settings: bot.Settings{
 			ApprovalsChannel: cfg.Slack.ApprovalsChannel, ApproverGroups: cfg.Slack.ApproverGroups,
 			Expiry: cfg.Approval.Expiry.D(), SweepInterval: cfg.Approval.SweepInterval.D(),
-			CheckTimeout: cfg.Approval.CheckTimeout.D(),
+			CheckTimeout: cfg.Approval.CheckTimeout.D(), Shared: shared,
 		},
 		API: api, Socket: sock, Store: st, Runner: a.runner, Reporter: rep,
 		Approvers: bot.NewApprovers(api, cfg.Slack.ApproverGroups, cfg.Slack.ApproverCacheTTL.D(), time.Now),

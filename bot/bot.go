@@ -84,6 +84,13 @@ type Settings struct {
 	SweepInterval    time.Duration
 	// CheckTimeout bounds the AWS checks done before the ack.
 	CheckTimeout time.Duration
+	// Shared says that other replicas use the same store: at start only
+	// the requests they abandoned are checked again, not theirs in flight.
+	Shared bool
+	// AbandonAfter is how long after its last change a request still
+	// being checked, or not yet told, is checked again by any replica
+	// (default CheckTimeout plus three Slack call timeouts).
+	AbandonAfter time.Duration
 	// PlanTimeout bounds computing a card's plan (AWS calls) before the
 	// card is posted.
 	PlanTimeout time.Duration
@@ -169,7 +176,10 @@ func (b *Bot) Run(ctx context.Context) error {
 	b.background(ctx, b.sweep)
 	b.background(ctx, b.replan)
 	started := b.Now()
-	b.background(ctx, func(ctx context.Context) { b.recheck(ctx, started) })
+	if b.Settings.Shared {
+		started = started.Add(-b.abandoned())
+	}
+	b.background(ctx, func(ctx context.Context) { b.recheck(ctx, started, true) })
 	b.Reporter.Notify("")
 
 	errc := make(chan error, 1)
@@ -404,6 +414,7 @@ func (b *Bot) sweep(ctx context.Context) {
 		if _, err := b.Store.PruneEnvelopes(b.Now().Add(-24 * time.Hour)); err != nil {
 			b.Log.Error("pruning envelopes", zap.Error(err))
 		}
+		b.recheck(ctx, b.Now().Add(-b.abandoned()), false)
 		select {
 		case <-ctx.Done():
 			return

@@ -310,14 +310,35 @@ func (b *Bot) tellOutcome(ctx context.Context, r *actions.Request, url string) {
 	}
 }
 
-// recheck, at start, checks the requests a previous run took in but did
-// not check, and tells the outcomes it stored but did not tell. Only
-// requests last changed before this run started are taken: a newer one is
-// being handled by this run.
-func (b *Bot) recheck(ctx context.Context, started time.Time) {
-	todo, err := b.Store.List(func(r *actions.Request) bool {
-		return r.Input != "" && r.UpdatedAt.Before(started) && (r.State == actions.Received || !r.Told)
-	})
+// abandoned is how long after its last change a request still being
+// checked, or whose outcome was not told, is taken as left behind (its
+// replica died, or its process stopped): its checks' deadline and the
+// tells' Slack calls have all run out by then.
+func (b *Bot) abandoned() time.Duration {
+	if b.Settings.AbandonAfter > 0 {
+		return b.Settings.AbandonAfter
+	}
+	return b.Settings.CheckTimeout + 3*slackCallTimeout
+}
+
+// recheck checks the requests taken in but not checked, and tells the
+// outcomes stored but not told, among those last changed before cutoff:
+// at start, those a previous run left (on a shared store, only those
+// abandoned, since other replicas may be checking theirs); then, every
+// sweep, those abandoned by any replica. all reads terminal requests too
+// (an untold refusal), at start. A replica claims each request's recheck
+// in the store first, so that only one tells its outcome.
+func (b *Bot) recheck(ctx context.Context, cutoff time.Time, all bool) {
+	keep := func(r *actions.Request) bool {
+		return r.Input != "" && r.UpdatedAt.Before(cutoff) && (r.State == actions.Received || !r.Told)
+	}
+	list := b.Store.List
+	if !all {
+		list = func(keep func(*actions.Request) bool) ([]*actions.Request, error) {
+			return actions.ListActive(b.Store, keep)
+		}
+	}
+	todo, err := list(keep)
 	if err != nil {
 		b.Log.Error("listing unchecked requests", zap.Error(err))
 		return
@@ -326,8 +347,18 @@ func (b *Bot) recheck(ctx context.Context, started time.Time) {
 		if ctx.Err() != nil {
 			return
 		}
-		b.Log.Info("checking a request left by the previous run", zap.String("request_id", todo[i].ID), zap.String("state", string(todo[i].State)))
-		b.check(ctx, todo[i].ID, "")
+		r := todo[i]
+		// One claim per version of the request and per abandon period:
+		// a tell that failed is tried again in a later period.
+		claim := fmt.Sprintf("recheck:%s:%d:%d", r.ID, r.Version, b.Now().UnixNano()/int64(b.abandoned()))
+		if ok, err := b.Store.ClaimEnvelope(claim); err != nil || !ok {
+			if err != nil {
+				b.Log.Error("claiming a request's recheck", zap.String("request_id", r.ID), zap.Error(err))
+			}
+			continue // another replica has it
+		}
+		b.Log.Info("checking a request left unchecked or untold", zap.String("request_id", r.ID), zap.String("state", string(r.State)))
+		b.check(ctx, r.ID, "")
 	}
 }
 
