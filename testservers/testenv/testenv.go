@@ -11,6 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -18,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,6 +34,7 @@ import (
 
 	"github.com/osio/osio-bot/app"
 	"github.com/osio/osio-bot/config"
+	"github.com/osio/osio-bot/store/dynamo"
 	dpserver "github.com/osio/osio-bot/testservers/datapipeline"
 	"github.com/osio/osio-bot/testservers/faultproxy"
 	gitlabserver "github.com/osio/osio-bot/testservers/gitlab"
@@ -75,6 +80,9 @@ type Env struct {
 	// when not asked for. The bot talks to a peer through its proxy; the
 	// test's own clients (Prod, Dev, the servers' methods) do not.
 	SlackProxy, AWSProxy, DPProxy, GitLabProxy, GraphQLProxy *faultproxy.Proxy
+	// StoreTable is the dynamodb store's table (Options.SharedStore).
+	StoreTable string
+	storeProxy *httptest.Server
 }
 
 // Proxies says which peers get a fault proxy in front of them.
@@ -120,6 +128,15 @@ type Options struct {
 	People []Person
 	// AppInterface also starts the GitLab and GraphQL test servers.
 	AppInterface bool
+	// SharedStore runs the bot on the dynamodb store backend: a table of
+	// its own in moto, reached through a proxy that hands moto one
+	// request at a time (moto's transactions are not isolated: the MOTO
+	// GAP in store/dynamo), with short leases, so that several bot
+	// processes can share it.
+	SharedStore bool
+	// SlackRedeliver is the Slack server's Options.Redeliver: the share of
+	// envelopes delivered a second time, to another connection.
+	SlackRedeliver float64
 }
 
 // Person is a directory entry.
@@ -170,7 +187,7 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 		e.Close()
 		return nil, err
 	}
-	e.Slack, err = slackserver.New(slackserver.Options{PingInterval: 2 * time.Second})
+	e.Slack, err = slackserver.New(slackserver.Options{PingInterval: 2 * time.Second, Redeliver: o.SlackRedeliver})
 	if err != nil {
 		e.Close()
 		return nil, err
@@ -242,6 +259,12 @@ func Start(ctx context.Context, dir string, o Options) (*Env, error) {
 	cfg.Export.PollMaxInterval = config.Duration(400 * time.Millisecond)
 	cfg.Export.RunTimeout = config.Duration(2 * time.Minute)
 	cfg.Store.Path = filepath.Join(dir, "osio-bot.db")
+	if o.SharedStore {
+		if err := e.sharedStore(ctx, &cfg); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
 	cfg.Log.Level = "debug"
 	cfg.Metrics.Listen = ""
 	extraVars := map[string]string{}
@@ -334,6 +357,9 @@ func bucketExists(err error) bool {
 
 // Close stops every server Start started.
 func (e *Env) Close() {
+	if e.storeProxy != nil {
+		e.storeProxy.Close()
+	}
 	for _, p := range []*faultproxy.Proxy{e.SlackProxy, e.AWSProxy, e.DPProxy, e.GitLabProxy, e.GraphQLProxy} {
 		if p != nil {
 			p.Close()
@@ -696,4 +722,36 @@ func (e *Env) DeleteBucket(ctx context.Context) error {
 func (e *Env) CreateBucket(ctx context.Context) error {
 	_, err := e.devS3().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(Bucket)})
 	return err
+}
+
+// storeSeq names each world's store table.
+var storeSeq atomic.Int64
+
+// sharedStore creates a DynamoDB store table in moto, serves it through a
+// proxy that forwards one request at a time (see Options.SharedStore),
+// and points cfg at it.
+func (e *Env) sharedStore(ctx context.Context, cfg *config.Config) error {
+	target, err := url.Parse(e.Moto.URL)
+	if err != nil {
+		return err
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		rp.ServeHTTP(w, r)
+	}))
+	e.storeProxy = srv
+	table := fmt.Sprintf("osio-bot-store-%d-%d", os.Getpid(), storeSeq.Add(1))
+	c := dynamodb.NewFromConfig(e.Moto.Base(Region), func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(srv.URL) })
+	if err := dynamo.CreateTable(ctx, c, table); err != nil {
+		return err
+	}
+	cfg.Store.Backend = "dynamodb"
+	cfg.Store.DynamoDB = config.DynamoDB{Table: table, Region: Region, Endpoint: srv.URL, CallTimeout: config.Duration(5 * time.Second)}
+	cfg.Store.LeaseTTL = config.Duration(3 * time.Second)
+	cfg.Store.ResumeInterval = config.Duration(500 * time.Millisecond)
+	e.StoreTable = table
+	return nil
 }
