@@ -180,7 +180,7 @@ func TestKillAfterAckBeforeChecks(t *testing.T) {
 		t.Errorf("%d cards, want 1", n)
 	}
 	logs, _ := os.ReadFile(p2.log)
-	if !strings.Contains(string(logs), "checking a request left by the previous run") {
+	if !strings.Contains(string(logs), "checking a request left unchecked or untold") {
 		t.Errorf("the second process did not say it checked %s:\n%s", id, logs)
 	}
 	// It goes on as any request.
