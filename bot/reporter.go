@@ -419,6 +419,13 @@ func (r *Reporter) deliver(ctx context.Context, id string) (time.Duration, error
 	}
 
 	for i := 0; i < len(evs); i++ {
+		if r.holds != nil && req.Thread.Channel != "" && i > 0 {
+			// Still this replica's channel (a pause may have cost it the
+			// lease since the round began)?
+			if ok, _, until, err := r.holds.hold(req.Thread.Channel, r.now()); err != nil || !ok {
+				return max(until.Sub(r.now()), time.Millisecond), err
+			}
+		}
 		e := evs[i]
 		// Fold runs of the same foldable kind into their last event.
 		if e.Kind == actions.Card || e.Kind == actions.Progress {

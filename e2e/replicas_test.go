@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -13,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
+	"github.com/osio/osio-bot/config"
 	"github.com/osio/osio-bot/store/dynamo"
 	"github.com/osio/osio-bot/testservers/testenv"
 )
@@ -125,20 +127,7 @@ func TestReplicaKilledMidWatch(t *testing.T) {
 	w.click(testenv.Approver, "approve", id)
 	w.waitThread(id, "is RUNNING")
 
-	st := storeOf(t, w)
-	req, err := st.Get(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var victim, other *proc
-	for i, p := range ps {
-		if strings.HasSuffix(req.Runner, "-"+strconv.Itoa(p.cmd.Process.Pid)) {
-			victim, other = p, ps[1-i]
-		}
-	}
-	if victim == nil {
-		t.Fatalf("the job's runner %q is neither process", req.Runner)
-	}
+	victim, other := runnerOf(t, w, ps, id)
 	if err := victim.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -172,5 +161,138 @@ func TestReplicaKilledMidWatch(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(other.log); !strings.Contains(string(data), "took over the job from another replica") {
 		t.Errorf("the surviving replica did not log the takeover")
+	}
+}
+
+// runnerOf is the process running request id's job.
+func runnerOf(t *testing.T, w *world, ps [2]*proc, id string) (victim, other *proc) {
+	t.Helper()
+	req, err := storeOf(t, w).Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range ps {
+		if strings.HasSuffix(req.Runner, "-"+strconv.Itoa(p.cmd.Process.Pid)) {
+			return p, ps[1-i]
+		}
+	}
+	t.Fatalf("the job's runner %q is neither process", req.Runner)
+	return nil, nil
+}
+
+// Acceptance 4: the replica holding a job's lease is paused (SIGSTOP)
+// past the lease's expiry; the other takes the job over and finishes it.
+// Woken (SIGCONT), the paused replica finds its lease lost: its writes
+// are refused, it makes no side effect, and it logs that it lost the
+// lease.
+func TestPausedReplicaLosesItsLease(t *testing.T) {
+	w, _, ps := twoReplicas(t, 0)
+	w.table("prod_pause", 5)
+	w.DP.Hold("prod_pause")
+	_, id := w.request(testenv.Requester, "prod_pause")
+	if id == "" {
+		t.Fatal("no request id")
+	}
+	w.click(testenv.Approver, "approve", id)
+	w.waitThread(id, "is RUNNING")
+	paused, other := runnerOf(t, w, ps, id)
+	if err := paused.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = paused.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
+	defer cancel()
+	if err := w.WaitThread(ctx, id, "Resumed by replica"); err != nil {
+		t.Fatalf("no takeover while the runner was paused: %v\n%s", err, w.ThreadText(id))
+	}
+	w.DP.Release("prod_pause")
+	if err := w.WaitThread(ctx, id, "Request finished"); err != nil {
+		t.Fatalf("not finished: %v", err)
+	}
+	before := w.ThreadText(id)
+	if err := paused.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	// Give the woken replica time to renew, find the lease lost, and try
+	// whatever it was about to do.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		data, _ := os.ReadFile(paused.log)
+		if strings.Contains(string(data), "lost the job's lease") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the woken replica did not log that it lost the lease:\n%s", data)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	pid, _ := w.DP.PipelineIDByName("prod_pause")
+	if a := w.DP.Activations(pid); a != 1 {
+		t.Errorf("%d activations, want 1", a)
+	}
+	if c := w.DP.Calls("CreatePipeline"); c != 1 {
+		t.Errorf("CreatePipeline called %d times, want 1", c)
+	}
+	if after := w.ThreadText(id); after != before {
+		t.Errorf("the thread changed after the paused replica woke:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if c := strings.Count(before, "Request finished"); c != 1 {
+		t.Errorf("'Request finished' %d times", c)
+	}
+	if data, _ := os.ReadFile(other.log); !strings.Contains(string(data), "took over the job from another replica") {
+		t.Errorf("the other replica did not log the takeover")
+	}
+}
+
+// Acceptance 6: with two replicas and 20 requests in one channel, the
+// channel sees at most one post per slack.min_post_interval across both
+// (scaled down here to 250 ms: the same code paces 1 s in production), and
+// no 429.
+func TestTwoReplicasPaceOneChannel(t *testing.T) {
+	w := newWorld(t, testenv.Options{SharedStore: true, SlackRedeliver: 0.2, Tweak: func(c *config.Config) {
+		c.Slack.MinPostInterval = config.Duration(250 * time.Millisecond)
+	}})
+	bin := buildBot(t)
+	startProc(t, w, bin, 1)
+	startProc(t, w, bin, 2)
+	if err := w.Slack.WaitFor(w.ctx, func() bool { return w.Slack.LiveConnections() == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := 0; i < n; i++ {
+		w.table(fmt.Sprintf("prod_pace%d", i), 1)
+	}
+	for i := 0; i < n; i++ {
+		if _, id := w.request(testenv.Requester, fmt.Sprintf("prod_pace%d", i)); id == "" {
+			t.Fatalf("request %d: no id", i)
+		}
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 60*time.Second)
+	defer cancel()
+	if err := w.Slack.WaitFor(ctx, func() bool { return len(w.Slack.Messages(testenv.Channel)) >= n }); err != nil {
+		t.Fatalf("%d cards of %d", len(w.Slack.Messages(testenv.Channel)), n)
+	}
+	var at []time.Time
+	for _, m := range w.Slack.Messages(testenv.Channel) {
+		at = append(at, m.Posted)
+	}
+	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
+	minGap := time.Hour
+	for i := 1; i < len(at); i++ {
+		minGap = min(minGap, at[i].Sub(at[i-1]))
+	}
+	t.Logf("%d posts to the channel; smallest gap %v", len(at), minGap.Round(time.Millisecond))
+	if minGap < 245*time.Millisecond {
+		t.Errorf("two posts to one channel %v apart, under the 250 ms pace across replicas", minGap)
+	}
+	if len(at) != n {
+		t.Errorf("%d posts, want %d cards", len(at), n)
 	}
 }
