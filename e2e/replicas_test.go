@@ -296,3 +296,79 @@ func TestTwoReplicasPaceOneChannel(t *testing.T) {
 		t.Errorf("%d posts, want %d cards", len(at), n)
 	}
 }
+
+// restart stops p gracefully (SIGTERM, as Kubernetes does in a rolling
+// update) and starts a new process in its place.
+func restart(t *testing.T, w *world, bin string, p *proc, n int) *proc {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Wait(); err != nil {
+		t.Errorf("replica stopped with %v", err)
+	}
+	return startProc(t, w, bin, n)
+}
+
+// Acceptance 5: a rolling restart of both replicas while requests are
+// pending, approved and running. Nothing is lost or done twice, and a
+// slash command typed while one replica is down is acked by the other.
+func TestRollingRestart(t *testing.T) {
+	w, bin, ps := twoReplicas(t, 0.2)
+	for _, name := range []string{"prod_roll_run", "prod_roll_pend", "prod_roll_new"} {
+		w.table(name, 4)
+	}
+	w.DP.Hold("prod_roll_run")
+	_, running := w.request(testenv.Requester, "prod_roll_run")
+	w.click(testenv.Approver, "approve", running)
+	w.waitThread(running, "is RUNNING")
+	_, pending := w.request(testenv.Requester, "prod_roll_pend")
+	if running == "" || pending == "" {
+		t.Fatal("no request ids")
+	}
+
+	// Replica 1 goes down; a command typed now is acked by replica 2.
+	if err := ps[0].cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := ps[0].cmd.Wait(); err != nil {
+		t.Errorf("replica 1 stopped with %v", err)
+	}
+	ack, during := w.request(testenv.Requester, "prod_roll_new")
+	if during == "" {
+		t.Fatalf("the command typed during the restart was not taken: %q", ack)
+	}
+	ps[0] = startProc(t, w, bin, 3)
+	// Then replica 2, while the job runs and the others wait.
+	ps[1] = restart(t, w, bin, ps[1], 4)
+	if err := w.Slack.WaitFor(w.ctx, func() bool { return w.Slack.LiveConnections() == 2 }); err != nil {
+		t.Fatal(err)
+	}
+
+	w.click(testenv.Approver, "approve", pending)
+	w.click(testenv.Approver, "approve", during)
+	w.DP.Release("prod_roll_run")
+	for _, id := range []string{running, pending, during} {
+		w.waitThread(id, "Request finished")
+	}
+	if c := w.DP.Calls("CreatePipeline"); c != 3 {
+		t.Errorf("CreatePipeline called %d times, want 3", c)
+	}
+	for _, name := range []string{"prod_roll_run", "prod_roll_pend", "prod_roll_new"} {
+		pid, _ := w.DP.PipelineIDByName(name)
+		if a := w.DP.Activations(pid); a != 1 {
+			t.Errorf("%s: %d activations, want 1", name, a)
+		}
+	}
+	for _, id := range []string{running, pending, during} {
+		th := w.ThreadText(id)
+		for _, line := range []string{"activated pipeline", "Request finished"} {
+			if c := strings.Count(th, line); c != 1 {
+				t.Errorf("%s: %q %d times:\n%s", id, line, c, th)
+			}
+		}
+	}
+	if th := w.ThreadText(running); strings.Count(th, "Resumed by replica") < 1 {
+		t.Errorf("the running export's thread does not say it moved:\n%s", th)
+	}
+}
