@@ -372,3 +372,55 @@ func TestRollingRestart(t *testing.T) {
 		t.Errorf("the running export's thread does not say it moved:\n%s", th)
 	}
 }
+
+// Acceptance 2 (resets): two password resets through two replicas, with
+// envelopes delivered twice: each UpdateLoginProfile and each mail
+// happens once, and the mailed password is the one IAM holds.
+func TestTwoReplicasResetOnce(t *testing.T) {
+	dana, erin := newPerson(t, "dana", ""), newPerson(t, "erin", "")
+	w := resetWorld(t, []person{dana, erin}, testenv.Options{SharedStore: true, SlackRedeliver: 0.3, Proxies: testenv.Proxies{AWS: true}})
+	bin := buildBot(t)
+	startProc(t, w, bin, 1)
+	startProc(t, w, bin, 2)
+	if err := w.Slack.WaitFor(w.ctx, func() bool { return w.Slack.LiveConnections() == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	people := map[string]person{"dana": dana, "erin": erin}
+	ids := map[string]string{}
+	for _, user := range []string{"dana", "erin"} {
+		ack, id := w.resetRequest(testenv.Requester, user+" --method inplace")
+		if id == "" {
+			t.Fatalf("reset of %s refused: %s", user, ack)
+		}
+		ids[user] = id
+	}
+	for _, id := range ids {
+		w.clickValue(testenv.Approver, "approve", id+"/inplace", id)
+	}
+	for _, id := range ids {
+		w.waitThread(id, "Request finished")
+	}
+	if c := w.AWSProxy.Count("UpdateLoginProfile"); c != 2 {
+		t.Errorf("UpdateLoginProfile called %d times, want 2", c)
+	}
+	msgs := w.SMTP.Messages()
+	if len(msgs) != 2 {
+		t.Fatalf("%d mails, want 2", len(msgs))
+	}
+	for _, m := range msgs {
+		user := strings.TrimSuffix(m.To[0], "@example.com")
+		p, ok := people[user]
+		if !ok {
+			t.Fatalf("mail to %v", m.To)
+		}
+		if pw := decrypt(t, m.Data, p.priv); pw != motoPassword(t, w, user) {
+			t.Errorf("%s: the mailed password is not the one IAM holds", user)
+		}
+	}
+	for user, id := range ids {
+		th := w.ThreadText(id)
+		if c := strings.Count(th, "Request finished"); c != 1 {
+			t.Errorf("%s: 'Request finished' %d times:\n%s", user, c, th)
+		}
+	}
+}
