@@ -519,6 +519,8 @@ func TestStoreMigrateUsage(t *testing.T) {
 		{[]string{"store", "init", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"store", "init", "--config", good + ".missing.yaml"}, 1, "reading config"},
 		{[]string{"store", "frobnicate"}, 2, `unknown store command "frobnicate"`},
+		{[]string{"store", "migrate", "-h"}, 0, "-dry-run"},
+		{[]string{"store", "init", "--help"}, 0, "-config"},
 	}
 	for _, tt := range tests {
 		code, out, errOut := runCmd(tt.args...)

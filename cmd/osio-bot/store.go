@@ -57,6 +57,15 @@ func storeCmd(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
+// parseExit is the exit status of a flag parse error: 0 for -h, else 2
+// (the flag package has printed the problem and the flags).
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
 // usageErr reports a bad argument: the message, the usage, exit 2.
 func usageErr(stderr io.Writer, format string, a ...any) int {
 	fmt.Fprintf(stderr, format+"\n", a...)
@@ -72,7 +81,7 @@ func storeCheck(args []string, stdout, stderr io.Writer) int {
 	cfgPath := fs.String("config", "/etc/osio-bot/config.yaml", "configuration file (its store.path is checked)")
 	file := fs.String("file", "", "store file to check, instead of the config's store.path")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if fs.NArg() > 0 {
 		return usageErr(stderr, "store check: unexpected argument %q", fs.Arg(0))
@@ -116,7 +125,7 @@ func storeInit(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "/etc/osio-bot/config.yaml", "configuration file (its store section)")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if fs.NArg() > 0 {
 		return usageErr(stderr, "store init: unexpected argument %q", fs.Arg(0))
@@ -221,7 +230,7 @@ func storeMigrate(args []string, stdout, stderr io.Writer) int {
 	endpoint := fs.String("endpoint", "", "DynamoDB's URL (instead of the config's store.dynamodb.endpoint; empty for AWS)")
 	dryRun := fs.Bool("dry-run", false, "read the bolt store and print what would be copied; write nothing")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	if fs.NArg() > 0 {
 		return usageErr(stderr, "store migrate: unexpected argument %q (flags go before it; the stores are --from and --to)", fs.Arg(0))
