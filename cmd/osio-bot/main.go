@@ -3,6 +3,9 @@
 //	osio-bot run --config FILE            serve (Socket Mode)
 //	osio-bot check-config --config FILE   print the resolved config, secrets redacted
 //	osio-bot store check --config FILE    check the store file (or --file PATH)
+//	osio-bot store init --config FILE     create the DynamoDB table (store.backend dynamodb)
+//	osio-bot store migrate --from bolt:PATH --to dynamodb:TABLE [--config FILE] [--dry-run]
+//	                                      copy a stopped bot's bbolt store into the table
 //
 // Secrets come from the environment: SLACK_APP_TOKEN, SLACK_BOT_TOKEN and
 // the AWS SDK's standard variables.
@@ -22,7 +25,6 @@ import (
 
 	"github.com/osio/osio-bot/app"
 	"github.com/osio/osio-bot/config"
-	"github.com/osio/osio-bot/store"
 )
 
 func main() {
@@ -34,6 +36,10 @@ func usage(w io.Writer) {
   osio-bot run --config FILE            serve Slack in Socket Mode
   osio-bot check-config --config FILE   print the resolved config (secrets redacted); exit 1 if invalid
   osio-bot store check --config FILE    check the store file without changing it (or --file PATH); exit 1 if damaged
+  osio-bot store init --config FILE     create the DynamoDB table of store.backend dynamodb if missing (idempotent), TTL on
+  osio-bot store migrate --from bolt:PATH --to dynamodb:TABLE [--config FILE] [--region R] [--endpoint URL] [--dry-run]
+                                        copy a stopped bot's bbolt store (requests, events, cursors, checkpoints,
+                                        locks, claims) into the table made by store init; safe to run again
 Secrets come from the environment: SLACK_APP_TOKEN (xapp-), SLACK_BOT_TOKEN (xoxb-), and the AWS SDK's variables.
 `)
 }
@@ -101,51 +107,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stderr)
 		return 2
 	}
-}
-
-// storeCmd serves "store check": it reads the store file (from the
-// config's store.path, or --file) without changing it.
-func storeCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "usage: osio-bot store check [--config FILE | --file PATH]")
-		return 2
-	}
-	fs := flag.NewFlagSet("store check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "/etc/osio-bot/config.yaml", "configuration file (its store.path is checked)")
-	file := fs.String("file", "", "store file to check, instead of the config's store.path")
-	if err := fs.Parse(args[1:]); err != nil {
-		return 2
-	}
-	path := *file
-	if path == "" {
-		cfg, err := config.Load(*cfgPath, os.LookupEnv)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		path = cfg.Store.Path
-	}
-	rep, err := store.Check(path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	if len(rep.Problems) > 0 {
-		fmt.Fprintf(stdout, "%s: CORRUPT\n", path)
-		for _, p := range rep.Problems {
-			fmt.Fprintf(stdout, "  %s\n", p)
-		}
-		fmt.Fprintln(stdout, "To recover: stop osio-bot, keep a copy of the file, and restore it from a backup;")
-		fmt.Fprintln(stdout, "or move it aside to start with an empty store (its requests, checkpoints and undelivered thread messages are then lost).")
-		return 1
-	}
-	newest := ""
-	if rep.Newest != "" {
-		newest = ", newest " + rep.Newest
-	}
-	fmt.Fprintf(stdout, "%s: ok, %d requests%s\n", path, rep.Requests, newest)
-	return 0
 }
 
 func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
