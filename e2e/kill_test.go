@@ -36,13 +36,19 @@ type proc struct {
 
 func startProc(t *testing.T, w *world, bin string, n int) *proc {
 	t.Helper()
+	return startProcConfig(t, w, bin, n, w.ConfigPath)
+}
+
+// startProcConfig starts the bot binary with the config file cfg.
+func startProcConfig(t *testing.T, w *world, bin string, n int, cfg string) *proc {
+	t.Helper()
 	logPath := filepath.Join(w.Dir, "bot-"+string(rune('0'+n))+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := w.Slack.Connections()
-	cmd := exec.Command(bin, "run", "--config", w.ConfigPath)
+	cmd := exec.Command(bin, "run", "--config", cfg)
 	cmd.Env = w.Environ()
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {

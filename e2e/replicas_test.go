@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -421,6 +423,95 @@ func TestTwoReplicasResetOnce(t *testing.T) {
 		th := w.ThreadText(id)
 		if c := strings.Count(th, "Request finished"); c != 1 {
 			t.Errorf("%s: 'Request finished' %d times:\n%s", user, c, th)
+		}
+	}
+}
+
+// Acceptance 8: a bot on the bolt store with requests in several states
+// (finished, refused, pending, running) is stopped, its store migrated
+// to DynamoDB with `osio-bot store migrate`, and two replicas on the table
+// go on: the running export finishes without a second activation, the
+// pending one is approved and runs, and the finished threads stay as
+// they were.
+func TestMigrateThenTwoReplicas(t *testing.T) {
+	w := newWorld(t, testenv.Options{SharedStore: true})
+	bin := buildBot(t)
+	raw, err := os.ReadFile(w.ConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boltCfg := filepath.Join(w.Dir, "bolt.yaml")
+	if !strings.Contains(string(raw), "backend: dynamodb") {
+		t.Fatalf("config has no dynamodb backend:\n%s", raw)
+	}
+	if err := os.WriteFile(boltCfg, []byte(strings.Replace(string(raw), "backend: dynamodb", "backend: bolt", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"prod_mig_done", "prod_mig_run", "prod_mig_pend"} {
+		w.table(name, 4)
+	}
+	single := startProcConfig(t, w, bin, 1, boltCfg)
+	_, done := w.request(testenv.Requester, "prod_mig_done")
+	w.click(testenv.Approver, "approve", done)
+	w.waitThread(done, "Request finished")
+	refusal, _ := w.request(testenv.Requester, "no_such_table")
+	if !strings.Contains(refusal, "no_such_table") {
+		t.Fatalf("refusal: %q", refusal)
+	}
+	w.DP.Hold("prod_mig_run")
+	_, running := w.request(testenv.Requester, "prod_mig_run")
+	w.click(testenv.Approver, "approve", running)
+	w.waitThread(running, "is RUNNING")
+	_, pending := w.request(testenv.Requester, "prod_mig_pend")
+	if done == "" || running == "" || pending == "" {
+		t.Fatal("no request ids")
+	}
+	doneThread := w.ThreadText(done)
+	if err := single.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := single.cmd.Wait(); err != nil {
+		t.Errorf("the single replica stopped with %v", err)
+	}
+
+	mig := exec.Command(bin, "store", "migrate", "--from", "bolt:"+w.Config.Store.Path, "--to", "dynamodb:"+w.StoreTable, "--config", w.ConfigPath)
+	mig.Env = w.Environ()
+	out, err := mig.CombinedOutput()
+	if err != nil {
+		t.Fatalf("store migrate: %v\n%s", err, out)
+	}
+	t.Logf("store migrate:\n%s", out)
+
+	startProc(t, w, bin, 2)
+	startProc(t, w, bin, 3)
+	w.DP.Release("prod_mig_run")
+	w.waitThread(running, "Request finished")
+	w.click(testenv.Approver, "approve", pending)
+	w.waitThread(pending, "Request finished")
+	if c := w.DP.Calls("CreatePipeline"); c != 3 {
+		t.Errorf("CreatePipeline called %d times, want 3", c)
+	}
+	for _, name := range []string{"prod_mig_done", "prod_mig_run", "prod_mig_pend"} {
+		pid, _ := w.DP.PipelineIDByName(name)
+		if a := w.DP.Activations(pid); a != 1 {
+			t.Errorf("%s: %d activations, want 1", name, a)
+		}
+	}
+	for _, id := range []string{running, pending} {
+		th := w.ThreadText(id)
+		for _, line := range []string{"activated pipeline", "Request finished"} {
+			if c := strings.Count(th, line); c != 1 {
+				t.Errorf("%s: %q %d times:\n%s", id, line, c, th)
+			}
+		}
+	}
+	if th := w.ThreadText(done); th != doneThread {
+		t.Errorf("the finished request's thread changed after the move:\nbefore:\n%s\nafter:\n%s", doneThread, th)
+	}
+	st := storeOf(t, w)
+	for id, want := range map[string]string{done: "succeeded", running: "succeeded", pending: "succeeded"} {
+		if q, err := st.Get(id); err != nil || string(q.State) != want {
+			t.Errorf("%s in the table: %v %v, want %s", id, q, err, want)
 		}
 	}
 }
