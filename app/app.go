@@ -249,6 +249,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	})
 	a.bot.AddCommand(a.bot.ExportCommand(exp, src.Name, dst.Name))
 	a.bot.AddCommand(a.bot.RestoreCommand(rst, cfg.Restore.RequireApproval))
+	a.bot.AddCommand(a.bot.PendingCommand())
 	if resetter != nil {
 		a.bot.AddCommand(a.bot.ResetCommand())
 	}
