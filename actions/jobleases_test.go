@@ -187,12 +187,24 @@ func TestPausedReplicaIsFenced(t *testing.T) {
 			return nil
 		})
 	}
-	id := create(t, s, actions.Approved)
 	core, logs := observer.New(zap.InfoLevel)
 	a := leasedRunner(t, s, pa, "replica-a", ttl, job("replica-a"), zap.New(core))
 	b := leasedRunner(t, s, s.Store, "replica-b", ttl, job("replica-b"))
+	id := create(t, s, actions.Approved) // after both started: neither resumes it by itself
 	a.Run(id)
-	time.Sleep(100 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for { // a holds the job and is paused
+		pa.mu.Lock()
+		p := pa.paused
+		pa.mu.Unlock()
+		if p != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("replica-a never started the job")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	b.Run(id) // held: tried at expiry, while a is paused
 	waitState(t, s, id, actions.Succeeded, 5*time.Second)
 	close(wake)
