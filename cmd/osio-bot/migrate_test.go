@@ -5,10 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,8 +33,7 @@ var (
 	motoSrv   *moto.Server
 	motoErr   error
 	motoLog   string
-	motoProxy string     // serialises requests (see motoMu)
-	motoMu    sync.Mutex // MOTO GAP: moto is not safe under concurrent requests (store/dynamo/dynamo_test.go)
+	motoProxy string // one request at a time (moto.OneAtATime: the MOTO GAP)
 	tableSeq  atomic.Int64
 )
 
@@ -71,14 +66,8 @@ func motoEndpoint(t *testing.T) string {
 		if motoErr != nil {
 			return
 		}
-		target, _ := url.Parse(motoSrv.URL)
-		rp := httputil.NewSingleHostReverseProxy(target)
 		// Not closed: it lives as long as the test binary, like moto.
-		motoProxy = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			motoMu.Lock()
-			defer motoMu.Unlock()
-			rp.ServeHTTP(w, r)
-		})).URL
+		motoProxy, _ = motoSrv.OneAtATime()
 	})
 	switch {
 	case errors.Is(motoErr, moto.ErrMissing) && os.Getenv("CI") != "true":

@@ -11,9 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -82,7 +79,7 @@ type Env struct {
 	SlackProxy, AWSProxy, DPProxy, GitLabProxy, GraphQLProxy *faultproxy.Proxy
 	// StoreTable is the dynamodb store's table (Options.SharedStore).
 	StoreTable string
-	storeProxy *httptest.Server
+	storeProxy func() // closes the store's proxy to moto
 }
 
 // Proxies says which peers get a fault proxy in front of them.
@@ -358,7 +355,7 @@ func bucketExists(err error) bool {
 // Close stops every server Start started.
 func (e *Env) Close() {
 	if e.storeProxy != nil {
-		e.storeProxy.Close()
+		e.storeProxy()
 	}
 	for _, p := range []*faultproxy.Proxy{e.SlackProxy, e.AWSProxy, e.DPProxy, e.GitLabProxy, e.GraphQLProxy} {
 		if p != nil {
@@ -731,25 +728,15 @@ var storeSeq atomic.Int64
 // proxy that forwards one request at a time (see Options.SharedStore),
 // and points cfg at it.
 func (e *Env) sharedStore(ctx context.Context, cfg *config.Config) error {
-	target, err := url.Parse(e.Moto.URL)
-	if err != nil {
-		return err
-	}
-	rp := httputil.NewSingleHostReverseProxy(target)
-	var mu sync.Mutex
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		rp.ServeHTTP(w, r)
-	}))
-	e.storeProxy = srv
+	endpoint, stop := e.Moto.OneAtATime()
+	e.storeProxy = stop
 	table := fmt.Sprintf("osio-bot-store-%d-%d", os.Getpid(), storeSeq.Add(1))
-	c := dynamodb.NewFromConfig(e.Moto.Base(Region), func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(srv.URL) })
+	c := dynamodb.NewFromConfig(e.Moto.Base(Region), func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) })
 	if err := dynamo.CreateTable(ctx, c, table); err != nil {
 		return err
 	}
 	cfg.Store.Backend = "dynamodb"
-	cfg.Store.DynamoDB = config.DynamoDB{Table: table, Region: Region, Endpoint: srv.URL, CallTimeout: config.Duration(5 * time.Second)}
+	cfg.Store.DynamoDB = config.DynamoDB{Table: table, Region: Region, Endpoint: endpoint, CallTimeout: config.Duration(5 * time.Second)}
 	cfg.Store.LeaseTTL = config.Duration(3 * time.Second)
 	cfg.Store.ResumeInterval = config.Duration(500 * time.Millisecond)
 	e.StoreTable = table
