@@ -6,6 +6,8 @@
 //	osio-bot store init --config FILE     create the DynamoDB table (store.backend dynamodb)
 //	osio-bot store migrate --from bolt:PATH --to dynamodb:TABLE [--config FILE] [--dry-run]
 //	                                      copy a stopped bot's bbolt store into the table
+//	osio-bot audit export [--since DATE] [--until DATE] [--format jsonl|csv]
+//	                                      one audit record per request, from the store
 //
 // Secrets come from the environment: SLACK_APP_TOKEN, SLACK_BOT_TOKEN and
 // the AWS SDK's standard variables.
@@ -40,6 +42,9 @@ func usage(w io.Writer) {
   osio-bot store migrate --from bolt:PATH --to dynamodb:TABLE [--config FILE] [--region R] [--endpoint URL] [--dry-run]
                                         copy a stopped bot's bbolt store (requests, events, cursors, checkpoints,
                                         locks, claims) into the table made by store init; safe to run again
+  osio-bot audit export [--config FILE | --file PATH] [--since DATE] [--until DATE] [--format jsonl|csv] [--out FILE]
+                                        one audit record per request (who, where, what, plan, decision, events,
+                                        outcome, permalink); no secret is in the store, so none is in the export
 Secrets come from the environment: SLACK_APP_TOKEN (xapp-), SLACK_BOT_TOKEN (xoxb-), and the AWS SDK's variables.
 `)
 }
@@ -52,6 +57,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sub := args[0]
 	if sub == "store" {
 		return storeCmd(args[1:], stdout, stderr)
+	}
+	if sub == "audit" {
+		return auditCmd(args[1:], stdout, stderr)
 	}
 	if sub != "run" && sub != "check-config" {
 		fmt.Fprintf(stderr, "unknown command %q\n", sub)
