@@ -128,6 +128,10 @@ type Event struct {
 	At   time.Time `json:"at"`
 	Kind EventKind `json:"kind"`
 	Text string    `json:"text,omitempty"`
+	// Prev and Hash chain the request's events (see Chain); set by the
+	// store.
+	Prev string `json:"prev,omitempty"`
+	Hash string `json:"hash,omitempty"`
 }
 
 // ErrNotFound is returned for an unknown request id.

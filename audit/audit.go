@@ -160,3 +160,30 @@ func inert(cell string) string {
 	}
 	return cell
 }
+
+// Broken is a request whose events no longer form their hash chain.
+type Broken struct {
+	ID       string
+	Problems []string
+}
+
+// Verify recomputes every request's event chain and returns those that
+// are broken: an event changed, removed or reordered since it was written.
+func Verify(src Source) (checked int, broken []Broken, err error) {
+	rs, err := src.List(func(*actions.Request) bool { return true })
+	if err != nil {
+		return 0, nil, fmt.Errorf("listing requests: %w", err)
+	}
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].CreatedAt.Before(rs[j].CreatedAt) })
+	for _, r := range rs {
+		evs, err := src.Events(r.ID)
+		if err != nil {
+			return checked, broken, fmt.Errorf("reading the events of %s: %w", r.ID, err)
+		}
+		checked++
+		if p := actions.VerifyChain(evs); len(p) > 0 {
+			broken = append(broken, Broken{ID: r.ID, Problems: p})
+		}
+	}
+	return checked, broken, nil
+}

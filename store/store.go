@@ -566,6 +566,14 @@ func appendEvents(tx *bbolt.Tx, id string, now time.Time, events []actions.Event
 	if err != nil {
 		return err
 	}
+	prev := ""
+	if _, v := b.Cursor().Last(); v != nil {
+		var last actions.Event
+		if err := json.Unmarshal(v, &last); err != nil {
+			return fmt.Errorf("decoding the last event of %s: %w", id, err)
+		}
+		prev = last.Hash
+	}
 	for _, e := range events {
 		seq, err := b.NextSequence()
 		if err != nil {
@@ -575,6 +583,8 @@ func appendEvents(tx *bbolt.Tx, id string, now time.Time, events []actions.Event
 		if e.At.IsZero() {
 			e.At = now
 		}
+		actions.Chain(prev, &e)
+		prev = e.Hash
 		data, err := json.Marshal(e)
 		if err != nil {
 			return err

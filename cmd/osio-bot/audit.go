@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/osio/osio-bot/app"
@@ -21,6 +22,9 @@ const auditUsage = `usage:
       DATE is 2006-01-02 or RFC 3339; since defaults to the beginning, until to now.
       The store is the config's (bolt: stop the bot first, or export a copy of the file
       with --file; dynamodb: any time).
+  osio-bot audit verify [--config FILE | --file PATH]
+      recomputes each request's hash chain of events and names every request whose
+      events were changed, removed or reordered; exit 1 if any.
 `
 
 // auditCmd serves "audit ...".
@@ -32,6 +36,8 @@ func auditCmd(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "export":
 		return auditExport(args[1:], stdout, stderr)
+	case "verify":
+		return auditVerify(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, auditUsage)
 		return 0
@@ -78,31 +84,9 @@ func auditExport(args []string, stdout, stderr io.Writer) int {
 	if !since.Before(until) {
 		return fail("--since %s is not before --until %s", since.Format(time.RFC3339), until.Format(time.RFC3339))
 	}
-	var src interface {
-		audit.Source
-		Close() error
-	}
-	if *file != "" {
-		s, err := store.Open(*file, store.Options{})
-		if err != nil {
-			fmt.Fprintf(stderr, "audit export: opening %s: %v (a running bot holds its file: stop it, or export a copy)\n", *file, err)
-			return 1
-		}
-		src = s
-	} else {
-		cfg, err := config.Load(*cfgPath, os.LookupEnv)
-		if err != nil {
-			fmt.Fprintln(stderr, "audit export:", err)
-			return 1
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s, _, err := app.OpenStore(ctx, cfg)
-		if err != nil {
-			fmt.Fprintf(stderr, "audit export: opening the store: %v (bolt: a running bot holds its file: stop it, or export a copy with --file)\n", err)
-			return 1
-		}
-		src = s
+	src, code := auditSource(*cfgPath, *file, stderr)
+	if src == nil {
+		return code
 	}
 	defer src.Close()
 	recs, err := audit.Export(src, since, until)
@@ -142,4 +126,69 @@ func parseDate(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%q is neither 2006-01-02 nor RFC 3339", s)
 	}
 	return t, nil
+}
+
+// auditStore is a store an audit reads.
+type auditStore interface {
+	audit.Source
+	Close() error
+}
+
+// auditSource opens the bbolt file, or else the config's store; nil and
+// the exit status when it cannot.
+func auditSource(cfgPath, file string, stderr io.Writer) (auditStore, int) {
+	if file != "" {
+		s, err := store.Open(file, store.Options{})
+		if err != nil {
+			fmt.Fprintf(stderr, "audit: opening %s: %v (a running bot holds its file: stop it, or use a copy)\n", file, err)
+			return nil, 1
+		}
+		return s, 0
+	}
+	cfg, err := config.Load(cfgPath, os.LookupEnv)
+	if err != nil {
+		fmt.Fprintln(stderr, "audit:", err)
+		return nil, 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, _, err := app.OpenStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "audit: opening the store: %v (bolt: a running bot holds its file: stop it, or use a copy with --file)\n", err)
+		return nil, 1
+	}
+	return s, 0
+}
+
+func auditVerify(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "/etc/osio-bot/config.yaml", "configuration file (its store is verified)")
+	file := fs.String("file", "", "a bbolt store file to verify, instead of the config's store")
+	if err := fs.Parse(args); err != nil {
+		return parseExit(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "audit verify: unexpected argument %q\n%s", fs.Arg(0), auditUsage)
+		return 2
+	}
+	src, code := auditSource(*cfgPath, *file, stderr)
+	if src == nil {
+		return code
+	}
+	defer src.Close()
+	checked, broken, err := audit.Verify(src)
+	if err != nil {
+		fmt.Fprintln(stderr, "audit verify:", err)
+		return 1
+	}
+	for _, b := range broken {
+		fmt.Fprintf(stdout, "%s: %s\n", b.ID, strings.Join(b.Problems, "; "))
+	}
+	if len(broken) > 0 {
+		fmt.Fprintf(stdout, "%d of %d requests have events changed, removed or reordered\n", len(broken), checked)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%d requests: every event chain is intact\n", checked)
+	return 0
 }

@@ -322,6 +322,7 @@ func parseID(id string) (uint64, bool) {
 type reqMeta struct {
 	version int64
 	evseq   uint64
+	evhash  string // the hash of event evseq (the chain's end)
 	tok     string
 }
 
@@ -346,12 +347,12 @@ func decodeReq(it map[string]types.AttributeValue) (*actions.Request, reqMeta, e
 	if err := json.Unmarshal([]byte(getS(it, "data")), &r); err != nil {
 		return nil, reqMeta{}, fmt.Errorf("decoding request %s: %w", getS(it, "SK"), err)
 	}
-	return &r, reqMeta{version: getN(it, "version"), evseq: uint64(getN(it, "evseq")), tok: getS(it, "tok")}, nil
+	return &r, reqMeta{version: getN(it, "version"), evseq: uint64(getN(it, "evseq")), evhash: getS(it, "evhash"), tok: getS(it, "tok")}, nil
 }
 
-// reqItem is the item of request r, whose last event is number evseq,
-// written with token tok.
-func reqItem(r *actions.Request, evseq uint64, tok string) (map[string]types.AttributeValue, error) {
+// reqItem is the item of request r, whose last event is number evseq
+// with hash evhash, written with token tok.
+func reqItem(r *actions.Request, evseq uint64, evhash, tok string) (map[string]types.AttributeValue, error) {
 	n, ok := parseID(r.ID)
 	if !ok {
 		return nil, fmt.Errorf("storing request: malformed id %q", r.ID)
@@ -362,14 +363,14 @@ func reqItem(r *actions.Request, evseq uint64, tok string) (map[string]types.Att
 	}
 	return item(pkRequests, reqSK(n), map[string]types.AttributeValue{
 		"id": str(r.ID), "state": str(string(r.State)), "data": str(string(data)),
-		"version": num(r.Version), "evseq": num(evseq), "tok": str(tok),
+		"version": num(r.Version), "evseq": num(evseq), "evhash": str(evhash), "tok": str(tok),
 	}), nil
 }
 
 // putReq is the transaction item writing r, with evseq events and token
 // tok, on condition cond (with its values).
-func putReq(r *actions.Request, evseq uint64, tok, cond string, vals map[string]types.AttributeValue) (types.TransactWriteItem, error) {
-	it, err := reqItem(r, evseq, tok)
+func putReq(r *actions.Request, evseq uint64, evhash, tok, cond string, vals map[string]types.AttributeValue) (types.TransactWriteItem, error) {
+	it, err := reqItem(r, evseq, evhash, tok)
 	if err != nil {
 		return types.TransactWriteItem{}, err
 	}
@@ -383,13 +384,13 @@ func putReq(r *actions.Request, evseq uint64, tok, cond string, vals map[string]
 // eventItems numbers events after last, stamps them with now when they
 // carry no time, and returns their items, the outbox item and the new
 // last seq.
-func eventItems(id string, last uint64, now time.Time, events []actions.Event) ([]types.TransactWriteItem, uint64, error) {
+func eventItems(id string, last uint64, prev string, now time.Time, events []actions.Event) ([]types.TransactWriteItem, uint64, string, error) {
 	if len(events) == 0 {
-		return nil, last, nil
+		return nil, last, prev, nil
 	}
 	n, ok := parseID(id)
 	if !ok {
-		return nil, 0, fmt.Errorf("appending events: malformed id %q", id)
+		return nil, 0, "", fmt.Errorf("appending events: malformed id %q", id)
 	}
 	var items []types.TransactWriteItem
 	for _, e := range events {
@@ -398,9 +399,11 @@ func eventItems(id string, last uint64, now time.Time, events []actions.Event) (
 		if e.At.IsZero() {
 			e.At = now
 		}
+		actions.Chain(prev, &e)
+		prev = e.Hash
 		data, err := json.Marshal(e)
 		if err != nil {
-			return nil, 0, fmt.Errorf("encoding event %s/%d: %w", id, e.Seq, err)
+			return nil, 0, "", fmt.Errorf("encoding event %s/%d: %w", id, e.Seq, err)
 		}
 		items = append(items, types.TransactWriteItem{Put: &types.Put{
 			Item: item(eventsPK(id), eventSK(e.Seq), map[string]types.AttributeValue{"data": str(string(data))}),
@@ -409,7 +412,7 @@ func eventItems(id string, last uint64, now time.Time, events []actions.Event) (
 	items = append(items, types.TransactWriteItem{Put: &types.Put{
 		Item: item(pkOutbox, reqSK(n), map[string]types.AttributeValue{"id": str(id)}),
 	}})
-	return items, last, nil
+	return items, last, prev, nil
 }
 
 // activeItem puts request id in the ACTIVE partition (put) or takes it
@@ -504,12 +507,12 @@ func (s *Store) create(r *actions.Request, envelopeID string, events []actions.E
 		if nr.State == "" {
 			nr.State = actions.Pending
 		}
-		evItems, last, err := eventItems(nr.ID, 0, now, events)
+		evItems, last, lastHash, err := eventItems(nr.ID, 0, "", now, events)
 		if err != nil {
 			return actions.Created{}, err
 		}
 		tok = newToken()
-		req, err := putReq(&nr, last, tok, "attribute_not_exists(PK)", nil)
+		req, err := putReq(&nr, last, lastHash, tok, "attribute_not_exists(PK)", nil)
 		if err != nil {
 			return actions.Created{}, err
 		}
@@ -704,12 +707,12 @@ func (s *Store) update(fence *actions.Lease, id string, from []actions.State, mu
 		}
 		r.UpdatedAt = now
 		r.Version++
-		evItems, last, err := eventItems(id, meta.evseq, now, events)
+		evItems, last, lastHash, err := eventItems(id, meta.evseq, meta.evhash, now, events)
 		if err != nil {
 			return nil, err
 		}
 		tok = newToken()
-		req, err := putReq(r, last, tok, "version = :v AND evseq = :e",
+		req, err := putReq(r, last, lastHash, tok, "version = :v AND evseq = :e",
 			map[string]types.AttributeValue{":v": num(meta.version), ":e": num(meta.evseq)})
 		if err != nil {
 			return nil, err
@@ -879,7 +882,7 @@ func (s *Store) write(fence *actions.Lease, id string, extra *types.TransactWrit
 			return nil // the last attempt was written; its answer was lost
 		}
 		now := s.now().UTC()
-		evItems, last, err := eventItems(id, meta.evseq, now, events)
+		evItems, last, lastHash, err := eventItems(id, meta.evseq, meta.evhash, now, events)
 		if err != nil {
 			return err
 		}
@@ -887,9 +890,9 @@ func (s *Store) write(fence *actions.Lease, id string, extra *types.TransactWrit
 		tok = newToken()
 		items := []types.TransactWriteItem{{Update: &types.Update{
 			Key:                       key(pkRequests, reqSK(n)),
-			UpdateExpression:          aws.String("SET evseq = :new, tok = :tok"),
+			UpdateExpression:          aws.String("SET evseq = :new, evhash = :h, tok = :tok"),
 			ConditionExpression:       aws.String("evseq = :old"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":new": num(last), ":old": num(meta.evseq), ":tok": str(tok)},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":new": num(last), ":old": num(meta.evseq), ":h": str(lastHash), ":tok": str(tok)},
 		}}}
 		if extra != nil {
 			items = append(items, *extra)

@@ -95,11 +95,14 @@ func (s *Store) Import(c *store.Contents) error {
 		return err
 	}
 	for _, r := range c.Requests {
-		last := c.EventSeqs[r.ID]
-		if evs := c.Events[r.ID]; len(evs) > 0 && evs[len(evs)-1].Seq > last {
-			last = evs[len(evs)-1].Seq
+		last, lastHash := c.EventSeqs[r.ID], ""
+		if evs := c.Events[r.ID]; len(evs) > 0 {
+			if evs[len(evs)-1].Seq > last {
+				last = evs[len(evs)-1].Seq
+			}
+			lastHash = evs[len(evs)-1].Hash // the chain goes on from it
 		}
-		it, err := reqItem(r, last, "")
+		it, err := reqItem(r, last, lastHash, "")
 		if err != nil {
 			return fmt.Errorf("importing request %s: %w", r.ID, err)
 		}

@@ -49,6 +49,7 @@ func cases() []testCase {
 		{"FencedWritesRefusedAfterTakeover", testFencedAfterTakeover},
 		{"FencedWritesRefusedAfterExpiry", testFencedAfterExpiry},
 		{"Ping", testPing},
+		{"EventsFormAHashChain", testEventChain},
 	}
 }
 
@@ -1298,6 +1299,53 @@ func testPing(t *testing.T, e *env) {
 	for _, s := range []Backend{e.a, e.b} {
 		if err := s.Ping(t.Context()); err != nil {
 			t.Errorf("Ping: %v", err)
+		}
+	}
+}
+
+// testEventChain: every way of writing events, from both clients, extends
+// one hash chain per request (issue 11, tamper evidence), and a changed,
+// removed or reordered event breaks it.
+func testEventChain(t *testing.T, e *env) {
+	r := mustCreate(t, e.a, &actions.Request{Kind: "export", Requester: "U1"}, "", msg("created"))
+	id := r.ID
+	if _, err := e.b.Update(id, nil, func(*actions.Request) error { return nil }, msg("updated by b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.a.AppendEvents(id, msg("appended by a"), actions.Event{Kind: actions.Progress, Text: "half way"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.b.SaveCheckpointEvents(id, "step", 1, msg("step 1 by b")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.a.Transition(id, []actions.State{actions.Pending}, actions.Approved, nil, msg("approved")); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []Backend{e.a, e.b} {
+		evs, err := s.Events(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 6 {
+			t.Fatalf("%d events, want 6", len(evs))
+		}
+		for i, ev := range evs {
+			if ev.Hash == "" || i > 0 && ev.Prev != evs[i-1].Hash || i == 0 && ev.Prev != "" {
+				t.Errorf("event %d: prev %.8q hash %.8q: not chained", ev.Seq, ev.Prev, ev.Hash)
+			}
+		}
+		if p := actions.VerifyChain(evs); len(p) != 0 {
+			t.Errorf("intact chain reported: %v", p)
+		}
+		changed := append([]actions.Event(nil), evs...)
+		changed[2].Text = "appended by someone else"
+		removed := append(append([]actions.Event(nil), evs[:3]...), evs[4:]...)
+		swapped := append([]actions.Event(nil), evs...)
+		swapped[3], swapped[4] = swapped[4], swapped[3]
+		for name, broken := range map[string][]actions.Event{"changed": changed, "removed": removed, "swapped": swapped} {
+			if p := actions.VerifyChain(broken); len(p) == 0 {
+				t.Errorf("a %s event is not detected", name)
+			}
 		}
 	}
 }
