@@ -167,15 +167,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	}
 	st := newMeteredStore(raw, m)
 	a := &App{cfg: cfg, log: log, store: st, registry: prometheus.NewRegistry(), m: m}
-	a.ackHist = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "osio_bot_ack_seconds", Help: "Slash command envelope-to-ack latency.",
-		Buckets: []float64{.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-	}, []string{"command"})
-	a.slackErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "osio_bot_slack_errors_total",
-		Help: "Slack errors that no retry fixes, by class (channel: the bot cannot post there; content: a message Slack refused; auth: the token is refused) and Slack's error code.",
-	}, []string{"class", "error"})
-	a.registry.MustRegister(a.ackHist, a.slackErrs)
+	a.ackHist, a.slackErrs = m.ack, m.slackErrs
 
 	exp, err := export.New(cfg, export.Deps{
 		DynamoDB:     dynamodb.NewFromConfig(srcCfg),
@@ -258,7 +250,11 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	if resetter != nil {
 		a.bot.AddCommand(a.bot.ResetCommand())
 	}
-	m.register(a.registry, a.bot, st)
+	names := make([]string, 0, len(kinds))
+	for k := range kinds {
+		names = append(names, k)
+	}
+	a.registry.MustRegister(m.collectors(a.bot, st, names)...)
 	return a, nil
 }
 

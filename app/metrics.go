@@ -25,6 +25,8 @@ import (
 // the Slack errors. Every label is low-cardinality: a kind, an outcome, a
 // peer's operation, a store operation; never a user or a request id.
 type metrics struct {
+	ack        *prometheus.HistogramVec
+	slackErrs  *prometheus.CounterVec
 	requests   *prometheus.CounterVec
 	decision   *prometheus.HistogramVec
 	job        *prometheus.HistogramVec
@@ -39,6 +41,14 @@ var durationBuckets = []float64{1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 720
 
 func newMetrics() *metrics {
 	return &metrics{
+		ack: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "osio_bot_ack_seconds", Help: "Slash command envelope-to-ack latency.",
+			Buckets: []float64{.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"command"}),
+		slackErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "osio_bot_slack_errors_total",
+			Help: "Slack errors that no retry fixes, by class (channel: the bot cannot post there; content: a message Slack refused; auth: the token is refused) and Slack's error code.",
+		}, []string{"class", "error"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "osio_bot_requests_total",
 			Help: "Requests reaching an outcome, by kind and outcome (pending, refused, approved, denied, expired, cancelled, succeeded, failed), counted when the store records the transition.",
@@ -73,10 +83,17 @@ func newMetrics() *metrics {
 	}
 }
 
-// register adds the metrics, the runtime and process collectors, and the
-// gauges read at scrape time: the Socket Mode connection and the outbox.
-func (m *metrics) register(reg *prometheus.Registry, sock socketState, outbox outboxReader) {
-	reg.MustRegister(m.requests, m.decision, m.job, m.peer, m.deliveries, m.storeOp, m.storeErrs,
+// collectors are everything /metrics serves: the metrics, the runtime and
+// process collectors, and the gauges read at scrape time (the Socket Mode
+// connection, the outbox). Each kind's outcomes start at 0, so that the
+// first failure or expiry is an increase an alert sees.
+func (m *metrics) collectors(sock socketState, outbox outboxReader, kinds []string) []prometheus.Collector {
+	for _, k := range kinds {
+		for o := range outcomes {
+			m.requests.WithLabelValues(k, string(o))
+		}
+	}
+	return []prometheus.Collector{m.ack, m.slackErrs, m.requests, m.decision, m.job, m.peer, m.deliveries, m.storeOp, m.storeErrs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "osio_bot_socket_connected", Help: "1 while a Socket Mode connection to Slack is up.",
@@ -90,7 +107,7 @@ func (m *metrics) register(reg *prometheus.Registry, sock socketState, outbox ou
 			Name: "osio_bot_socket_reconnects_total", Help: "Socket Mode connections made after the first one.",
 		}, func() float64 { return float64(max(0, sock.Connects()-1)) }),
 		newOutboxCollector(outbox, 2*time.Second),
-	)
+	}
 }
 
 // socketState is the bot's Socket Mode connection as the gauges read it.
