@@ -192,12 +192,15 @@ func slackMethod(r *http.Request) string {
 // repository/files): no id, branch with digits, or file path.
 func gitlabOperation(r *http.Request) string {
 	segs := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/")
+	for i := 0; i+1 < len(segs); i++ {
+		if segs[i] == "api" && segs[i+1] == "v4" {
+			segs = segs[i+2:] // past a base URL's own path
+			break
+		}
+	}
 	var words []string
 	for i := 0; i < len(segs) && len(words) < 2; i++ {
 		s := segs[i]
-		if s == "api" || s == "v4" {
-			continue
-		}
 		if s == "projects" {
 			i++ // the project's id or path
 			continue
