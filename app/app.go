@@ -51,6 +51,8 @@ type App struct {
 	slackErrs *prometheus.CounterVec
 	// reporter delivers threads; its Health says whether it can post.
 	reporter *bot.Reporter
+	// m are the request, peer, delivery and store metrics (metrics.go).
+	m *metrics
 }
 
 // Options are hooks for tests and benchmarks.
@@ -148,29 +150,24 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	}
 	src, _ := cfg.Account(cfg.Export.SourceAccount)
 	dst, _ := cfg.Account(cfg.Export.DestAccount)
+	m := newMetrics()
 	base, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithRegion(src.Region),
 		awsconfig.WithHTTPClient(AWSHTTPClient(cfg.AWS.CallTimeout.D())))
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)
 	}
+	base = m.withAWSCounter(base)
 	srcCfg := AccountConfig(base, src, cfg.AWS.SessionName)
 	dstCfg := AccountConfig(base, dst, cfg.AWS.SessionName)
 	pathStyle := func(o *s3.Options) { o.UsePathStyle = cfg.AWS.S3UsePathStyle }
 
-	st, shared, err := OpenStore(ctx, cfg)
+	raw, shared, err := OpenStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{cfg: cfg, log: log, store: st, registry: prometheus.NewRegistry()}
-	a.ackHist = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "osio_bot_ack_seconds", Help: "Slash command envelope-to-ack latency.",
-		Buckets: []float64{.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-	}, []string{"command"})
-	a.slackErrs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "osio_bot_slack_errors_total",
-		Help: "Slack errors that no retry fixes, by class (channel: the bot cannot post there; content: a message Slack refused; auth: the token is refused) and Slack's error code.",
-	}, []string{"class", "error"})
-	a.registry.MustRegister(a.ackHist, a.slackErrs, prometheus.NewGoCollector())
+	st := newMeteredStore(raw, m)
+	a := &App{cfg: cfg, log: log, store: st, registry: prometheus.NewRegistry(), m: m}
+	a.ackHist, a.slackErrs = m.ack, m.slackErrs
 
 	exp, err := export.New(cfg, export.Deps{
 		DynamoDB:     dynamodb.NewFromConfig(srcCfg),
@@ -184,7 +181,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	}
 
 	api := slack.New(cfg.Slack.BotToken.Reveal(), slack.OptionAPIURL(cfg.Slack.APIURL), slack.OptionAppLevelToken(cfg.Slack.AppToken.Reveal()),
-		slack.OptionHTTPClient(SlackHTTPClient()))
+		slack.OptionHTTPClient(m.counted(SlackHTTPClient(), "slack", slackMethod)))
 	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if _, err := api.AuthTestContext(actx); err != nil {
@@ -202,7 +199,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	jobs := map[string]actions.Job{export.Kind: exp, restore.Kind: rst}
 	var resetter *passwordreset.Resetter
 	if cfg.Reset.Enabled {
-		resetter, err = buildResetter(ctx, cfg, base, log)
+		resetter, err = buildResetter(ctx, cfg, base, log, m)
 		if err != nil {
 			st.Close()
 			return nil, err
@@ -214,6 +211,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		MinInterval: cfg.Slack.MinPostInterval.D(), ProgressInterval: cfg.Slack.ProgressInterval.D(),
 		CallTimeout: cmp.Or(o.SlackCallTimeout, slackCallTimeout),
 		OnError:     func(class, code string) { a.slackErrs.WithLabelValues(class, code).Inc() },
+		OnDelivery:  m.delivery,
 		Render:      bot.RenderCard(kinds, cfg.Slack.ApproverGroups), Log: log.Named("reporter"),
 		Leases: channelLeases(st, shared), Owner: o.replica(), LeaseTTL: cfg.Store.LeaseTTL.D(),
 	})
@@ -244,7 +242,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		},
 		API: api, Socket: sock, Store: st, Runner: a.runner, Reporter: rep,
 		Approvers: bot.NewApprovers(api, cfg.Slack.ApproverGroups, cfg.Slack.ApproverCacheTTL.D(), time.Now),
-		Responder: responseURL{hc: SlackHTTPClient()}, Failpoint: a.runner.Failpoint,
+		Responder: responseURL{hc: m.counted(SlackHTTPClient(), "slack", func(*http.Request) string { return "response_url" })}, Failpoint: a.runner.Failpoint,
 		Kinds: kinds, Log: log.Named("bot"), AckObserved: observe,
 	})
 	a.bot.AddCommand(a.bot.ExportCommand(exp, src.Name, dst.Name))
@@ -253,6 +251,11 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	if resetter != nil {
 		a.bot.AddCommand(a.bot.ResetCommand())
 	}
+	names := make([]string, 0, len(kinds))
+	for k := range kinds {
+		names = append(names, k)
+	}
+	a.registry.MustRegister(m.collectors(a.bot, st, names)...)
 	return a, nil
 }
 

@@ -5,11 +5,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/slack-go/slack"
+	gitlab "gitlab.com/gitlab-org/api/client-go"
 	"go.uber.org/zap"
 
 	"github.com/osio/osio-bot/actions/appinterface"
@@ -20,7 +23,7 @@ import (
 	"github.com/osio/osio-bot/mail"
 )
 
-func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *zap.Logger) (*passwordreset.Resetter, error) {
+func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *zap.Logger, m *metrics) (*passwordreset.Resetter, error) {
 	clients := map[string]passwordreset.IAM{}
 	for _, acct := range cfg.Accounts {
 		clients[acct.Name] = iam.NewFromConfig(AccountConfig(base, acct, cfg.AWS.SessionName))
@@ -49,7 +52,8 @@ func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *z
 
 	var ai *appinterface.Client
 	if cfg.AppInterface.GraphQLURL != "" {
-		ai = appinterface.NewClient(cfg.AppInterface.GraphQLURL, cfg.AppInterface.GraphQLToken.Reveal())
+		ai = appinterface.NewClient(cfg.AppInterface.GraphQLURL, cfg.AppInterface.GraphQLToken.Reveal(),
+			appinterface.WithHTTPClient(m.counted(&http.Client{Timeout: 30 * time.Second}, "graphql", func(*http.Request) string { return "query" })))
 	}
 	var dir directory.Directory
 	switch cfg.Directory.Source {
@@ -65,12 +69,13 @@ func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *z
 	d := passwordreset.Deps{
 		IAM:       clients,
 		Directory: people{dir: dir, resolver: &directory.Resolver{Dir: dir, Mappings: cfg.Directory.Mappings, EmailDomains: cfg.Directory.EmailDomains}},
-		Mailer:    sender,
+		Mailer:    countedMailer{next: sender, count: m.peer},
 	}
 	if ai != nil {
 		d.AppInterface = ai
 		repo, err := appinterface.NewRepo(cfg.AppInterface.GitLabURL, cfg.AppInterface.GitLabToken.Reveal(), cfg.AppInterface.Project,
-			cfg.AppInterface.TargetBranch, cfg.AppInterface.Labels)
+			cfg.AppInterface.TargetBranch, cfg.AppInterface.Labels,
+			gitlab.WithHTTPClient(m.counted(appinterface.HTTPClient(appinterface.DefaultRequestTimeout), "gitlab", gitlabOperation)))
 		if err != nil {
 			return nil, fmt.Errorf("configuring GitLab: %w", err)
 		}

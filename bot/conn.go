@@ -12,6 +12,7 @@ type connState struct {
 	connected bool
 	dead      error // why the Socket Mode loop ended; nil while it runs
 	since     time.Time
+	connects  int // connections made, for the reconnects counter
 }
 
 func (c *connState) set(connected bool) {
@@ -19,6 +20,9 @@ func (c *connState) set(connected bool) {
 	defer c.mu.Unlock()
 	if c.connected != connected {
 		c.since = time.Now()
+		if connected {
+			c.connects++
+		}
 	}
 	c.connected = connected
 }
@@ -43,6 +47,14 @@ func (b *Bot) Connected() (bool, time.Time) {
 	b.conn.mu.Lock()
 	defer b.conn.mu.Unlock()
 	return b.conn.connected, b.conn.since
+}
+
+// Connects is how many Socket Mode connections were made since the start:
+// every one after the first is a reconnect.
+func (b *Bot) Connects() int {
+	b.conn.mu.Lock()
+	defer b.conn.mu.Unlock()
+	return b.conn.connects
 }
 
 // waitTimeout waits for wg up to d; false when d passed first.

@@ -68,6 +68,7 @@ type Reporter struct {
 	maxBackoff       time.Duration
 	probe            time.Duration
 	onError          func(class, code string)
+	onDelivery       func(result string)
 	log              *zap.Logger
 	now              func() time.Time
 	started          time.Time // events older than this may have been posted by an earlier process
@@ -116,9 +117,14 @@ type ReporterOptions struct {
 	// OnError, if set, is told each Slack error no retry fixes: class is
 	// "channel", "content" or "auth", code is Slack's error string.
 	OnError func(class, code string)
-	Render  func(*actions.Request) (string, []slack.Block)
-	Log     *zap.Logger
-	Now     func() time.Time
+	// OnDelivery, if set, is told the result of each round of delivering
+	// one request's events: "ok", or the class of the Slack error that
+	// failed it ("transient", "throttled", "channel", "content", "auth",
+	// "gone").
+	OnDelivery func(result string)
+	Render     func(*actions.Request) (string, []slack.Block)
+	Log        *zap.Logger
+	Now        func() time.Time
 	// Leases, on a store several replicas share, makes one replica at a
 	// time deliver a channel's threads: it holds the channel's lease
 	// (Owner, LeaseTTL, 30s when zero) while it posts there, and lets go
@@ -148,8 +154,11 @@ func NewReporter(api Poster, s OutboxStore, o ReporterOptions) *Reporter {
 	if o.OnError == nil {
 		o.OnError = func(string, string) {}
 	}
+	if o.OnDelivery == nil {
+		o.OnDelivery = func(string) {}
+	}
 	r := &Reporter{api: api, store: s, render: o.Render, minInterval: o.MinInterval, progressInterval: o.ProgressInterval,
-		callTimeout: o.CallTimeout, minBackoff: o.MinBackoff, maxBackoff: o.MaxBackoff, probe: o.ProbeInterval, onError: o.OnError,
+		callTimeout: o.CallTimeout, minBackoff: o.MinBackoff, maxBackoff: o.MaxBackoff, probe: o.ProbeInterval, onError: o.OnError, onDelivery: o.OnDelivery,
 		log: o.Log, now: o.Now, started: o.Now(), wake: make(chan struct{}, 1),
 		reqs: map[string]*reqState{}, lastCall: map[string]time.Time{}, blocked: map[string]*blockage{}}
 	if o.Leases != nil {
@@ -275,11 +284,13 @@ func (r *Reporter) deliverAll(ctx context.Context) time.Duration {
 			if ctx.Err() != nil {
 				return 0
 			}
+			r.onDelivery(deliveryResult(err))
 			w := r.failed(id)
 			r.log.Warn("thread delivery failed; retrying", zap.String("request_id", id), zap.Error(err), zap.Duration("retry_in", w))
 			soonest(w)
 			continue
 		}
+		r.onDelivery("ok")
 		r.recovered(id)
 		soonest(d)
 		if w := r.authWait(); w > 0 {
@@ -536,6 +547,24 @@ func classify(err error) (errClass, string) {
 		return slackErrClasses[se.Err], se.Err
 	}
 	return errPassing, ""
+}
+
+// deliveryResult names a failed delivery round's error for OnDelivery.
+func deliveryResult(err error) string {
+	if _, ok := errors.AsType[*slack.RateLimitedError](err); ok {
+		return "throttled"
+	}
+	switch class, _ := classify(err); class {
+	case errChannel:
+		return "channel"
+	case errContent:
+		return "content"
+	case errAuth:
+		return "auth"
+	case errGone:
+		return "gone"
+	}
+	return "transient"
 }
 
 // maybeDone reports whether a failed call may still have been carried out
