@@ -42,6 +42,7 @@ type App struct {
 	cfg      config.Config
 	log      *zap.Logger
 	store    Store
+	rawStore Store // the backend itself, for housekeeping (retention)
 	bot      *bot.Bot
 	runner   *actions.Runner
 	metrics  *http.Server
@@ -166,7 +167,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		return nil, err
 	}
 	st := newMeteredStore(raw, m)
-	a := &App{cfg: cfg, log: log, store: st, registry: prometheus.NewRegistry(), m: m}
+	a := &App{cfg: cfg, log: log, store: st, rawStore: raw, registry: prometheus.NewRegistry(), m: m}
 	a.ackHist, a.slackErrs = m.ack, m.slackErrs
 
 	exp, err := export.New(cfg, export.Deps{
@@ -307,6 +308,9 @@ func (a *App) Run(ctx context.Context) error {
 		}()
 		defer a.metrics.Close()
 	}
+	if r := a.cfg.Store.Retention.D(); r > 0 {
+		go a.retain(ctx, r)
+	}
 	a.runner.ResumeInterval = a.cfg.Store.ResumeInterval.D()
 	if err := a.runner.Start(ctx); err != nil {
 		return err
@@ -351,4 +355,35 @@ func readiness(ctx context.Context, c connChecker, st pinger, rep deliveryHealth
 		problems = append(problems, "thread delivery: "+err.Error())
 	}
 	return problems
+}
+
+// pruner is a store that can remove old ended requests (bolt).
+type pruner interface {
+	Prune(cutoff time.Time, may func(*actions.Request) bool) (int, error)
+}
+
+// retain removes the ended requests older than retention, a minute after
+// the start and then every hour, until ctx ends (store.retention).
+func (a *App) retain(ctx context.Context, retention time.Duration) {
+	p, ok := a.rawStore.(pruner)
+	if !ok {
+		a.log.Warn("store.retention is set but this store cannot prune; nothing is removed")
+		return
+	}
+	t := time.NewTimer(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := p.Prune(time.Now().Add(-retention), nil)
+		if err != nil {
+			a.log.Error("removing requests past store.retention", zap.Error(err))
+		} else if n > 0 {
+			a.log.Info("removed requests past store.retention", zap.Int("requests", n), zap.Duration("retention", retention))
+		}
+		t.Reset(time.Hour)
+	}
 }

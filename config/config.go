@@ -269,6 +269,11 @@ type Store struct {
 	// deliveries lasts without a renewal: after a replica dies, another
 	// takes its jobs over once this has passed. Renewed every third of it.
 	LeaseTTL Duration `yaml:"lease_ttl"`
+	// Retention removes ended requests (their events, checkpoints and
+	// cursor with them) once their last change is older than this, e.g.
+	// 9600h (400 days); 0 keeps them for good. bolt only, for now; the
+	// file keeps its size until `osio-bot store compact`.
+	Retention Duration `yaml:"retention"`
 	// ResumeInterval is how often approved or running requests that no
 	// job holds are looked for and resumed.
 	ResumeInterval Duration `yaml:"resume_interval"`
@@ -532,6 +537,13 @@ func (c Config) Validate() []Problem {
 		add("store.backend", fmt.Sprintf("%q is not a backend", c.Store.Backend), "use bolt (one replica, a file) or dynamodb (several replicas, a shared table)")
 	}
 	positive(&ps, "store.lease_ttl", c.Store.LeaseTTL)
+	if c.Store.Retention < 0 {
+		add("store.retention", "is negative", "use 0 to keep every request, or e.g. 9600h (400 days)")
+	} else if c.Store.Retention > 0 && c.Store.Retention < Duration(24*time.Hour) {
+		add("store.retention", "is under a day", "keep ended requests at least a day, e.g. 9600h (400 days)")
+	} else if c.Store.Retention > 0 && c.Store.Backend == "dynamodb" {
+		add("store.retention", "is not done on the dynamodb store yet", "leave it out (0) with backend dynamodb")
+	}
 	if c.Store.LeaseTTL > 0 && c.Store.LeaseTTL < Duration(3*time.Second) {
 		add("store.lease_ttl", "is below 3s", "use at least 3s (30s is the default): a lease is renewed every third of it")
 	}

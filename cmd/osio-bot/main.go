@@ -42,6 +42,7 @@ func usage(w io.Writer) {
   osio-bot store migrate --from bolt:PATH --to dynamodb:TABLE [--config FILE] [--region R] [--endpoint URL] [--dry-run]
                                         copy a stopped bot's bbolt store (requests, events, cursors, checkpoints,
                                         locks, claims) into the table made by store init; safe to run again
+  osio-bot store compact --config FILE   compact a stopped bot's bbolt file (after store.retention removed requests)
   osio-bot audit export [--config FILE | --file PATH] [--since DATE] [--until DATE] [--format jsonl|csv] [--out FILE]
                                         one audit record per request (who, where, what, plan, decision, events,
                                         outcome, permalink); no secret is in the store, so none is in the export

@@ -30,6 +30,7 @@ const storeUsage = `usage:
   osio-bot store check --config FILE | --file PATH
   osio-bot store init --config FILE
   osio-bot store migrate --from bolt:PATH --to dynamodb:TABLE [--config FILE] [--region R] [--endpoint URL] [--dry-run]
+  osio-bot store compact --config FILE | --file PATH   (bolt, bot stopped: give back the space of removed requests)
 `
 
 // initTimeout bounds `store init`: a new table takes seconds to a minute
@@ -49,6 +50,8 @@ func storeCmd(args []string, stdout, stderr io.Writer) int {
 		return storeInit(args[1:], stdout, stderr)
 	case "migrate":
 		return storeMigrate(args[1:], stdout, stderr)
+	case "compact":
+		return storeCompact(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, storeUsage)
 		return 0
@@ -421,4 +424,40 @@ func printCounts(w io.Writer, c *store.Contents) {
 	fmt.Fprintf(w, "  envelopes:   %d claims\n", len(c.Envelopes))
 	fmt.Fprintf(w, "  leases:      %d\n", len(c.Leases))
 	fmt.Fprintf(w, "  next id:     R-%06d\n", c.Sequence+1)
+}
+
+// storeCompact serves "store compact": a stopped bot's bbolt file is
+// copied into a compact one (the space of pruned requests given back),
+// which takes its place; the original stays beside it.
+func storeCompact(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("store compact", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "/etc/osio-bot/config.yaml", "configuration file (its store.path is compacted)")
+	file := fs.String("file", "", "store file to compact, instead of the config's store.path")
+	if err := fs.Parse(args); err != nil {
+		return parseExit(err)
+	}
+	if fs.NArg() > 0 {
+		return usageErr(stderr, "store compact: unexpected argument %q", fs.Arg(0))
+	}
+	path := *file
+	if path == "" {
+		cfg, err := config.Load(*cfgPath, os.LookupEnv)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if cfg.Store.Backend == "dynamodb" {
+			fmt.Fprintln(stderr, "store compact: the dynamodb store needs no compaction (DynamoDB gives deleted items' space back)")
+			return 2
+		}
+		path = cfg.Store.Path
+	}
+	before, after, err := store.Compact(path)
+	if err != nil {
+		fmt.Fprintf(stderr, "store compact: %v (stop the bot first: it holds the file)\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "compacted %s: %d -> %d bytes; the original is %s.before-compact (delete it once the bot runs)\n", path, before, after, path)
+	return 0
 }
