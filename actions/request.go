@@ -95,8 +95,11 @@ type Request struct {
 	// Runner is the replica whose job last started the request's job, on a
 	// store shared by several replicas (empty otherwise): another replica
 	// that takes the job over says so in the thread.
-	Runner  string `json:"runner,omitempty"`
-	Version int64  `json:"version"`
+	Runner string `json:"runner,omitempty"`
+	// Archived is the S3 key of the request's audit record, once written
+	// (audit.s3_uri).
+	Archived string `json:"archived,omitempty"`
+	Version  int64  `json:"version"`
 }
 
 // DecodeArgs unmarshals the job arguments into v.

@@ -33,6 +33,7 @@ import (
 	"github.com/osio/osio-bot/actions/export"
 	"github.com/osio/osio-bot/actions/passwordreset"
 	"github.com/osio/osio-bot/actions/restore"
+	"github.com/osio/osio-bot/audit"
 	"github.com/osio/osio-bot/bot"
 	"github.com/osio/osio-bot/config"
 )
@@ -43,6 +44,7 @@ type App struct {
 	log      *zap.Logger
 	store    Store
 	rawStore Store // the backend itself, for housekeeping (retention)
+	archiver *audit.Archiver // nil unless audit.s3_uri
 	bot      *bot.Bot
 	runner   *actions.Runner
 	metrics  *http.Server
@@ -218,6 +220,16 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	})
 	a.reporter = rep
 	a.runner = actions.NewRunner(st, rep, jobs, log.Named("runner"))
+	if cfg.Audit.S3URI != "" {
+		bucket, prefix, err := audit.ParseS3URI(cfg.Audit.S3URI)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("audit.s3_uri: %w", err)
+		}
+		acct, _ := cfg.Account(cmp.Or(cfg.Audit.Account, cfg.Export.DestAccount))
+		a.archiver = &audit.Archiver{S3: s3.NewFromConfig(AccountConfig(base, acct, cfg.AWS.SessionName), pathStyle), Store: st,
+			Bucket: bucket, Prefix: prefix, Timeout: cfg.AWS.CallTimeout.D(), Log: log.Named("audit")}
+	}
 	if shared {
 		// Several replicas share the store: a job runs under its lease.
 		a.runner.Leases, a.runner.Owner, a.runner.LeaseTTL = st, o.replica(), cfg.Store.LeaseTTL.D()
@@ -228,6 +240,9 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		a.runner.Failpoint = actions.ArmFailpoint(name, func(at string) {
 			log.Warn("failpoint reached; waiting to be killed", zap.String("failpoint", at))
 		})
+		if a.archiver != nil {
+			a.archiver.Failpoint = a.runner.Failpoint
+		}
 	}
 	observe := func(cmd string, d time.Duration) {
 		a.ackHist.WithLabelValues(cmd).Observe(d.Seconds())
@@ -311,6 +326,9 @@ func (a *App) Run(ctx context.Context) error {
 	if r := a.cfg.Store.Retention.D(); r > 0 {
 		go a.retain(ctx, r)
 	}
+	if a.archiver != nil {
+		go a.archive(ctx)
+	}
 	a.runner.ResumeInterval = a.cfg.Store.ResumeInterval.D()
 	if err := a.runner.Start(ctx); err != nil {
 		return err
@@ -378,12 +396,35 @@ func (a *App) retain(ctx context.Context, retention time.Duration) {
 			return
 		case <-t.C:
 		}
-		n, err := p.Prune(time.Now().Add(-retention), nil)
+		var may func(*actions.Request) bool
+		if a.archiver != nil {
+			// Only a request whose record is in S3 may go.
+			may = func(r *actions.Request) bool { return r.Archived != "" }
+		}
+		n, err := p.Prune(time.Now().Add(-retention), may)
 		if err != nil {
 			a.log.Error("removing requests past store.retention", zap.Error(err))
 		} else if n > 0 {
 			a.log.Info("removed requests past store.retention", zap.Int("requests", n), zap.Duration("retention", retention))
 		}
 		t.Reset(time.Hour)
+	}
+}
+
+// archive writes ended requests' audit records to S3 (audit.s3_uri) every
+// audit.interval until ctx ends.
+func (a *App) archive(ctx context.Context) {
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := a.archiver.Archive(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("writing audit records to S3; trying again", zap.Error(err), zap.Int("written", n))
+		}
+		t.Reset(a.cfg.Audit.Interval.D())
 	}
 }

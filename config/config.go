@@ -79,6 +79,7 @@ type Config struct {
 	Directory    Directory    `yaml:"directory"`
 	AppInterface AppInterface `yaml:"app_interface"`
 	Store        Store        `yaml:"store"`
+	Audit        Audit        `yaml:"audit"`
 	Log          Log          `yaml:"log"`
 	Metrics      Metrics      `yaml:"metrics"`
 }
@@ -291,6 +292,18 @@ type DynamoDB struct {
 	CallTimeout Duration `yaml:"call_timeout"`
 }
 
+// Audit keeps the audit trail beyond the store and Slack.
+type Audit struct {
+	// S3URI, s3://BUCKET[/PREFIX], is where each ended request's record
+	// is written once (PREFIX/R-000123.json); empty: off.
+	S3URI string `yaml:"s3_uri"`
+	// Account names the account (accounts[].name) whose role writes
+	// there; export.dest_account when empty.
+	Account string `yaml:"account"`
+	// Interval is how often ended requests are looked for (1m).
+	Interval Duration `yaml:"interval"`
+}
+
 // Log configures zap.
 type Log struct {
 	Level  string `yaml:"level"`
@@ -342,6 +355,7 @@ func Defaults() Config {
 			PollInterval: Duration(30 * time.Second), MergeTimeout: Duration(24 * time.Hour), IAMTimeout: Duration(2 * time.Hour)},
 		Store: Store{Backend: "bolt", Path: "/var/lib/osio-bot/osio-bot.db", ResumeInterval: Duration(30 * time.Second),
 			LeaseTTL: Duration(30 * time.Second), DynamoDB: DynamoDB{CallTimeout: Duration(5 * time.Second)}},
+		Audit:   Audit{Interval: Duration(time.Minute)},
 		Log:     Log{Level: "info", Format: "json"},
 		Metrics: Metrics{Listen: ":9090"},
 	}
@@ -546,6 +560,15 @@ func (c Config) Validate() []Problem {
 	}
 	if c.Store.LeaseTTL > 0 && c.Store.LeaseTTL < Duration(3*time.Second) {
 		add("store.lease_ttl", "is below 3s", "use at least 3s (30s is the default): a lease is renewed every third of it")
+	}
+	if a := c.Audit; a.S3URI != "" {
+		if u, err := url.Parse(a.S3URI); err != nil || u.Scheme != "s3" || !bucketRe.MatchString(u.Host) {
+			add("audit.s3_uri", fmt.Sprintf("%q is not s3://BUCKET[/PREFIX]", a.S3URI), "e.g. s3://osio-bot-audit/records")
+		}
+		if a.Account != "" && !names[a.Account] {
+			add("audit.account", fmt.Sprintf("%q is not one of accounts[].name", a.Account), "name the account whose role writes the bucket, e.g. osio-dev")
+		}
+		positive(&ps, "audit.interval", a.Interval)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -292,6 +292,8 @@ func TestValidateProblems(t *testing.T) {
 		{name: "dynamodb endpoint", old: "  path: /var/lib/osio-bot/test.db", new: "  backend: dynamodb\n  dynamodb: {table: osio-bot, region: us-east-1, endpoint: 'localhost:8000'}", key: "store.dynamodb.endpoint"},
 		{name: "dynamodb call timeout", old: "  path: /var/lib/osio-bot/test.db", new: "  backend: dynamodb\n  dynamodb: {table: osio-bot, region: us-east-1, call_timeout: 0s}", key: "store.dynamodb.call_timeout"},
 		{name: "lease ttl short", old: "  path: /var/lib/osio-bot/test.db", new: "  path: /x.db\n  lease_ttl: 1s", key: "store.lease_ttl"},
+		{name: "audit uri", old: "store:\n", new: "audit:\n  s3_uri: https://bucket/x\nstore:\n", key: "audit.s3_uri"},
+		{name: "audit account", old: "store:\n", new: "audit:\n  s3_uri: s3://osio-audit/records\n  account: nope\nstore:\n", key: "audit.account"},
 		{name: "retention short", old: "  path: /var/lib/osio-bot/test.db", new: "  path: /x.db\n  retention: 1h", key: "store.retention"},
 		{name: "retention on dynamodb", old: "  path: /var/lib/osio-bot/test.db", new: "  backend: dynamodb\n  dynamodb: {table: osio-bot, region: us-east-1}\n  retention: 9600h", key: "store.retention"},
 		{name: "log level", old: "store:\n", new: "log:\n  level: loud\nstore:\n", key: "log.level"},
