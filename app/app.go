@@ -43,7 +43,7 @@ type App struct {
 	cfg      config.Config
 	log      *zap.Logger
 	store    Store
-	rawStore Store // the backend itself, for housekeeping (retention)
+	rawStore Store           // the backend itself, for housekeeping (retention)
 	archiver *audit.Archiver // nil unless audit.s3_uri
 	bot      *bot.Bot
 	runner   *actions.Runner
