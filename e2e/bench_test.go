@@ -126,7 +126,7 @@ func benchHealthy(b *testing.B, o benchOptions) {
 		c1, c50 []time.Duration
 		rssMB   float64
 	}
-	load := func(name string, check func(slackserver.Ack) error) result {
+	load := func(name string, check func(slackserver.Ack) error, at50 func()) result {
 		var r result
 		// Warm-up, not measured: help answers at once.
 		if _, err := d.run(ctx, 1, 5, func(int) (string, error) {
@@ -141,6 +141,9 @@ func benchHealthy(b *testing.B, o benchOptions) {
 		if r.c1, err = d.run(ctx, 1, o.c1, table, check); err != nil {
 			b.Fatalf("%s c=1: %v", name, err)
 		}
+		if at50 != nil {
+			at50()
+		}
 		if r.c50, err = d.run(ctx, o.conc, n50, func(i int) (string, error) { return table(o.c1 + i) }, check); err != nil {
 			b.Fatalf("%s c=%d: %v", name, o.conc, err)
 		}
@@ -149,10 +152,15 @@ func benchHealthy(b *testing.B, o benchOptions) {
 
 	// The floor first, on a quiet machine; then the bot.
 	fl := startChild(b, env, "floor", floorBin, nil, "SLACK_API_URL="+env.Slack.APIURL())
-	floor := load("floor", nil)
+	floor := load("floor", nil, nil)
 	floor.rssMB = fl.stop(b)
 
-	bot := startChild(b, env, "bot", botBin, []string{"run", "--config", env.ConfigPath})
+	prof := newProfiler(b)
+	if prof != nil {
+		botBin = prof.bin
+	}
+	bot := startChild(b, env, "bot", botBin, []string{"run", "--config", env.ConfigPath}, prof.environ()...)
+	prof.snapshot("idle")
 	receipt := regexp.MustCompile(`Request \*R-[0-9]{6}\* received`)
 	ids := newIDSet()
 	res := load("bot", func(a slackserver.Ack) error {
@@ -162,7 +170,8 @@ func benchHealthy(b *testing.B, o benchOptions) {
 		}
 		ids.add(requestIDRe.FindStringSubmatch(t)[1])
 		return nil
-	})
+	}, prof.at50)
+	prof.snapshot("after-c50")
 	// The end: every request checked and its requester told (the cards
 	// follow at slack.min_post_interval).
 	start = time.Now()
