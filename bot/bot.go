@@ -125,7 +125,7 @@ type Bot struct {
 	commands []Command
 	wg       sync.WaitGroup
 	conn     connState
-	checks   chan struct{} // one token per check running (Settings.MaxChecks)
+	checkq   *checkQueue // turns to check (Settings.MaxChecks)
 }
 
 // New builds the bot. Commands are added with AddCommand.
@@ -145,7 +145,7 @@ func New(d Deps) *Bot {
 	if d.Settings.MaxChecks <= 0 {
 		d.Settings.MaxChecks = 16
 	}
-	return &Bot{Deps: d, checks: make(chan struct{}, d.Settings.MaxChecks)}
+	return &Bot{Deps: d, checkq: newCheckQueue(d.Settings.MaxChecks)}
 }
 
 // AddCommand registers a slash command.
@@ -177,10 +177,12 @@ func (b *Bot) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			b.checkq.close()
 			b.wg.Wait()
 			return nil
 		case err := <-errc:
 			if ctx.Err() != nil {
+				b.checkq.close()
 				b.wg.Wait()
 				return nil
 			}
@@ -188,6 +190,7 @@ func (b *Bot) Run(ctx context.Context) error {
 			b.conn.die(err)
 			b.Log.Error("fatal Slack Socket Mode error: no more events will arrive; stopping", zap.Error(err))
 			cancel()
+			b.checkq.close()
 			if !waitTimeout(&b.wg, 10*time.Second) {
 				// A handler stuck (e.g. on an ack nobody will send) must
 				// not keep the process up: it exits and Slack redelivers.

@@ -2,6 +2,7 @@ package bot
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,5 +86,83 @@ func TestChecksAreBounded(t *testing.T) {
 	}
 	if m := most.Load(); m > 2 {
 		t.Errorf("%d checks ran at once", m)
+	}
+}
+
+// Issue 9: a command waiting for its turn to check is a record in a
+// queue, not a goroutine: 300 commands acked while two checks hang leave
+// only the two running checks' goroutines, not 300. Each waiting one is
+// refused at its own deadline (as a check that could not finish) and
+// its requester told; when the checks answer again, waiting ones pass.
+func TestWaitingChecksHoldNoGoroutine(t *testing.T) {
+	block := make(chan struct{})
+	kinds := map[string]Kind{"k": {
+		Describe: func(*actions.Request) (string, []string) { return "K", nil },
+		Check: func(ctx context.Context, r *actions.Request) (Checked, error) {
+			select {
+			case <-block:
+				return Checked{What: "k"}, nil
+			case <-ctx.Done():
+				return Checked{}, ctx.Err()
+			}
+		},
+		Unchecked: "I could not check k",
+	}}
+	b, st := unitBot(t, kinds, Settings{MaxChecks: 2, CheckTimeout: 500 * time.Millisecond})
+	api := b.API.(*fakeAPI)
+	received := func() string {
+		res, err := st.Create(&actions.Request{Kind: "k", State: actions.Received, Requester: "UDEV", Origin: "CDEV",
+			Thread: actions.Thread{Channel: "CAPPROVALS"}, ExpiresAt: time.Now().Add(time.Hour)}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Request.ID
+	}
+	ctx := context.Background()
+	before := runtime.NumGoroutine()
+	var ids []string
+	for range 300 {
+		ids = append(ids, received())
+	}
+	for _, id := range ids {
+		b.checkLater(ctx, id, "") // returns at once
+	}
+	if n := b.checkq.waitingLen(); n != 298 {
+		t.Errorf("%d checks wait for a turn, want 298", n)
+	}
+	if g := runtime.NumGoroutine() - before; g > 20 {
+		t.Errorf("%d more goroutines with 300 checks queued, want about 2", g)
+	}
+	b.wg.Wait() // every one refused by its deadline, and told
+	for _, id := range ids {
+		r, err := st.Get(id)
+		if err != nil || r.State != actions.Refused || !r.Told || !strings.Contains(r.Error, "I could not check k: no answer within 500ms") {
+			t.Fatalf("%s: %+v %v; want refused (no answer within the deadline) and told", id, r, err)
+		}
+	}
+	api.mu.Lock()
+	told := len(api.told)
+	api.mu.Unlock()
+	if told != 300 {
+		t.Errorf("%d requesters told, want 300", told)
+	}
+
+	// Answering again: the queue drains, each check in its turn.
+	close(block)
+	ids = ids[:0]
+	for range 50 {
+		ids = append(ids, received())
+	}
+	for _, id := range ids {
+		b.checkLater(ctx, id, "")
+	}
+	b.wg.Wait()
+	for _, id := range ids {
+		if r, _ := st.Get(id); r == nil || r.State != actions.Pending {
+			t.Fatalf("%s: %+v; want pending", id, r)
+		}
+	}
+	if n := b.checkq.waitingLen(); n != 0 {
+		t.Errorf("%d still waiting", n)
 	}
 }
