@@ -126,6 +126,7 @@ type Bot struct {
 	wg       sync.WaitGroup
 	conn     connState
 	checkq   *checkQueue // turns to check (Settings.MaxChecks)
+	refusals *workPool   // checks refused by their deadline while waiting
 }
 
 // New builds the bot. Commands are added with AddCommand.
@@ -145,8 +146,17 @@ func New(d Deps) *Bot {
 	if d.Settings.MaxChecks <= 0 {
 		d.Settings.MaxChecks = 16
 	}
-	return &Bot{Deps: d, checkq: newCheckQueue(d.Settings.MaxChecks)}
+	b := &Bot{Deps: d, checkq: newCheckQueue(d.Settings.MaxChecks)}
+	b.refusals = &workPool{max: maxRefusing, spawn: func(f func()) {
+		b.wg.Add(1)
+		go func() { defer b.wg.Done(); f() }()
+	}}
+	return b
 }
+
+// maxRefusing bounds the goroutines storing and telling the refusals of
+// checks whose deadline passed while they waited for a turn.
+const maxRefusing = 32
 
 // AddCommand registers a slash command.
 func (b *Bot) AddCommand(c Command) { b.commands = append(b.commands, c) }

@@ -155,3 +155,48 @@ func (q *checkQueue) fire() {
 	q.expire()
 	q.arm()
 }
+
+// workPool runs work with at most max goroutines, in order of arrival.
+// The checks whose deadline passed while they waited all come due at
+// once (2,000 in a burst); each is a store write and a post to the
+// requester, and a goroutine each (with a connection each to Slack for
+// the post) was the bot's peak memory.
+type workPool struct {
+	mu      sync.Mutex
+	max     int
+	running int
+	queue   []func()
+	// spawn starts a goroutine; it must not block.
+	spawn func(func())
+}
+
+// push runs f in a free goroutine, or after the work queued before it.
+func (p *workPool) push(f func()) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.running < p.max {
+		p.running++
+		p.spawn(func() { p.work(f) })
+		return
+	}
+	p.queue = append(p.queue, f)
+}
+
+func (p *workPool) work(f func()) {
+	for f != nil {
+		f()
+		p.mu.Lock()
+		f = nil
+		if len(p.queue) > 0 {
+			f = p.queue[0]
+			p.queue[0] = nil
+			p.queue = p.queue[1:]
+			if len(p.queue) == 0 {
+				p.queue = nil
+			}
+		} else {
+			p.running--
+		}
+		p.mu.Unlock()
+	}
+}

@@ -110,22 +110,22 @@ func TestWaitingChecksHoldNoGoroutine(t *testing.T) {
 	}}
 	b, st := unitBot(t, kinds, Settings{MaxChecks: 2, CheckTimeout: 500 * time.Millisecond})
 	api := b.API.(*fakeAPI)
-	received := func() string {
+	received := func() *actions.Request {
 		res, err := st.Create(&actions.Request{Kind: "k", State: actions.Received, Requester: "UDEV", Origin: "CDEV",
 			Thread: actions.Thread{Channel: "CAPPROVALS"}, ExpiresAt: time.Now().Add(time.Hour)}, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return res.Request.ID
+		return res.Request
 	}
 	ctx := context.Background()
 	before := runtime.NumGoroutine()
-	var ids []string
+	var rs []*actions.Request
 	for range 300 {
-		ids = append(ids, received())
+		rs = append(rs, received())
 	}
-	for _, id := range ids {
-		b.checkLater(ctx, id, "") // returns at once
+	for _, r := range rs {
+		b.checkLater(ctx, r, "") // returns at once
 	}
 	if n := b.checkq.waitingLen(); n != 298 {
 		t.Errorf("%d checks wait for a turn, want 298", n)
@@ -134,10 +134,10 @@ func TestWaitingChecksHoldNoGoroutine(t *testing.T) {
 		t.Errorf("%d more goroutines with 300 checks queued, want about 2", g)
 	}
 	b.wg.Wait() // every one refused by its deadline, and told
-	for _, id := range ids {
-		r, err := st.Get(id)
+	for _, q := range rs {
+		r, err := st.Get(q.ID)
 		if err != nil || r.State != actions.Refused || !r.Told || !strings.Contains(r.Error, "I could not check k: no answer within 500ms") {
-			t.Fatalf("%s: %+v %v; want refused (no answer within the deadline) and told", id, r, err)
+			t.Fatalf("%s: %+v %v; want refused (no answer within the deadline) and told", q.ID, r, err)
 		}
 	}
 	api.mu.Lock()
@@ -149,20 +149,57 @@ func TestWaitingChecksHoldNoGoroutine(t *testing.T) {
 
 	// Answering again: the queue drains, each check in its turn.
 	close(block)
-	ids = ids[:0]
+	rs = rs[:0]
 	for range 50 {
-		ids = append(ids, received())
+		rs = append(rs, received())
 	}
-	for _, id := range ids {
-		b.checkLater(ctx, id, "")
+	for _, r := range rs {
+		b.checkLater(ctx, r, "")
 	}
 	b.wg.Wait()
-	for _, id := range ids {
-		if r, _ := st.Get(id); r == nil || r.State != actions.Pending {
-			t.Fatalf("%s: %+v; want pending", id, r)
+	for _, q := range rs {
+		if r, _ := st.Get(q.ID); r == nil || r.State != actions.Pending {
+			t.Fatalf("%s: %+v; want pending", q.ID, r)
 		}
 	}
 	if n := b.checkq.waitingLen(); n != 0 {
 		t.Errorf("%d still waiting", n)
+	}
+}
+
+// The refusals that come due at once are done by at most max
+// goroutines; the others wait in a queue, and all are done.
+func TestWorkPoolBoundsGoroutines(t *testing.T) {
+	var running, most atomic.Int32
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	p := &workPool{max: 4, spawn: func(f func()) { wg.Go(f) }}
+	var mu sync.Mutex
+	var order []int
+	for i := range 100 {
+		p.push(func() {
+			n := running.Add(1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			<-release
+			mu.Lock()
+			order = append(order, i)
+			mu.Unlock()
+			running.Add(-1)
+		})
+	}
+	p.mu.Lock()
+	queued := len(p.queue)
+	p.mu.Unlock()
+	if queued != 96 {
+		t.Errorf("%d queued, want 96 (4 running)", queued)
+	}
+	close(release)
+	wg.Wait()
+	if m := most.Load(); m > 4 {
+		t.Errorf("%d ran at once, want at most 4", m)
+	}
+	if len(order) != 100 {
+		t.Fatalf("%d ran, want 100", len(order))
 	}
 }

@@ -100,7 +100,7 @@ func (b *Bot) Intake(ctx context.Context, inv Invocation, kind string) Reply {
 	}
 	text := fmt.Sprintf(":hourglass_flowing_sand: Request *%s* received: checking the %s. I will tell you here in a moment.", r.ID, r.What)
 	url := inv.Cmd.ResponseURL
-	return Reply{Text: text, Blocks: cancelBlocks(text, r.ID), After: func(ctx context.Context) { b.checkLater(ctx, r.ID, url) }}
+	return Reply{Text: text, Blocks: cancelBlocks(text, r.ID), After: func(ctx context.Context) { b.checkLater(ctx, r, url) }}
 }
 
 // FailpointChecking is the failpoint between a command's ack and its
@@ -164,16 +164,12 @@ func (b *Bot) check(ctx context.Context, id, url string) {
 	b.afterCheck(ctx, r, url)
 }
 
-// checkLater is check for a command just acked: the same steps, but
-// nothing waits for a turn to check (see checkQueue). The check, once it
+// checkLater is check for a command just acked (r as its intake stored
+// it): the same steps, but nothing waits for a turn to check (see
+// checkQueue). The check, once it
 // has a turn or its deadline has passed, runs in a goroutine of its own;
 // the caller returns at once.
-func (b *Bot) checkLater(ctx context.Context, id, url string) {
-	r, err := b.Store.Get(id)
-	if err != nil {
-		b.Log.Error("reading a received request", zap.String("request_id", id), zap.Error(err))
-		return
-	}
+func (b *Bot) checkLater(ctx context.Context, r *actions.Request, url string) {
 	if r.State != actions.Received {
 		b.afterCheck(ctx, r, url)
 		return
@@ -184,21 +180,25 @@ func (b *Bot) checkLater(ctx context.Context, id, url string) {
 	t := &checkTurn{deadline: time.Now().Add(b.Settings.CheckTimeout)}
 	t.got = func(ok bool) {
 		// The queue's lock is held: start the work, do not do it here.
+		if !ok {
+			// Its deadline passed while it waited: refused, among the
+			// others that came due at once, by a few goroutines.
+			b.refusals.push(func() {
+				if r := b.checked(ctx, r, Checked{}, fmt.Errorf("waiting for a turn to check: %w", context.DeadlineExceeded), true); r != nil {
+					b.afterCheck(ctx, r, url)
+				}
+			})
+			return
+		}
 		b.wg.Add(1)
 		go func() {
 			defer b.wg.Done()
-			var c Checked
-			var err error
-			if ok {
-				cctx, cancel := context.WithDeadline(ctx, t.deadline)
-				c, err = b.Kinds[r.Kind].Check(cctx, r)
-				timedOut := cctx.Err() != nil
-				cancel()
-				b.checkq.done()
-				r = b.checked(ctx, r, c, err, timedOut)
-			} else {
-				r = b.checked(ctx, r, c, fmt.Errorf("waiting for a turn to check: %w", context.DeadlineExceeded), true)
-			}
+			cctx, cancel := context.WithDeadline(ctx, t.deadline)
+			c, err := b.Kinds[r.Kind].Check(cctx, r)
+			timedOut := cctx.Err() != nil
+			cancel()
+			b.checkq.done()
+			r = b.checked(ctx, r, c, err, timedOut)
 			if r != nil {
 				b.afterCheck(ctx, r, url)
 			}
