@@ -171,6 +171,7 @@ func benchHealthy(b *testing.B, o benchOptions) {
 	}
 	bot := startChild(b, env, "bot", botBin, []string{"run", "--config", env.ConfigPath}, prof.environ()...)
 	prof.snapshot("idle")
+	prof.watch(bot.cmd.Process.Pid)
 	receipt := regexp.MustCompile(`Request \*R-[0-9]{6}\* received`)
 	ids := newIDSet()
 	res := load("bot", func(a slackserver.Ack) error {
@@ -181,6 +182,7 @@ func benchHealthy(b *testing.B, o benchOptions) {
 		ids.add(requestIDRe.FindStringSubmatch(t)[1])
 		return nil
 	}, prof.at50)
+	prof.mark("c=50 ends")
 	prof.snapshot("after-c50")
 	// The end: every request checked and its requester told (the cards
 	// follow, one a second: slack.min_post_interval).
@@ -189,6 +191,8 @@ func benchHealthy(b *testing.B, o benchOptions) {
 	if err != nil {
 		b.Error(err)
 	}
+	prof.mark("all told")
+	prof.snapshot("all-told")
 	cards := countCards(env)
 	passed := 0
 	for _, t := range told {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -19,6 +20,9 @@ import (
 // trace of the c=50 phase, and goroutine and heap profiles at its end,
 // are written to DIR. A nil profiler does nothing.
 type profiler struct {
+	mu   sync.Mutex
+	rss  *os.File // VmRSS, RssAnon, RssFile every 100 ms, and marks
+	t0   time.Time
 	b    *testing.B
 	dir  string
 	addr string
@@ -49,6 +53,52 @@ func newProfiler(b *testing.B) *profiler {
 	return p
 }
 
+// watch samples pid's memory every 100 ms into DIR/rss.txt until the
+// process ends.
+func (p *profiler) watch(pid int) {
+	if p == nil {
+		return
+	}
+	f, err := os.Create(filepath.Join(p.dir, "rss.txt"))
+	if err != nil {
+		p.b.Fatal(err)
+	}
+	p.rss, p.t0 = f, time.Now()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer f.Close()
+		for {
+			data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+			if err != nil {
+				return
+			}
+			var line []string
+			for _, l := range strings.Split(string(data), "\n") {
+				for _, k := range []string{"VmRSS:", "RssAnon:", "RssFile:", "Threads:"} {
+					if strings.HasPrefix(l, k) {
+						line = append(line, strings.Join(strings.Fields(l), " "))
+					}
+				}
+			}
+			p.mu.Lock()
+			fmt.Fprintf(f, "%.2f %s\n", time.Since(p.t0).Seconds(), strings.Join(line, " "))
+			p.mu.Unlock()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+}
+
+// mark writes what happens now into rss.txt.
+func (p *profiler) mark(what string) {
+	if p == nil || p.rss == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.rss, "%.2f MARK %s\n", time.Since(p.t0).Seconds(), what)
+}
+
 func (p *profiler) environ() []string {
 	if p == nil {
 		return nil
@@ -72,6 +122,7 @@ func (p *profiler) at50() {
 	if p == nil {
 		return
 	}
+	p.mark("c=50 starts")
 	s := p.seconds()
 	p.fetch(fmt.Sprintf("profile?seconds=%d", s), "cpu.pprof")
 	p.fetch(fmt.Sprintf("trace?seconds=%d", s), "trace.out")
