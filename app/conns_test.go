@@ -95,3 +95,56 @@ func TestConcurrentCallsReuseConnections(t *testing.T) {
 		}
 	})
 }
+
+// Issue 9: the AWS client opens at most maxIdlePerHost connections to one
+// endpoint; more calls at once wait for one instead of dialling (100
+// plans at once dialled 100 times, and overflowed the peer's listen
+// queue).
+func TestAWSConnectionsAreBounded(t *testing.T) {
+	const calls = maxIdlePerHost + 36
+	var mu sync.Mutex
+	in, most, started := 0, 0, 0
+	gate := make(chan struct{})
+	var opened atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		in++
+		started++
+		most = max(most, in)
+		if in == maxIdlePerHost || started == calls {
+			select {
+			case <-gate:
+			default:
+				close(gate)
+			}
+		}
+		mu.Unlock()
+		<-gate
+		_, _ = w.Write([]byte(`{"TableNames":["t"]}`))
+		mu.Lock()
+		in--
+		mu.Unlock()
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			opened.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	cfg := aws.Config{Region: "us-east-1", HTTPClient: AWSHTTPClient(0),
+		Credentials: credentials.NewStaticCredentialsProvider("AKID", "SECRET", "")}
+	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(srv.URL) })
+	var wg sync.WaitGroup
+	for range calls {
+		wg.Go(func() {
+			if _, err := db.ListTables(context.Background(), &dynamodb.ListTablesInput{}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if most > maxIdlePerHost || opened.Load() > maxIdlePerHost {
+		t.Errorf("%d calls at once: %d in flight at most, %d connections; want at most %d", calls, most, opened.Load(), maxIdlePerHost)
+	}
+}
