@@ -127,6 +127,7 @@ type Bot struct {
 	conn     connState
 	checkq   *checkQueue // turns to check (Settings.MaxChecks)
 	refusals *workPool   // checks refused by their deadline while waiting
+	clicks   *workPool   // acked clicks being handled (maxClicking)
 }
 
 // New builds the bot. Commands are added with AddCommand.
@@ -147,10 +148,12 @@ func New(d Deps) *Bot {
 		d.Settings.MaxChecks = 16
 	}
 	b := &Bot{Deps: d, checkq: newCheckQueue(d.Settings.MaxChecks)}
-	b.refusals = &workPool{max: maxRefusing, spawn: func(f func()) {
+	spawn := func(f func()) {
 		b.wg.Add(1)
 		go func() { defer b.wg.Done(); f() }()
-	}}
+	}
+	b.refusals = &workPool{max: maxRefusing, spawn: spawn}
+	b.clicks = &workPool{max: maxClicking, spawn: spawn}
 	return b
 }
 
@@ -432,8 +435,23 @@ func (b *Bot) sweep(ctx context.Context) {
 // loses that click, and the card still shows its buttons, so the person
 // clicks again. The envelope claim below still makes a redelivered
 // envelope (an unacked one Slack sent again) act once.
+//
+// After the ack, at most maxClicking clicks are handled at once; the
+// others wait their turn as records in a queue (workPool). When Slack's
+// Web API stalls, each click waits on it for its deadline, twice
+// (usergroups.users.list, chat.postEphemeral): a goroutine and a
+// connection each for 1,000 clicks at once took the CPU and memory that
+// the acks of the next clicks need (issue 9, BenchmarkExportAck stalled).
 func (b *Bot) onInteractive(ctx context.Context, evt socketmode.Event) {
 	b.ack(ctx, evt.Request, nil)
+	b.clicks.push(func() { b.click(ctx, evt) })
+}
+
+// maxClicking bounds the clicks handled at once, after their ack.
+const maxClicking = 32
+
+// click handles an acked button click (see onInteractive).
+func (b *Bot) click(ctx context.Context, evt socketmode.Event) {
 	cb, ok := evt.Data.(slack.InteractionCallback)
 	if !ok || evt.Request == nil || cb.Type != slack.InteractionTypeBlockActions {
 		return
