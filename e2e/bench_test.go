@@ -41,6 +41,8 @@ import (
 // process's VmHWM, read at the end.
 //
 // OSIO_BENCH_LOGS=DIR keeps the bot's and the floor's logs there.
+// OSIO_BENCH_BOT_ENV="K=V ..." adds to the bot's environment (e.g.
+// GOMEMLIMIT). OSIO_BENCH_PPROF=DIR profiles the bot (e2e/profile_test.go).
 //
 // stalled: AWS (moto, through a fault proxy) and GraphQL (the qontract
 // server, through a fault proxy) answer only after OSIO_BENCH_STALL_DELAY
@@ -77,6 +79,10 @@ type benchOptions struct {
 	tables, c1, conc, clicks int
 	stall                    time.Duration
 }
+
+// botEnv is OSIO_BENCH_BOT_ENV ("K=V K=V"), added to the bot's
+// environment only, e.g. GOMEMLIMIT=24MiB.
+func botEnv() []string { return strings.Fields(os.Getenv("OSIO_BENCH_BOT_ENV")) }
 
 func envInt(b *testing.B, name string, def int) int {
 	v := os.Getenv(name)
@@ -169,7 +175,7 @@ func benchHealthy(b *testing.B, o benchOptions) {
 	if prof != nil {
 		botBin = prof.bin
 	}
-	bot := startChild(b, env, "bot", botBin, []string{"run", "--config", env.ConfigPath}, prof.environ()...)
+	bot := startChild(b, env, "bot", botBin, []string{"run", "--config", env.ConfigPath}, append(botEnv(), prof.environ()...)...)
 	prof.snapshot("idle")
 	prof.watch(bot.cmd.Process.Pid)
 	receipt := regexp.MustCompile(`Request \*R-[0-9]{6}\* received`)
@@ -229,7 +235,7 @@ func benchStalled(b *testing.B, o benchOptions) {
 	if err := env.CreateTable(ctx, "stall_card", 1); err != nil {
 		b.Fatal(err)
 	}
-	bot := startChild(b, env, "bot", buildBot(b), []string{"run", "--config", env.ConfigPath})
+	bot := startChild(b, env, "bot", buildBot(b), []string{"run", "--config", env.ConfigPath}, botEnv()...)
 	d := newDriver(env.Slack)
 
 	// A card made while everything answers: the clicks are an outsider's
