@@ -444,31 +444,36 @@ func (b *Bot) sweep(ctx context.Context) {
 // the acks of the next clicks need (issue 9, BenchmarkExportAck stalled).
 func (b *Bot) onInteractive(ctx context.Context, evt socketmode.Event) {
 	b.ack(ctx, evt.Request, nil)
-	b.clicks.push(func() { b.click(ctx, evt) })
+	cb, ok := evt.Data.(slack.InteractionCallback)
+	if !ok || evt.Request == nil || cb.Type != slack.InteractionTypeBlockActions {
+		return
+	}
+	// What waits for a turn is the decoded click (a few strings), not the
+	// envelope: that holds the whole payload, the card's blocks included
+	// (about 12 KB a click).
+	c, why := decodeClick(cb)
+	envelope := evt.Request.EnvelopeID
+	b.clicks.push(func() { b.click(ctx, envelope, c, why) })
 }
 
 // maxClicking bounds the clicks handled at once, after their ack.
 const maxClicking = 32
 
-// click handles an acked button click (see onInteractive).
-func (b *Bot) click(ctx context.Context, evt socketmode.Event) {
-	cb, ok := evt.Data.(slack.InteractionCallback)
-	if !ok || evt.Request == nil || cb.Type != slack.InteractionTypeBlockActions {
-		return
-	}
-	first, err := b.Store.ClaimEnvelope(evt.Request.EnvelopeID)
+// click handles an acked button click c of envelope (see onInteractive);
+// why is why c cannot be acted on, if it cannot.
+func (b *Bot) click(ctx context.Context, envelope string, c click, why string) {
+	first, err := b.Store.ClaimEnvelope(envelope)
 	if err != nil {
 		b.Log.Error("claiming envelope", zap.Error(err))
 		return
 	}
 	if !first {
-		b.Log.Info("duplicate envelope ignored", zap.String("envelope_id", evt.Request.EnvelopeID))
+		b.Log.Info("duplicate envelope ignored", zap.String("envelope_id", envelope))
 		return
 	}
-	c, why := decodeClick(cb)
 	log := b.Log.With(zap.String("request_id", c.ID), zap.String("user", c.User), zap.String("action", c.Action), zap.String("choice", c.Choice))
 	if why != "" {
-		log.Warn("click refused", append(c.fields(), zap.String("reason", why), zap.String("envelope_id", evt.Request.EnvelopeID))...)
+		log.Warn("click refused", append(c.fields(), zap.String("reason", why), zap.String("envelope_id", envelope))...)
 		if c.User != "" && c.Channel != "" {
 			b.tell(ctx, c.Channel, c.User, ":no_entry: I cannot act on that click: "+mrkdwn.Escape(why)+". Nothing changed.")
 		}

@@ -76,7 +76,8 @@ func TestStalledClicksAreBounded(t *testing.T) {
 			Data: slack.InteractionCallback{Type: slack.InteractionTypeBlockActions, User: slack.User{ID: "UOUTSIDER"},
 				Container:      slack.Container{Type: "message", ChannelID: "CAPPROVALS", MessageTs: "1.0"},
 				ActionCallback: slack.ActionCallbacks{BlockActions: []*slack.BlockAction{{ActionID: ActionApprove, BlockID: "decide", Value: id}}}}}
-		b.clicks.push(func() { b.click(ctx, evt) })
+		c, why := decodeClick(evt.Data.(slack.InteractionCallback))
+		b.clicks.push(func() { b.click(ctx, evt.Request.EnvelopeID, c, why) })
 	}
 	// Wait until the first clicks hang on Slack.
 	for deadline := time.Now().Add(20 * time.Second); api.in.Load() < maxClicking && time.Now().Before(deadline); {
