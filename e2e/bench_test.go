@@ -235,7 +235,13 @@ func benchStalled(b *testing.B, o benchOptions) {
 	if err := env.CreateTable(ctx, "stall_card", 1); err != nil {
 		b.Fatal(err)
 	}
-	bot := startChild(b, env, "bot", buildBot(b), []string{"run", "--config", env.ConfigPath}, botEnv()...)
+	botBin := buildBot(b)
+	prof := newProfiler(b)
+	if prof != nil {
+		botBin = prof.bin
+	}
+	bot := startChild(b, env, "bot", botBin, []string{"run", "--config", env.ConfigPath}, append(botEnv(), prof.environ()...)...)
+	prof.watch(bot.cmd.Process.Pid)
 	d := newDriver(env.Slack)
 
 	// A card made while everything answers: the clicks are an outsider's
@@ -280,18 +286,24 @@ func benchStalled(b *testing.B, o benchOptions) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	prof.mark("commands c=50 start")
 	cmd50, err := d.run(ctx, o.conc, n50, func(i int) (string, error) { return command(o.c1 + i) }, checkReceipt)
 	if err != nil {
 		b.Fatal(err)
 	}
+	prof.mark("commands c=50 end")
+	prof.snapshot("after-commands")
 	click1, err := d.run(ctx, 1, o.c1, click, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	prof.mark("clicks c=50 start")
 	click50, err := d.run(ctx, o.conc, o.clicks, click, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	prof.mark("clicks c=50 end")
+	prof.snapshot("after-clicks")
 	sent := time.Since(stallStart)
 
 	// Each requester is told that the check could not finish, within the
@@ -300,6 +312,8 @@ func benchStalled(b *testing.B, o benchOptions) {
 	if err != nil {
 		b.Error(err)
 	}
+	prof.mark("all told")
+	prof.snapshot("all-told")
 	var after []time.Duration
 	bad := 0
 	for rid, t := range told {

@@ -35,6 +35,7 @@ func newProfiler(b *testing.B) *profiler {
 	if dir == "" {
 		return nil
 	}
+	dir = filepath.Join(dir, filepath.Base(b.Name())) // healthy, stalled
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)
 	}
