@@ -141,8 +141,13 @@ func benchHealthy(b *testing.B, o benchOptions) {
 	type result struct {
 		c1, c50 []time.Duration
 		rssMB   float64
+		// CPU used during the c=50 phase, in cores (CPU time / wall
+		// time): the process under test, moto_server, and this process
+		// (the Slack server and the load).
+		cpuApp, cpuMoto, cpuBench float64
+		wall                      time.Duration // of the c=50 phase
 	}
-	load := func(name string, check func(slackserver.Ack) error, at50 func()) result {
+	load := func(name string, pid int, check func(slackserver.Ack) error, at50 func()) result {
 		var r result
 		// Warm-up, not measured: help answers at once.
 		if _, err := d.run(ctx, 1, 5, func(int) (string, error) {
@@ -160,15 +165,20 @@ func benchHealthy(b *testing.B, o benchOptions) {
 		if at50 != nil {
 			at50()
 		}
+		pids := []int{pid, sharedMoto.Pid(), os.Getpid()}
+		before, start := cpuTimes(pids), time.Now()
 		if r.c50, err = d.run(ctx, o.conc, n50, func(i int) (string, error) { return table(o.c1 + i) }, check); err != nil {
 			b.Fatalf("%s c=%d: %v", name, o.conc, err)
 		}
+		after, wall := cpuTimes(pids), time.Since(start).Seconds()
+		r.cpuApp, r.cpuMoto, r.cpuBench = (after[0]-before[0])/wall, (after[1]-before[1])/wall, (after[2]-before[2])/wall
+		r.wall = time.Since(start)
 		return r
 	}
 
 	// The floor first, on a quiet machine; then the bot.
 	fl := startChild(b, env, "floor", floorBin, nil, "SLACK_API_URL="+env.Slack.APIURL())
-	floor := load("floor", nil, nil)
+	floor := load("floor", fl.cmd.Process.Pid, nil, nil)
 	floor.rssMB = fl.stop(b)
 
 	prof := newProfiler(b)
@@ -180,7 +190,7 @@ func benchHealthy(b *testing.B, o benchOptions) {
 	prof.watch(bot.cmd.Process.Pid)
 	receipt := regexp.MustCompile(`Request \*R-[0-9]{6}\* received`)
 	ids := newIDSet()
-	res := load("bot", func(a slackserver.Ack) error {
+	res := load("bot", bot.cmd.Process.Pid, func(a slackserver.Ack) error {
 		t := testenv.AckText(a)
 		if !receipt.MatchString(t) {
 			return fmt.Errorf("the ack of %s is not a receipt: %q", a.EnvelopeID, t)
@@ -225,6 +235,12 @@ func benchHealthy(b *testing.B, o benchOptions) {
 	b.ReportMetric(ratio, "bot/floor-c50-p99")
 	b.ReportMetric(res.rssMB, "bot-rss-MB")
 	b.ReportMetric(floor.rssMB, "floor-rss-MB")
+	perCmd := func(r result, cores float64) float64 { return cores * r.wall.Seconds() * 1000 / float64(n50) }
+	b.Logf("c=%d phase: floor %v, bot %v. CPU in cores (2 on this machine), and ms per command: floor phase: floor %.2f (%.2f ms), moto %.2f, Slack server and load %.2f (%.2f ms); bot phase: bot %.2f (%.2f ms), moto %.2f (%.2f ms), Slack server and load %.2f (%.2f ms)",
+		o.conc, floor.wall.Round(time.Millisecond), res.wall.Round(time.Millisecond),
+		floor.cpuApp, perCmd(floor, floor.cpuApp), floor.cpuMoto, floor.cpuBench, perCmd(floor, floor.cpuBench),
+		res.cpuApp, perCmd(res, res.cpuApp), res.cpuMoto, perCmd(res, res.cpuMoto), res.cpuBench, perCmd(res, res.cpuBench))
+	b.ReportMetric(res.cpuMoto, "moto-cores-bot-c50")
 	b.Logf("acceptance 1: bot c=%d p99 %.2f ms vs floor %.2f ms: %.2fx (target <= 1.5x): %s; bot peak RSS %.1f MB (target <= 40): %s; floor %.1f MB",
 		o.conc, ms(bp99), ms(fp99), ratio, verdict(ratio <= 1.5), res.rssMB, verdict(res.rssMB <= 40), floor.rssMB)
 }
@@ -578,6 +594,27 @@ func (c *child) stop(b *testing.B) float64 {
 		}
 	}
 	return mb
+}
+
+// cpuTimes is each process's CPU time so far (user and system), in
+// seconds; 0 for one that cannot be read.
+func cpuTimes(pids []int) []float64 {
+	out := make([]float64, len(pids))
+	for i, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name, which may hold spaces.
+		f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		out[i] = (ut + st) / 100 // USER_HZ
+	}
+	return out
 }
 
 func vmHWM(pid int) (float64, error) {
