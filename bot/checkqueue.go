@@ -76,8 +76,9 @@ func (q *checkQueue) done() {
 	q.running--
 }
 
-// withdraw takes t out of the queue; it returns false if t already got
-// its answer (a turn to give back, or its deadline).
+// withdraw takes t out of the queue (or finds it dropped by close); it
+// returns false if t already got its answer (a turn to give back, or its
+// deadline), which got has been or is being told.
 func (q *checkQueue) withdraw(t *checkTurn) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -87,15 +88,16 @@ func (q *checkQueue) withdraw(t *checkTurn) bool {
 	for i, w := range q.waiting {
 		if w == t {
 			q.waiting = append(q.waiting[:i], q.waiting[i+1:]...)
-			t.settled = true
-			return true
+			break
 		}
 	}
-	return false
+	t.settled = true
+	return true
 }
 
 // close drops the checks waiting (they are checked again at the next
-// start) and refuses new ones; turns held are given back as usual.
+// start; got is not called for them) and refuses new ones; turns held are
+// given back as usual.
 func (q *checkQueue) close() {
 	q.mu.Lock()
 	defer q.mu.Unlock()

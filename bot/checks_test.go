@@ -203,3 +203,64 @@ func TestWorkPoolBoundsGoroutines(t *testing.T) {
 		t.Fatalf("%d ran, want 100", len(order))
 	}
 }
+
+// A check waiting for its turn when the bot shuts down returns (nothing
+// is stored: it is checked again at the next start), and checks asked
+// for afterwards are not run.
+func TestShutdownReleasesWaitingChecks(t *testing.T) {
+	block := make(chan struct{})
+	defer close(block)
+	kinds := map[string]Kind{"k": {
+		Describe: func(*actions.Request) (string, []string) { return "K", nil },
+		Check: func(ctx context.Context, r *actions.Request) (Checked, error) {
+			select {
+			case <-block:
+			case <-ctx.Done():
+			}
+			return Checked{}, ctx.Err()
+		},
+	}}
+	b, st := unitBot(t, kinds, Settings{MaxChecks: 1, CheckTimeout: time.Hour})
+	received := func() *actions.Request {
+		res, err := st.Create(&actions.Request{Kind: "k", State: actions.Received, Requester: "UDEV", Origin: "CDEV",
+			Thread: actions.Thread{Channel: "CAPPROVALS"}, ExpiresAt: time.Now().Add(time.Hour)}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Request
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	first, second := received(), received()
+	out := make(chan *actions.Request, 2)
+	go func() { out <- b.runCheck(ctx, first) }() // takes the one turn
+	for running := 0; running == 0; {
+		time.Sleep(time.Millisecond)
+		b.checkq.mu.Lock()
+		running = b.checkq.running
+		b.checkq.mu.Unlock()
+	}
+	go func() { out <- b.runCheck(ctx, second) }() // waits for it
+	for b.checkq.waitingLen() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	b.checkq.close() // as Run does when ctx ends
+	cancel()
+	for range 2 {
+		select {
+		case r := <-out:
+			if r != nil {
+				t.Errorf("a check at shutdown stored %+v", r)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a check waiting for its turn did not return at shutdown")
+		}
+	}
+	if r := b.runCheck(context.Background(), received()); r != nil {
+		t.Errorf("a check after shutdown ran: %+v", r)
+	}
+	for _, id := range []string{first.ID, second.ID} {
+		if r, _ := st.Get(id); r.State != actions.Received {
+			t.Errorf("%s is %s, want received (checked again at the next start)", id, r.State)
+		}
+	}
+}

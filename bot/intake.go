@@ -232,22 +232,24 @@ func (b *Bot) runCheck(ctx context.Context, r *actions.Request) *actions.Request
 	}
 	var c Checked
 	var err error
+	timedOut := false
 	// A turn among Settings.MaxChecks; the wait counts in the deadline.
 	select {
 	case ok := <-got:
 		if ok {
 			c, err = b.Kinds[r.Kind].Check(cctx, r)
+			timedOut = cctx.Err() != nil
 			b.checkq.done()
 		} else {
-			err = fmt.Errorf("waiting for a turn to check: %w", context.DeadlineExceeded)
+			err, timedOut = fmt.Errorf("waiting for a turn to check: %w", context.DeadlineExceeded), true
 		}
 	case <-cctx.Done():
 		if !b.checkq.withdraw(t) && <-got {
 			b.checkq.done() // a turn came as the deadline passed
 		}
-		err = fmt.Errorf("waiting for a turn to check: %w", cctx.Err())
+		err, timedOut = fmt.Errorf("waiting for a turn to check: %w", cctx.Err()), true
 	}
-	return b.checked(ctx, r, c, err, cctx.Err() != nil)
+	return b.checked(ctx, r, c, err, timedOut)
 }
 
 // checked stores the outcome of r's checks (c, or err: the check could
