@@ -51,7 +51,9 @@ func connCounter(t *testing.T, wave int, body string) (*httptest.Server, *atomic
 // only 2 idle connections per host by default, so it closed the others
 // after each call and dialled again for the next.
 func TestConcurrentCallsReuseConnections(t *testing.T) {
-	const n, waves = 16, 3
+	// A call of the next wave may start a moment before a connection of
+	// the last one is back in the pool, and dial: about n, then.
+	const n, waves, slack = 16, 3, 16 + 4
 	t.Run("slack", func(t *testing.T) {
 		srv, opened := connCounter(t, n, `{"ok":true}`)
 		hc := SlackHTTPClient()
@@ -70,8 +72,8 @@ func TestConcurrentCallsReuseConnections(t *testing.T) {
 			}
 			wg.Wait()
 		}
-		if got := opened.Load(); got > n {
-			t.Errorf("%d waves of %d calls opened %d connections, want %d", waves, n, got, n)
+		if got := opened.Load(); got > slack {
+			t.Errorf("%d waves of %d calls opened %d connections, want about %d", waves, n, got, n)
 		}
 	})
 	t.Run("aws", func(t *testing.T) {
@@ -90,8 +92,8 @@ func TestConcurrentCallsReuseConnections(t *testing.T) {
 			}
 			wg.Wait()
 		}
-		if got := opened.Load(); got > n {
-			t.Errorf("%d waves of %d calls opened %d connections, want %d", waves, n, got, n)
+		if got := opened.Load(); got > slack {
+			t.Errorf("%d waves of %d calls opened %d connections, want about %d", waves, n, got, n)
 		}
 	})
 }
@@ -105,7 +107,7 @@ func TestAWSConnectionsAreBounded(t *testing.T) {
 	var mu sync.Mutex
 	in, most, started := 0, 0, 0
 	gate := make(chan struct{})
-	var opened atomic.Int32
+	open, mostOpen := 0, 0 // connections open at once
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		in++
@@ -126,8 +128,14 @@ func TestAWSConnectionsAreBounded(t *testing.T) {
 		mu.Unlock()
 	}))
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			opened.Add(1)
+		mu.Lock()
+		defer mu.Unlock()
+		switch s {
+		case http.StateNew:
+			open++
+			mostOpen = max(mostOpen, open)
+		case http.StateClosed, http.StateHijacked:
+			open--
 		}
 	}
 	srv.Start()
@@ -144,7 +152,9 @@ func TestAWSConnectionsAreBounded(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if most > maxIdlePerHost || opened.Load() > maxIdlePerHost {
-		t.Errorf("%d calls at once: %d in flight at most, %d connections; want at most %d", calls, most, opened.Load(), maxIdlePerHost)
+	mu.Lock()
+	defer mu.Unlock()
+	if most > maxIdlePerHost || mostOpen > maxIdlePerHost {
+		t.Errorf("%d calls at once: %d in flight and %d connections open at most; want at most %d", calls, most, mostOpen, maxIdlePerHost)
 	}
 }
