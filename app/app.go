@@ -110,8 +110,21 @@ func AWSHTTPClient(callTimeout time.Duration) *awshttp.BuildableClient {
 		WithTransportOptions(func(tr *http.Transport) {
 			tr.TLSHandshakeTimeout = connect
 			tr.ResponseHeaderTimeout = callTimeout
+			tr.MaxIdleConnsPerHost = maxIdlePerHost
+			tr.MaxConnsPerHost = maxIdlePerHost
 		})
 }
+
+// maxIdlePerHost is how many idle connections to one host the HTTP
+// clients keep for reuse. net/http keeps 2 (the SDK 10), so a burst of
+// concurrent calls (16 checks to AWS at once, outcomes posted to
+// response_url) closed its connections after each call and dialled new
+// ones for the next: a connection per call under load (issue 9). It is
+// also the most connections the AWS client opens to one endpoint; more
+// calls at once wait for one of them (within their deadline) instead of
+// dialling: the cards' plans of 450 requests checked at once dialled
+// Data Pipeline 450 times at once, and overflowed its listen queue.
+const maxIdlePerHost = 64
 
 // slackCallTimeout bounds each Slack Web API call the reporter makes.
 const slackCallTimeout = 10 * time.Second
@@ -125,6 +138,7 @@ func SlackHTTPClient() *http.Client {
 	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr.TLSHandshakeTimeout = 5 * time.Second
 	tr.ResponseHeaderTimeout = 15 * time.Second
+	tr.MaxIdleConnsPerHost = maxIdlePerHost
 	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
 }
 

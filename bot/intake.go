@@ -100,7 +100,7 @@ func (b *Bot) Intake(ctx context.Context, inv Invocation, kind string) Reply {
 	}
 	text := fmt.Sprintf(":hourglass_flowing_sand: Request *%s* received: checking the %s. I will tell you here in a moment.", r.ID, r.What)
 	url := inv.Cmd.ResponseURL
-	return Reply{Text: text, Blocks: cancelBlocks(text, r.ID), After: func(ctx context.Context) { b.check(ctx, r.ID, url) }}
+	return Reply{Text: text, Blocks: cancelBlocks(text, r.ID), After: func(ctx context.Context) { b.checkLater(ctx, r, url) }}
 }
 
 // FailpointChecking is the failpoint between a command's ack and its
@@ -145,7 +145,7 @@ func refusalText(reason string) string {
 
 // check runs the checks of received request id, stores the outcome, tells
 // the requester (through url when set) and plans the card of a request
-// that passed.
+// that passed. It returns when all that is done (recheck, at start).
 func (b *Bot) check(ctx context.Context, id, url string) {
 	r, err := b.Store.Get(id)
 	if err != nil {
@@ -161,6 +161,55 @@ func (b *Bot) check(ctx context.Context, id, url string) {
 			return
 		}
 	}
+	b.afterCheck(ctx, r, url)
+}
+
+// checkLater is check for a command just acked (r as its intake stored
+// it): the same steps, but nothing waits for a turn to check (see
+// checkQueue). The check, once it
+// has a turn or its deadline has passed, runs in a goroutine of its own;
+// the caller returns at once.
+func (b *Bot) checkLater(ctx context.Context, r *actions.Request, url string) {
+	if r.State != actions.Received {
+		b.afterCheck(ctx, r, url)
+		return
+	}
+	if b.Failpoint != nil {
+		b.Failpoint(ctx, FailpointChecking)
+	}
+	t := &checkTurn{deadline: time.Now().Add(b.Settings.CheckTimeout)}
+	t.got = func(ok bool) {
+		// The queue's lock is held: start the work, do not do it here.
+		if !ok {
+			// Its deadline passed while it waited: refused, among the
+			// others that came due at once, by a few goroutines.
+			b.refusals.push(func() {
+				if r := b.checked(ctx, r, Checked{}, fmt.Errorf("waiting for a turn to check: %w", context.DeadlineExceeded), true); r != nil {
+					b.afterCheck(ctx, r, url)
+				}
+			})
+			return
+		}
+		b.wg.Add(1)
+		go func() {
+			defer b.wg.Done()
+			cctx, cancel := context.WithDeadline(ctx, t.deadline)
+			c, err := b.Kinds[r.Kind].Check(cctx, r)
+			timedOut := cctx.Err() != nil
+			cancel()
+			b.checkq.done()
+			r = b.checked(ctx, r, c, err, timedOut)
+			if r != nil {
+				b.afterCheck(ctx, r, url)
+			}
+		}()
+	}
+	b.checkq.request(t) // false: shutting down; checked again at the next start
+}
+
+// afterCheck tells r's requester its outcome if not yet told and plans
+// the card of a request that passed.
+func (b *Bot) afterCheck(ctx context.Context, r *actions.Request, url string) {
 	if !r.Told {
 		b.tellOutcome(ctx, r, url)
 	}
@@ -173,21 +222,43 @@ func (b *Bot) check(ctx context.Context, id, url string) {
 // request as stored, or nil when there is nothing more to do here (shut
 // down, or decided elsewhere).
 func (b *Bot) runCheck(ctx context.Context, r *actions.Request) *actions.Request {
-	k := b.Kinds[r.Kind]
-	log := b.Log.With(zap.String("request_id", r.ID), zap.String("kind", r.Kind))
 	cctx, cancel := context.WithTimeout(ctx, b.Settings.CheckTimeout)
+	defer cancel()
+	deadline, _ := cctx.Deadline()
+	got := make(chan bool, 1)
+	t := &checkTurn{deadline: deadline, got: func(ok bool) { got <- ok }}
+	if !b.checkq.request(t) {
+		return nil // shutting down: checked again at the next start
+	}
 	var c Checked
 	var err error
+	timedOut := false
 	// A turn among Settings.MaxChecks; the wait counts in the deadline.
 	select {
-	case b.checks <- struct{}{}:
-		c, err = k.Check(cctx, r)
-		<-b.checks
+	case ok := <-got:
+		if ok {
+			c, err = b.Kinds[r.Kind].Check(cctx, r)
+			timedOut = cctx.Err() != nil
+			b.checkq.done()
+		} else {
+			err, timedOut = fmt.Errorf("waiting for a turn to check: %w", context.DeadlineExceeded), true
+		}
 	case <-cctx.Done():
-		err = fmt.Errorf("waiting for a turn to check: %w", cctx.Err())
+		if !b.checkq.withdraw(t) && <-got {
+			b.checkq.done() // a turn came as the deadline passed
+		}
+		err, timedOut = fmt.Errorf("waiting for a turn to check: %w", cctx.Err()), true
 	}
-	timedOut := cctx.Err() != nil
-	cancel()
+	return b.checked(ctx, r, c, err, timedOut)
+}
+
+// checked stores the outcome of r's checks (c, or err: the check could
+// not finish, timedOut telling whether by its deadline); it returns the
+// request as stored, or nil when there is nothing more to do here (shut
+// down, or decided elsewhere).
+func (b *Bot) checked(ctx context.Context, r *actions.Request, c Checked, err error, timedOut bool) *actions.Request {
+	k := b.Kinds[r.Kind]
+	log := b.Log.With(zap.String("request_id", r.ID), zap.String("kind", r.Kind))
 	if ctx.Err() != nil {
 		return nil // shutting down: checked again at the next start
 	}

@@ -41,6 +41,8 @@ import (
 // process's VmHWM, read at the end.
 //
 // OSIO_BENCH_LOGS=DIR keeps the bot's and the floor's logs there.
+// OSIO_BENCH_BOT_ENV="K=V ..." adds to the bot's environment (e.g.
+// GOMEMLIMIT). OSIO_BENCH_PPROF=DIR profiles the bot (e2e/profile_test.go).
 //
 // stalled: AWS (moto, through a fault proxy) and GraphQL (the qontract
 // server, through a fault proxy) answer only after OSIO_BENCH_STALL_DELAY
@@ -78,6 +80,10 @@ type benchOptions struct {
 	stall                    time.Duration
 }
 
+// botEnv is OSIO_BENCH_BOT_ENV ("K=V K=V"), added to the bot's
+// environment only, e.g. GOMEMLIMIT=24MiB.
+func botEnv() []string { return strings.Fields(os.Getenv("OSIO_BENCH_BOT_ENV")) }
+
 func envInt(b *testing.B, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {
@@ -98,6 +104,16 @@ func benchEnv(b *testing.B, o testenv.Options) (*testenv.Env, context.Context) {
 	tweak := o.Tweak
 	o.Tweak = func(c *config.Config) {
 		c.Log.Level = "info" // as in production; the e2e world logs debug
+		// The production pace of the background loops; the e2e world's
+		// (a sweep over every request every 200 ms, a post to a channel
+		// every 20 ms) would be work that production does not do: the
+		// sweep alone, decoding 2,000 requests five times a second, was
+		// 15% of the bot's CPU during the c=50 phase.
+		def := config.Defaults()
+		c.Approval.SweepInterval = def.Approval.SweepInterval
+		c.Slack.MinPostInterval = def.Slack.MinPostInterval
+		c.Slack.ProgressInterval = def.Slack.ProgressInterval
+		c.Slack.ApproverCacheTTL = def.Slack.ApproverCacheTTL
 		if tweak != nil {
 			tweak(c)
 		}
@@ -125,8 +141,13 @@ func benchHealthy(b *testing.B, o benchOptions) {
 	type result struct {
 		c1, c50 []time.Duration
 		rssMB   float64
+		// CPU used during the c=50 phase, in cores (CPU time / wall
+		// time): the process under test, moto_server, and this process
+		// (the Slack server and the load).
+		cpuApp, cpuMoto, cpuBench float64
+		wall                      time.Duration // of the c=50 phase
 	}
-	load := func(name string, check func(slackserver.Ack) error) result {
+	load := func(name string, pid int, check func(slackserver.Ack) error, at50 func()) result {
 		var r result
 		// Warm-up, not measured: help answers at once.
 		if _, err := d.run(ctx, 1, 5, func(int) (string, error) {
@@ -141,35 +162,53 @@ func benchHealthy(b *testing.B, o benchOptions) {
 		if r.c1, err = d.run(ctx, 1, o.c1, table, check); err != nil {
 			b.Fatalf("%s c=1: %v", name, err)
 		}
+		if at50 != nil {
+			at50()
+		}
+		pids := []int{pid, sharedMoto.Pid(), os.Getpid()}
+		before, start := cpuTimes(pids), time.Now()
 		if r.c50, err = d.run(ctx, o.conc, n50, func(i int) (string, error) { return table(o.c1 + i) }, check); err != nil {
 			b.Fatalf("%s c=%d: %v", name, o.conc, err)
 		}
+		after, wall := cpuTimes(pids), time.Since(start).Seconds()
+		r.cpuApp, r.cpuMoto, r.cpuBench = (after[0]-before[0])/wall, (after[1]-before[1])/wall, (after[2]-before[2])/wall
+		r.wall = time.Since(start)
 		return r
 	}
 
 	// The floor first, on a quiet machine; then the bot.
 	fl := startChild(b, env, "floor", floorBin, nil, "SLACK_API_URL="+env.Slack.APIURL())
-	floor := load("floor", nil)
+	floor := load("floor", fl.cmd.Process.Pid, nil, nil)
 	floor.rssMB = fl.stop(b)
 
-	bot := startChild(b, env, "bot", botBin, []string{"run", "--config", env.ConfigPath})
+	prof := newProfiler(b)
+	if prof != nil {
+		botBin = prof.bin
+	}
+	bot := startChild(b, env, "bot", botBin, []string{"run", "--config", env.ConfigPath}, append(botEnv(), prof.environ()...)...)
+	prof.snapshot("idle")
+	prof.watch(bot.cmd.Process.Pid)
 	receipt := regexp.MustCompile(`Request \*R-[0-9]{6}\* received`)
 	ids := newIDSet()
-	res := load("bot", func(a slackserver.Ack) error {
+	res := load("bot", bot.cmd.Process.Pid, func(a slackserver.Ack) error {
 		t := testenv.AckText(a)
 		if !receipt.MatchString(t) {
 			return fmt.Errorf("the ack of %s is not a receipt: %q", a.EnvelopeID, t)
 		}
 		ids.add(requestIDRe.FindStringSubmatch(t)[1])
 		return nil
-	})
+	}, prof.at50)
+	prof.mark("c=50 ends")
+	prof.snapshot("after-c50")
 	// The end: every request checked and its requester told (the cards
-	// follow at slack.min_post_interval).
+	// follow, one a second: slack.min_post_interval).
 	start = time.Now()
 	told, err := waitTold(ctx, env, ids.list(), 5*time.Minute)
 	if err != nil {
 		b.Error(err)
 	}
+	prof.mark("all told")
+	prof.snapshot("all-told")
 	cards := countCards(env)
 	passed := 0
 	for _, t := range told {
@@ -196,6 +235,12 @@ func benchHealthy(b *testing.B, o benchOptions) {
 	b.ReportMetric(ratio, "bot/floor-c50-p99")
 	b.ReportMetric(res.rssMB, "bot-rss-MB")
 	b.ReportMetric(floor.rssMB, "floor-rss-MB")
+	perCmd := func(r result, cores float64) float64 { return cores * r.wall.Seconds() * 1000 / float64(n50) }
+	b.Logf("c=%d phase: floor %v, bot %v. CPU in cores (2 on this machine), and ms per command: floor phase: floor %.2f (%.2f ms), moto %.2f, Slack server and load %.2f (%.2f ms); bot phase: bot %.2f (%.2f ms), moto %.2f (%.2f ms), Slack server and load %.2f (%.2f ms)",
+		o.conc, floor.wall.Round(time.Millisecond), res.wall.Round(time.Millisecond),
+		floor.cpuApp, perCmd(floor, floor.cpuApp), floor.cpuMoto, floor.cpuBench, perCmd(floor, floor.cpuBench),
+		res.cpuApp, perCmd(res, res.cpuApp), res.cpuMoto, perCmd(res, res.cpuMoto), res.cpuBench, perCmd(res, res.cpuBench))
+	b.ReportMetric(res.cpuMoto, "moto-cores-bot-c50")
 	b.Logf("acceptance 1: bot c=%d p99 %.2f ms vs floor %.2f ms: %.2fx (target <= 1.5x): %s; bot peak RSS %.1f MB (target <= 40): %s; floor %.1f MB",
 		o.conc, ms(bp99), ms(fp99), ratio, verdict(ratio <= 1.5), res.rssMB, verdict(res.rssMB <= 40), floor.rssMB)
 }
@@ -206,7 +251,13 @@ func benchStalled(b *testing.B, o benchOptions) {
 	if err := env.CreateTable(ctx, "stall_card", 1); err != nil {
 		b.Fatal(err)
 	}
-	bot := startChild(b, env, "bot", buildBot(b), []string{"run", "--config", env.ConfigPath})
+	botBin := buildBot(b)
+	prof := newProfiler(b)
+	if prof != nil {
+		botBin = prof.bin
+	}
+	bot := startChild(b, env, "bot", botBin, []string{"run", "--config", env.ConfigPath}, append(botEnv(), prof.environ()...)...)
+	prof.watch(bot.cmd.Process.Pid)
 	d := newDriver(env.Slack)
 
 	// A card made while everything answers: the clicks are an outsider's
@@ -251,18 +302,24 @@ func benchStalled(b *testing.B, o benchOptions) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	prof.mark("commands c=50 start")
 	cmd50, err := d.run(ctx, o.conc, n50, func(i int) (string, error) { return command(o.c1 + i) }, checkReceipt)
 	if err != nil {
 		b.Fatal(err)
 	}
+	prof.mark("commands c=50 end")
+	prof.snapshot("after-commands")
 	click1, err := d.run(ctx, 1, o.c1, click, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	prof.mark("clicks c=50 start")
 	click50, err := d.run(ctx, o.conc, o.clicks, click, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
+	prof.mark("clicks c=50 end")
+	prof.snapshot("after-clicks")
 	sent := time.Since(stallStart)
 
 	// Each requester is told that the check could not finish, within the
@@ -271,6 +328,8 @@ func benchStalled(b *testing.B, o benchOptions) {
 	if err != nil {
 		b.Error(err)
 	}
+	prof.mark("all told")
+	prof.snapshot("all-told")
 	var after []time.Duration
 	bad := 0
 	for rid, t := range told {
@@ -535,6 +594,27 @@ func (c *child) stop(b *testing.B) float64 {
 		}
 	}
 	return mb
+}
+
+// cpuTimes is each process's CPU time so far (user and system), in
+// seconds; 0 for one that cannot be read.
+func cpuTimes(pids []int) []float64 {
+	out := make([]float64, len(pids))
+	for i, pid := range pids {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// The fields after the command name, which may hold spaces.
+		f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		out[i] = (ut + st) / 100 // USER_HZ
+	}
+	return out
 }
 
 func vmHWM(pid int) (float64, error) {

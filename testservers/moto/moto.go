@@ -82,6 +82,9 @@ func Start(ctx context.Context, logPath string) (*Server, error) {
 }
 
 // Close stops moto_server.
+// Pid is the moto_server process's id (benchmarks read its CPU time).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 func (s *Server) Close() {
 	s.once.Do(func() {
 		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
