@@ -30,7 +30,7 @@ func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *z
 	}
 	mc := mail.DefaultConfig()
 	mc.Addr, mc.From, mc.Username, mc.Password = cfg.Mail.Addr, cfg.Mail.From, cfg.Mail.Username, cfg.Mail.Password.Reveal()
-	mc.StartTLS, mc.InsecureSkipVerify = cfg.Mail.StartTLS, cfg.Mail.InsecureSkipVerify
+	mc.StartTLS, mc.InsecureSkipVerify, mc.ServerName = cfg.Mail.StartTLS, cfg.Mail.InsecureSkipVerify, cfg.Mail.TLSServerName
 	if cfg.Mail.CAFile != "" {
 		pem, err := os.ReadFile(cfg.Mail.CAFile)
 		if err != nil {

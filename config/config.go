@@ -215,6 +215,9 @@ type Mail struct {
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 	// CAFile is a PEM bundle to trust for the relay, besides the system's.
 	CAFile string `yaml:"ca_file"`
+	// TLSServerName is the name the relay's certificate carries, when it
+	// is not the host of Addr (an IP address, an internal alias).
+	TLSServerName string `yaml:"tls_server_name"`
 }
 
 // Directory configures where people are looked up.
@@ -632,6 +635,19 @@ func (c Config) validateReset(accounts map[string]bool) []Problem {
 	if !strings.Contains(c.Mail.From, "@") {
 		add("mail.from", missingOr(c.Mail.From, "is not a mail address"), "set the sender, e.g. osio-bot@example.com")
 	}
+	if host, _, err := net.SplitHostPort(c.Mail.Addr); err == nil && !loopback(host) {
+		if !c.Mail.StartTLS {
+			add("mail.starttls", fmt.Sprintf("is false for %s, which is not a loopback address: mail and AUTH would go in clear text", host),
+				"remove it (STARTTLS is required), or relay through a local MTA on 127.0.0.1")
+		}
+		if c.Mail.InsecureSkipVerify {
+			add("mail.insecure_skip_verify", fmt.Sprintf("is true for %s, which is not a loopback address: any server could take the mail and the password", host),
+				"remove it; trust the relay's CA with mail.ca_file, and give its certificate's name in mail.tls_server_name if it is not the host")
+		}
+	}
+	if n := c.Mail.TLSServerName; n != "" && !domainRe.MatchString(n) && net.ParseIP(n) == nil {
+		add("mail.tls_server_name", fmt.Sprintf("%q is not a host name", n), "write the name on the relay's certificate, e.g. smtp.example.com")
+	}
 	if c.Mail.Username != "" && c.Mail.Password == "" {
 		add("SMTP_PASSWORD", "is missing while mail.username is set", "set SMTP_PASSWORD in the environment")
 	}
@@ -676,4 +692,14 @@ func (c Config) validateReset(accounts map[string]bool) []Problem {
 		positive(&ps, "app_interface.iam_timeout", c.AppInterface.IAMTimeout)
 	}
 	return ps
+}
+
+// loopback reports whether host is this machine: localhost, 127.0.0.0/8
+// or ::1.
+func loopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -631,3 +631,43 @@ func TestShippedHAConfigMap(t *testing.T) {
 		t.Errorf("the HA ConfigMap differs from the single replica's outside store:")
 	}
 }
+
+// Issue 13, acceptance 3: STARTTLS off or certificate checks off are
+// refused unless the relay is on this machine (loopback); the name on the
+// relay's certificate can be given.
+func TestMailSafety(t *testing.T) {
+	mail := func(extra string) []Problem {
+		t.Helper()
+		y := strings.Replace(resetYAML, "  from: osio-bot@example.com\n", "  from: osio-bot@example.com\n"+extra, 1)
+		return mustParse(t, validYAML+y, goodEnv()).Validate()
+	}
+	for _, tt := range []struct {
+		name, extra string
+		key         string // "" = valid
+	}{
+		{"defaults", "", ""},
+		{"starttls off, remote", "  starttls: false\n", "mail.starttls"},
+		{"insecure, remote", "  insecure_skip_verify: true\n", "mail.insecure_skip_verify"},
+		{"tls server name", "  tls_server_name: relay.corp.example.com\n", ""},
+		{"tls server name bad", "  tls_server_name: \"not a name\"\n", "mail.tls_server_name"},
+	} {
+		ps := mail(tt.extra)
+		if tt.key == "" && len(ps) != 0 || tt.key != "" && (len(ps) != 1 || ps[0].Key != tt.key || ps[0].Fix == "") {
+			t.Errorf("%s: Validate() = %v, want %q", tt.name, ps, tt.key)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:25", "localhost:25", "[::1]:25", "127.0.0.53:2525"} {
+		y := strings.Replace(resetYAML, "smtp.example.com:587", `"`+addr+`"`, 1)
+		y = strings.Replace(y, "  from: osio-bot@example.com\n", "  from: osio-bot@example.com\n  starttls: false\n  insecure_skip_verify: true\n", 1)
+		if ps := mustParse(t, validYAML+y, goodEnv()).Validate(); len(ps) != 0 {
+			t.Errorf("loopback %s: Validate() = %v", addr, ps)
+		}
+	}
+	for _, addr := range []string{"10.0.0.5:25", "smtp.internal:25", "localhost.example.com:25"} {
+		y := strings.Replace(resetYAML, "smtp.example.com:587", `"`+addr+`"`, 1)
+		y = strings.Replace(y, "  from: osio-bot@example.com\n", "  from: osio-bot@example.com\n  starttls: false\n", 1)
+		if ps := mustParse(t, validYAML+y, goodEnv()).Validate(); !hasKey(ps, "mail.starttls") {
+			t.Errorf("remote %s with starttls false accepted: %v", addr, ps)
+		}
+	}
+}

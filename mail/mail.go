@@ -7,6 +7,7 @@
 package mail
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -43,6 +44,9 @@ type Config struct {
 	StartTLS bool
 	// InsecureSkipVerify skips certificate verification (test servers only).
 	InsecureSkipVerify bool
+	// ServerName is the name the relay's certificate must carry; the host
+	// of Addr when empty (set it when Addr is an IP or an internal alias).
+	ServerName string
 	// RootCAs verifies the server certificate; nil means the system roots.
 	RootCAs *x509.CertPool
 	// Timeout bounds one whole attempt (connect to QUIT); 0 = DefaultTimeout.
@@ -175,7 +179,7 @@ func (s *Sender) Send(ctx context.Context, m Message) error {
 			return &Error{msg: fmt.Sprintf("mail: smtp server %s does not offer STARTTLS, which is required (switch StartTLS off only for a local relay)", s.cfg.Addr)}
 		}
 		tlsCfg := &tls.Config{
-			ServerName:         s.host,
+			ServerName:         cmp.Or(s.cfg.ServerName, s.host),
 			RootCAs:            s.cfg.RootCAs,
 			InsecureSkipVerify: s.cfg.InsecureSkipVerify, //nolint:gosec // explicit, for test servers
 			MinVersion:         tls.VersionTLS12,
