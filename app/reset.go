@@ -60,9 +60,16 @@ func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *z
 	case "app-interface":
 		dir = &directory.AppInterface{Users: ai, MailDomain: cfg.Directory.MailDomain}
 	default:
-		fd, err := directory.LoadFile(cfg.Directory.File)
+		fd, err := directory.OpenReloading(cfg.Directory.File)
 		if err != nil {
 			return nil, fmt.Errorf("loading directory.file: %w", err)
+		}
+		// Read again when it changes; a bad edit keeps the last good one.
+		fd.OnError = func(err error) {
+			log.Error("the people file changed but cannot be used; keeping the last good one", zap.Error(err))
+		}
+		fd.OnReload = func(n int) {
+			log.Info("people file reloaded", zap.String("file", cfg.Directory.File), zap.Int("people", n))
 		}
 		dir = fd
 	}

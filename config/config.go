@@ -1,7 +1,9 @@
 // Package config holds osio-bot's one typed configuration: a YAML file for
-// everything that is not secret, and the environment for the secrets
-// (SLACK_APP_TOKEN, SLACK_BOT_TOKEN). Validate names every bad key, what is
-// wrong with it and how to fix it.
+// everything that is not secret, and the environment for the secrets:
+// SLACK_APP_TOKEN and SLACK_BOT_TOKEN, and for password resets
+// SMTP_PASSWORD, GITLAB_TOKEN and APP_INTERFACE_TOKEN (the AWS SDK reads its
+// own variables). Validate names every bad key, what is wrong with it and
+// how to fix it.
 package config
 
 import (
@@ -228,8 +230,10 @@ type Directory struct {
 	// MailDomain makes mail addresses org_username@MailDomain for
 	// app-interface people.
 	MailDomain string `yaml:"mail_domain"`
-	// Mappings maps Slack user ids to org usernames, before the e-mail
-	// local-part match.
+	// Mappings maps Slack user ids to org usernames. Precedence, when a
+	// Slack user is named in more than one place: these mappings win, then
+	// the people file's own (slack_user, mappings:), then the e-mail
+	// local-part match; check-config warns when two places disagree.
 	Mappings map[string]string `yaml:"mappings,omitempty"`
 	// EmailDomains are the Slack e-mail domains whose addresses are matched
 	// to people by their local part (jdoe@example.com -> jdoe), each

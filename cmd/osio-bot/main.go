@@ -20,6 +20,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sort"
+	"strings"
 	"syscall"
 
 	"go.uber.org/zap"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/osio/osio-bot/app"
 	"github.com/osio/osio-bot/config"
+	"github.com/osio/osio-bot/directory"
 )
 
 func main() {
@@ -89,6 +92,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "%d problem(s) in %s\n", len(ps), *path)
 			return 1
 		}
+		for _, w := range mappingWarnings(cfg) {
+			fmt.Fprintln(stderr, "warning:", w)
+		}
 		fmt.Fprintf(stderr, "%s is valid\n", *path)
 		return 0
 	case "run":
@@ -130,4 +136,27 @@ func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewConsoleEncoder(ec)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
+}
+
+// mappingWarnings compares the two places a Slack user can be mapped to a
+// person: directory.mappings in the config wins over the people file's
+// slack_user and mappings:, which win over e-mail matching. A user mapped
+// in both to different people is named, with the one that wins.
+func mappingWarnings(cfg config.Config) []string {
+	if !cfg.Reset.Enabled || cfg.Directory.Source == "app-interface" || len(cfg.Directory.Mappings) == 0 {
+		return nil
+	}
+	fd, err := directory.LoadFile(cfg.Directory.File)
+	if err != nil {
+		return []string{fmt.Sprintf("directory.file: %v", err)}
+	}
+	file := fd.Mappings()
+	var out []string
+	for id, org := range cfg.Directory.Mappings {
+		if other, ok := file[id]; ok && !strings.EqualFold(other, org) {
+			out = append(out, fmt.Sprintf("Slack user %s is mapped to %q in directory.mappings and to %q in %s; directory.mappings wins", id, org, other, cfg.Directory.File))
+		}
+	}
+	sort.Strings(out)
+	return out
 }

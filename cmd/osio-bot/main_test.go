@@ -278,3 +278,32 @@ func TestUnknownSubcommandWithoutConfig(t *testing.T) {
 		t.Errorf("stderr lacks the unknown command:\n%s", stderr)
 	}
 }
+
+// Issue 13 part 3: a Slack user mapped in directory.mappings and in the
+// people file to different people is a check-config warning naming the
+// one that wins; agreeing places say nothing.
+func TestCheckConfigWarnsOnDisagreeingMappings(t *testing.T) {
+	setTokens(t)
+	t.Setenv("SMTP_PASSWORD", "pw")
+	dir := t.TempDir()
+	people := filepath.Join(dir, "people.yaml")
+	if err := os.WriteFile(people, []byte("people:\n  - org_username: jdoe\n    email: jdoe@example.com\n    slack_user: U0JDOE\n  - org_username: asmith\n    email: asmith@example.com\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reset := "reset:\n  enabled: true\nmail:\n  addr: smtp.example.com:587\n  from: osio-bot@example.com\n  username: osio-bot\ndirectory:\n  file: " + people + "\n  mappings:\n"
+	for _, tt := range []struct{ mappings, warn string }{
+		{"    U0JDOE: asmith\n", `Slack user U0JDOE is mapped to "asmith" in directory.mappings and to "jdoe" in ` + people + `; directory.mappings wins`},
+		{"    U0JDOE: jdoe\n", ""},
+	} {
+		code, _, stderr := runCmd("check-config", "--config", writeConfig(t, validConfig+reset+tt.mappings))
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		if tt.warn != "" && !strings.Contains(stderr, "warning: "+tt.warn) {
+			t.Errorf("no warning %q in:\n%s", tt.warn, stderr)
+		}
+		if tt.warn == "" && strings.Contains(stderr, "warning:") {
+			t.Errorf("a warning where the places agree:\n%s", stderr)
+		}
+	}
+}
