@@ -12,10 +12,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
@@ -23,6 +25,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	smithymiddleware "github.com/aws/smithy-go/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/slack-go/slack"
@@ -68,6 +71,26 @@ type Options struct {
 	// Replica, if set, names this process in leases and threads instead
 	// of ReplicaName().
 	Replica string
+	// AWSObserved, if set, is told every AWS operation the bot calls in an
+	// account (through its role), by account name, service and operation
+	// (the least-privilege test).
+	AWSObserved func(account, service, operation string)
+}
+
+// accountConfig is AccountConfig with o.AWSObserved watching its calls.
+func (o Options) accountConfig(base aws.Config, a config.Account, session string) aws.Config {
+	c := AccountConfig(base, a, session)
+	if o.AWSObserved == nil {
+		return c
+	}
+	c.APIOptions = append(slices.Clone(c.APIOptions), func(stack *smithymiddleware.Stack) error {
+		return stack.Initialize.Add(smithymiddleware.InitializeMiddlewareFunc("osio-bot-aws-observed",
+			func(ctx context.Context, in smithymiddleware.InitializeInput, next smithymiddleware.InitializeHandler) (smithymiddleware.InitializeOutput, smithymiddleware.Metadata, error) {
+				o.AWSObserved(a.Name, awsmiddleware.GetServiceID(ctx), awsmiddleware.GetOperationName(ctx))
+				return next.HandleInitialize(ctx, in)
+			}), smithymiddleware.After)
+	})
+	return c
 }
 
 // channelLeases is the reporter's leases: on a shared store only.
@@ -174,8 +197,8 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 		return nil, fmt.Errorf("loading AWS configuration: %w", err)
 	}
 	base = m.withAWSCounter(base)
-	srcCfg := AccountConfig(base, src, cfg.AWS.SessionName)
-	dstCfg := AccountConfig(base, dst, cfg.AWS.SessionName)
+	srcCfg := o.accountConfig(base, src, cfg.AWS.SessionName)
+	dstCfg := o.accountConfig(base, dst, cfg.AWS.SessionName)
 	pathStyle := func(o *s3.Options) { o.UsePathStyle = cfg.AWS.S3UsePathStyle }
 
 	raw, shared, err := OpenStore(ctx, cfg)
@@ -216,7 +239,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	jobs := map[string]actions.Job{export.Kind: exp, restore.Kind: rst}
 	var resetter *passwordreset.Resetter
 	if cfg.Reset.Enabled {
-		resetter, err = buildResetter(ctx, cfg, base, log, m)
+		resetter, err = buildResetter(ctx, cfg, func(a config.Account) aws.Config { return o.accountConfig(base, a, cfg.AWS.SessionName) }, log, m)
 		if err != nil {
 			st.Close()
 			return nil, err
@@ -241,7 +264,7 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 			return nil, fmt.Errorf("audit.s3_uri: %w", err)
 		}
 		acct, _ := cfg.Account(cmp.Or(cfg.Audit.Account, cfg.Export.DestAccount))
-		a.archiver = &audit.Archiver{S3: s3.NewFromConfig(AccountConfig(base, acct, cfg.AWS.SessionName), pathStyle), Store: st,
+		a.archiver = &audit.Archiver{S3: s3.NewFromConfig(o.accountConfig(base, acct, cfg.AWS.SessionName), pathStyle), Store: st,
 			Bucket: bucket, Prefix: prefix, Timeout: cfg.AWS.CallTimeout.D(), Log: log.Named("audit")}
 	}
 	if shared {

@@ -23,10 +23,10 @@ import (
 	"github.com/osio/osio-bot/mail"
 )
 
-func buildResetter(_ context.Context, cfg config.Config, base aws.Config, log *zap.Logger, m *metrics) (*passwordreset.Resetter, error) {
+func buildResetter(_ context.Context, cfg config.Config, accountConfig func(config.Account) aws.Config, log *zap.Logger, m *metrics) (*passwordreset.Resetter, error) {
 	clients := map[string]passwordreset.IAM{}
 	for _, acct := range cfg.Accounts {
-		clients[acct.Name] = iam.NewFromConfig(AccountConfig(base, acct, cfg.AWS.SessionName))
+		clients[acct.Name] = iam.NewFromConfig(accountConfig(acct))
 	}
 	mc := mail.DefaultConfig()
 	mc.Addr, mc.From, mc.Username, mc.Password = cfg.Mail.Addr, cfg.Mail.From, cfg.Mail.Username, cfg.Mail.Password.Reveal()

@@ -85,7 +85,7 @@ func TestResetCheckMakesOneGraphQLQuery(t *testing.T) {
 		{"a named user", passwordreset.Request{User: "jdoe", Account: "osio-dev"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := buildResetter(ctx, cfg, m.Base(region), zap.NewNop(), newMetrics())
+			r, err := buildResetter(ctx, cfg, func(a config.Account) aws.Config { return AccountConfig(m.Base(region), a, "test") }, zap.NewNop(), newMetrics())
 			if err != nil {
 				t.Fatal(err)
 			}
