@@ -303,6 +303,9 @@ func Build(ctx context.Context, cfg config.Config, log *zap.Logger, o Options) (
 	a.bot.AddCommand(a.bot.PendingCommand())
 	if resetter != nil {
 		a.bot.AddCommand(a.bot.ResetCommand())
+	} else {
+		a.bot.AddCommand(bot.DisabledCommand("/osio-reset-password",
+			"password resets are not turned on here (reset.enabled in the config). Ask the bot's operators; deploy/README.md, section 8, says what a reset needs."))
 	}
 	names := make([]string, 0, len(kinds))
 	for k := range kinds {

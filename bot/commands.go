@@ -97,3 +97,14 @@ func lookup(table []Command, name string) (Command, bool) {
 	}
 	return Command{}, false
 }
+
+// DisabledCommand answers every form of a command whose flow is off in the
+// configuration with why, instead of Slack's "dispatch failed" or an
+// unknown-command reply: the command stays in the Slack app manifest.
+func DisabledCommand(name, why string) Command {
+	off := func(context.Context, Invocation) Reply {
+		return Reply{Text: fmt.Sprintf("%s is off in this bot: %s", name, why)}
+	}
+	return Command{Name: name, Summary: "off: " + why, EmptyRunsDefault: true,
+		Subs: []Sub{{Help: "is off.", Run: off}, {Name: "status", Help: "is off.", Run: off}}}
+}

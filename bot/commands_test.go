@@ -48,3 +48,14 @@ func TestCommandDispatchAndHelp(t *testing.T) {
 		t.Errorf("EmptyRunsDefault: %q", r.Text)
 	}
 }
+
+// A flow that is off answers every form, help included, with why.
+func TestDisabledCommand(t *testing.T) {
+	c := DisabledCommand("/osio-reset-password", "password resets are not turned on here (reset.enabled).")
+	for _, args := range [][]string{nil, {"help"}, {"status"}, {"jdoe", "--account", "osio"}} {
+		got := c.Dispatch(context.Background(), Invocation{Args: args}).Text
+		if got != "/osio-reset-password is off in this bot: password resets are not turned on here (reset.enabled)." {
+			t.Errorf("%v: %q", args, got)
+		}
+	}
+}
