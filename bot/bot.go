@@ -713,11 +713,7 @@ func (b *Bot) decide(ctx context.Context, log *zap.Logger, c click, req *actions
 		q.Choice = choice
 	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("%s by <@%s> at %s.%s", decisionWord(d.word), user, now.Format("2006-01-02 15:04:05 UTC"), note)})
 	if c, conflict := actions.IsConflict(err); conflict {
-		by := ""
-		if c.Current.Decision != nil && c.Current.Decision.By != "" {
-			by = fmt.Sprintf(" (by <@%s>)", c.Current.Decision.By)
-		}
-		b.tell(ctx, channel, user, fmt.Sprintf("%s is already %s%s; nothing changed.", req.ID, c.Current.State, by))
+		b.tell(ctx, channel, user, alreadyText(c.Current, user))
 		return
 	}
 	if err != nil {
@@ -926,4 +922,43 @@ func (b *Bot) viewer(ctx context.Context, user string) func(k Kind, r *actions.R
 		}
 		return approver
 	}
+}
+
+// alreadyText tells a clicker that a request was decided before their
+// click: in English, and as "you" when they made that decision (a double
+// click).
+func alreadyText(r *actions.Request, user string) string {
+	if r == nil {
+		return "That request has moved on; nothing changed."
+	}
+	by := ""
+	if d := r.Decision; d != nil && d.By != "" {
+		if d.By == user {
+			by = " by you"
+		} else {
+			by = fmt.Sprintf(" by <@%s>", d.By)
+		}
+	}
+	var what string
+	switch r.State {
+	case actions.Approved:
+		what = "was already approved" + by + " and is about to run"
+	case actions.Running:
+		what = "was already approved" + by + " and is running"
+	case actions.Succeeded:
+		what = "was already approved" + by + " and has finished"
+	case actions.Failed:
+		what = "was already approved" + by + " and has failed"
+	case actions.Denied:
+		what = "was already denied" + by
+	case actions.Cancelled:
+		what = "was already cancelled" + by
+	case actions.Expired:
+		what = "has already expired: nobody decided in time"
+	case actions.Refused:
+		what = "was refused by its checks"
+	default:
+		what = "is " + string(r.State)
+	}
+	return fmt.Sprintf("%s %s; nothing changed.", r.ID, what)
 }
