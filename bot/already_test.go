@@ -28,9 +28,4 @@ func TestAlreadyText(t *testing.T) {
 			t.Errorf("got  %q\nwant %q", got, tt.want)
 		}
 	}
-	for s, want := range map[actions.State]string{actions.Running: ":hourglass_flowing_sand: ", actions.Succeeded: ":white_check_mark: ", actions.Failed: ":x: ", actions.Cancelled: ":no_entry_sign: "} {
-		if got := statusIcon(s); got != want {
-			t.Errorf("status icon of %s: %q, want %q", s, got, want)
-		}
-	}
 }

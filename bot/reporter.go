@@ -838,24 +838,9 @@ func (r *Reporter) editCard(ctx context.Context, req *actions.Request) error {
 
 const statusPrefix = ":hourglass_flowing_sand: "
 
-// statusIcon is the status message's icon: an hourglass while the
-// request goes on, its outcome once it has ended.
-func statusIcon(s actions.State) string {
-	switch s {
-	case actions.Succeeded:
-		return ":white_check_mark: "
-	case actions.Failed:
-		return ":x: "
-	}
-	if s.Terminal() {
-		return ":no_entry_sign: "
-	}
-	return statusPrefix
-}
-
 // status posts or edits the thread's one status message.
 func (r *Reporter) status(ctx context.Context, req *actions.Request, cur *actions.Cursor, text string) error {
-	text = statusIcon(req.State) + text
+	text = statusPrefix + text
 	renderings := [][]slack.MsgOption{{slack.MsgOptionText(text, false)}, {slack.MsgOptionText(fit(text, maxPlain), false)}}
 	if cur.StatusTS == "" && r.isUnsure(req.ID) {
 		ts, err := r.findStatus(ctx, req)
