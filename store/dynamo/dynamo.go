@@ -163,7 +163,12 @@ func getN(m map[string]types.AttributeValue, name string) int64 {
 	return 0
 }
 
-// call runs f with a context bounded by the call timeout.
+// call runs f with a context bounded by the call timeout. The store's
+// API takes no context (it is the bbolt store's contract, which the bot
+// and the runner share), so each call starts from context.Background with
+// its own deadline: a shutdown waits at most CallTimeout for a call in
+// flight. Threading the callers' contexts through the store contract (both
+// backends) is the better fix, not done yet.
 func call[T any](s *Store, what string, f func(ctx context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	defer cancel()

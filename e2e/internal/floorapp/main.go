@@ -21,6 +21,7 @@ import (
 )
 
 func main() {
+	// The process's root context (this is main): it ends on SIGTERM.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	api := slack.New(os.Getenv("SLACK_BOT_TOKEN"), slack.OptionAPIURL(os.Getenv("SLACK_API_URL")),
