@@ -89,14 +89,9 @@ func storeCheck(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return usageErr(stderr, "store check: unexpected argument %q", fs.Arg(0))
 	}
-	path := *file
+	path, code := boltPath(*cfgPath, *file, "check", stderr)
 	if path == "" {
-		cfg, err := config.Load(*cfgPath, os.LookupEnv)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		path = cfg.Store.Path
+		return code
 	}
 	rep, err := store.Check(path)
 	if err != nil {
@@ -440,18 +435,9 @@ func storeCompact(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		return usageErr(stderr, "store compact: unexpected argument %q", fs.Arg(0))
 	}
-	path := *file
+	path, code := boltPath(*cfgPath, *file, "compact", stderr)
 	if path == "" {
-		cfg, err := config.Load(*cfgPath, os.LookupEnv)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		if cfg.Store.Backend == "dynamodb" {
-			fmt.Fprintln(stderr, "store compact: the dynamodb store needs no compaction (DynamoDB gives deleted items' space back)")
-			return 2
-		}
-		path = cfg.Store.Path
+		return code
 	}
 	before, after, err := store.Compact(path)
 	if err != nil {
@@ -460,4 +446,28 @@ func storeCompact(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "compacted %s: %d -> %d bytes; the original is %s.before-compact (delete it once the bot runs)\n", path, before, after, path)
 	return 0
+}
+
+// boltPath is the bbolt file a store command works on: --file, else the
+// config's store.path. "" and the exit status when there is none (the
+// config does not load, or its store is DynamoDB, which compact does not
+// need).
+func boltPath(cfgPath, file, cmd string, stderr io.Writer) (string, int) {
+	if file != "" {
+		return file, 0
+	}
+	cfg, err := config.Load(cfgPath, os.LookupEnv)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return "", 1
+	}
+	if cmd == "compact" && cfg.Store.Backend == "dynamodb" {
+		fmt.Fprintln(stderr, "store compact: the dynamodb store needs no compaction (DynamoDB gives deleted items' space back)")
+		return "", 2
+	}
+	if cfg.Store.Path == "" {
+		fmt.Fprintf(stderr, "store %s: %s has no store.path; give --file\n", cmd, cfgPath)
+		return "", 2
+	}
+	return cfg.Store.Path, 0
 }
