@@ -101,6 +101,10 @@ type Settings struct {
 	// of opening a connection to AWS per command at once: hundreds of
 	// those took the CPU and memory that acks need (issue 9).
 	MaxChecks int
+	// CheckYield is how long, at most, a check waits for the acks in
+	// flight before it starts (default 1 s; negative: it does not wait):
+	// see checkQueue. One command at a time never waits.
+	CheckYield time.Duration
 }
 
 // Deps is everything the bot is built from; main wires it.
@@ -154,7 +158,10 @@ func New(d Deps) *Bot {
 	if d.Settings.MaxChecks <= 0 {
 		d.Settings.MaxChecks = 16
 	}
-	b := &Bot{Deps: d, checkq: newCheckQueue(d.Settings.MaxChecks)}
+	if d.Settings.CheckYield == 0 {
+		d.Settings.CheckYield = time.Second
+	}
+	b := &Bot{Deps: d, checkq: newCheckQueue(d.Settings.MaxChecks, max(d.Settings.CheckYield, 0))}
 	spawn := func(f func()) {
 		b.wg.Add(1)
 		go func() { defer b.wg.Done(); f() }()
@@ -265,8 +272,10 @@ func (b *Bot) handle(ctx context.Context, evt socketmode.Event) {
 		b.Log.Error("slack refused the app token (invalid_auth)")
 	case socketmode.EventTypeSlashCommand:
 		start := time.Now()
+		b.checkq.ackBegins()
 		b.background(ctx, func(ctx context.Context) { b.onSlash(ctx, evt, start) })
 	case socketmode.EventTypeInteractive:
+		b.checkq.ackBegins()
 		b.background(ctx, func(ctx context.Context) { b.onInteractive(ctx, evt) })
 	default:
 		if evt.Request != nil {
@@ -290,7 +299,11 @@ func (b *Bot) ack(ctx context.Context, req *socketmode.Request, payload any) {
 	}
 }
 
+// onSlash answers a slash command; handle counted it among the acks in
+// flight (checkQueue.ackBegins), and onSlash ends that at its ack.
 func (b *Bot) onSlash(ctx context.Context, evt socketmode.Event, start time.Time) {
+	acked := sync.OnceFunc(b.checkq.ackEnds)
+	defer acked()
 	cmd, ok := evt.Data.(slack.SlashCommand)
 	if !ok || evt.Request == nil {
 		return
@@ -303,6 +316,7 @@ func (b *Bot) onSlash(ctx context.Context, evt socketmode.Event, start time.Time
 		reply = Reply{Text: fmt.Sprintf("I do not know %s. I know: %s.", code(cmd.Command, 40), b.commandNames())}
 	}
 	b.ack(ctx, evt.Request, fitAck(reply))
+	acked()
 	if b.AckObserved != nil {
 		b.AckObserved(cmd.Command, time.Since(start))
 	}
@@ -459,6 +473,7 @@ func (b *Bot) sweep(ctx context.Context) {
 // the acks of the next clicks need (issue 9, BenchmarkExportAck stalled).
 func (b *Bot) onInteractive(ctx context.Context, evt socketmode.Event) {
 	b.ack(ctx, evt.Request, nil)
+	b.checkq.ackEnds() // counted by handle
 	cb, ok := evt.Data.(slack.InteractionCallback)
 	if !ok || evt.Request == nil || cb.Type != slack.InteractionTypeBlockActions {
 		return

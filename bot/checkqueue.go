@@ -14,6 +14,17 @@ import (
 // told so (got(false)) at its deadline, by one timer for the whole queue.
 // The deadlines are each arrival plus the same CheckTimeout, so the
 // queue is in deadline order and only its head needs a timer.
+//
+// Checks yield to acks: while an envelope is being acked (a command's
+// intake write, a click's ack), a check waits for its turn, for at most
+// yield after it arrived. The ack is the bot's promise to Slack (3 s, and
+// a person looking at the command); the check has its own, longer,
+// deadline. In a burst the checks of the first commands otherwise take
+// the CPU (and moto's, AWS's client pool) from the acks of the next: in
+// BenchmarkExportAck, c=50 with moto answering the checks, the acks' p99
+// was about twice that of the same commands with AWS stalled (checks
+// waiting). One command at a time is not delayed: its ack is sent before
+// its check asks for a turn.
 type checkQueue struct {
 	mu      sync.Mutex
 	max     int
@@ -22,11 +33,18 @@ type checkQueue struct {
 	timer   *time.Timer
 	closed  bool
 	now     func() time.Time
+	// acking counts envelopes between their arrival and their ack;
+	// yield bounds how long a check waits for them (0: checks do not
+	// yield).
+	acking int
+	yield  time.Duration
 }
 
 // checkTurn is one check waiting for a turn.
 type checkTurn struct {
 	deadline time.Time
+	// arrived is set by request.
+	arrived time.Time
 	// got is called once, with the queue's lock held, so it must not
 	// block nor call the queue: ok is a turn, to be given back with done;
 	// !ok is the deadline passing first.
@@ -34,8 +52,8 @@ type checkTurn struct {
 	settled bool
 }
 
-func newCheckQueue(max int) *checkQueue {
-	return &checkQueue{max: max, now: time.Now}
+func newCheckQueue(max int, yield time.Duration) *checkQueue {
+	return &checkQueue{max: max, yield: yield, now: time.Now}
 }
 
 // request asks for a turn for t: got now if one is free, else when one
@@ -47,16 +65,9 @@ func (q *checkQueue) request(t *checkTurn) bool {
 	if q.closed {
 		return false
 	}
-	if q.running < q.max {
-		q.running++
-		t.settled = true
-		t.got(true)
-		return true
-	}
+	t.arrived = q.now()
 	q.waiting = append(q.waiting, t)
-	if len(q.waiting) == 1 {
-		q.arm()
-	}
+	q.dispatch()
 	return true
 }
 
@@ -65,15 +76,45 @@ func (q *checkQueue) request(t *checkTurn) bool {
 func (q *checkQueue) done() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	q.expire()
-	if len(q.waiting) > 0 && !q.closed {
-		t := q.pop()
-		t.settled = true
-		t.got(true)
-		q.arm()
+	q.running--
+	q.dispatch()
+}
+
+// ackBegins and ackEnds bracket an envelope's handling up to its ack
+// (see yield).
+func (q *checkQueue) ackBegins() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.acking++
+}
+
+func (q *checkQueue) ackEnds() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.acking--
+	q.dispatch()
+}
+
+// dispatch tells the checks whose deadline passed, gives free turns to
+// the checks at the head that need not yield, and sets the timer for
+// what comes next.
+func (q *checkQueue) dispatch() {
+	if q.closed {
 		return
 	}
-	q.running--
+	q.expire()
+	for q.running < q.max && len(q.waiting) > 0 && !q.yielding(q.waiting[0]) {
+		t := q.pop()
+		q.running++
+		t.settled = true
+		t.got(true)
+	}
+	q.arm()
+}
+
+// yielding says t must still wait for acks in flight.
+func (q *checkQueue) yielding(t *checkTurn) bool {
+	return q.acking > 0 && q.yield > 0 && q.now().Before(t.arrived.Add(q.yield))
 }
 
 // withdraw takes t out of the queue (or finds it dropped by close); it
@@ -135,12 +176,20 @@ func (q *checkQueue) expire() {
 	}
 }
 
-// arm sets the timer for the head's deadline.
+// arm sets the timer for the head's deadline, or, when it yields with a
+// turn free, for the end of its yield.
 func (q *checkQueue) arm() {
 	if len(q.waiting) == 0 || q.closed {
 		return
 	}
-	d := q.waiting[0].deadline.Sub(q.now())
+	head := q.waiting[0]
+	at := head.deadline
+	if q.running < q.max && q.yielding(head) {
+		if end := head.arrived.Add(q.yield); end.Before(at) {
+			at = end
+		}
+	}
+	d := at.Sub(q.now())
 	if q.timer == nil {
 		q.timer = time.AfterFunc(d, q.fire)
 		return
@@ -151,11 +200,7 @@ func (q *checkQueue) arm() {
 func (q *checkQueue) fire() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.closed {
-		return
-	}
-	q.expire()
-	q.arm()
+	q.dispatch()
 }
 
 // workPool runs work with at most max goroutines, in order of arrival.
