@@ -60,9 +60,9 @@ const (
 var (
 	fenceRe  = regexp.MustCompile("(?s)```(.*?)```")
 	codeRe   = regexp.MustCompile("`([^`\n]+)`")
-	boldRe   = regexp.MustCompile(`(^|[\s(\p{P}])\*([^*\n]*[^*\s\n])\*`)
-	italicRe = regexp.MustCompile(`(^|[\s(\p{P}])_([^_\n]*[^_\s\n])_`)
-	strikeRe = regexp.MustCompile(`(^|[\s(\p{P}])~([^~\n]*[^~\s\n])~`)
+	boldRe   = regexp.MustCompile(`(^|[\s(\p{P}])\*([^*\s](?:[^*\n]*[^*\s])?)\*`)
+	italicRe = regexp.MustCompile(`(^|[\s(\p{P}])_([^_\s](?:[^_\n]*[^_\s])?)_`)
+	strikeRe = regexp.MustCompile(`(^|[\s(\p{P}])~([^~\s](?:[^~\n]*[^~\s])?)~`)
 )
 
 // mrkdwn renders Slack mrkdwn as HTML. The input is message text as Slack
