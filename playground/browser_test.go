@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/slack-go/slack"
 
 	"github.com/osio/osio-bot/demo"
 	"github.com/osio/osio-bot/playground"
+	"github.com/osio/osio-bot/testservers/testenv"
 )
 
 // needs finds what a test of the page needs: moto_server for the World,
@@ -210,15 +212,7 @@ func TestBrowser(t *testing.T) {
 	p.waitText("#s3", "backups/"+demo.Table+"/", 15*time.Second)
 	p.waitText("#pipelines", "FINISHED", 15*time.Second)
 
-	// Text with HTML in it stays text: the table name the developer types
-	// is escaped by the bot and shown as typed.
 	p.be(demo.Developer)
-	p.send("/osio-export <b>x</b>")
-	p.waitText("#slack", "<b>x</b>", 20*time.Second)
-	if n, err := chromedp.Run(bctx, chromedp.Evaluate[int](`[...document.querySelectorAll("#slack b")].filter(b => b.textContent === "x").length`)); err != nil || n != 0 {
-		t.Errorf("the typed <b> became markup (%d elements, %v)", n, err)
-	}
-
 	shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +230,26 @@ func TestBrowser(t *testing.T) {
 	}
 	if err := os.WriteFile(out, shot, 0o644); err != nil {
 		t.Fatal(err)
+	}
+
+	// Text with HTML in it stays text: the table name the developer types
+	// is escaped by the bot and shown as typed; so are Block Kit texts,
+	// escaped by their sender or not.
+	p.send("/osio-export <b>x</b>")
+	p.waitText("#slack", "<b>x</b> is not a valid", 20*time.Second)
+	api := slack.New(testenv.BotToken, slack.OptionAPIURL(w.Slack.APIURL()))
+	if _, _, err := api.PostMessageContext(ctx, testenv.DevChannel, slack.MsgOptionText("markup test", false), slack.MsgOptionBlocks(
+		slack.NewHeaderBlock(slack.NewTextBlockObject(slack.PlainTextType, "<b>header</b>", false, false)),
+		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, "&lt;b&gt;escaped&lt;/b&gt; <b>raw</b> <img src=x onerror=alert(1)> *bold*", false, false), nil, nil),
+	)); err != nil {
+		t.Fatal(err)
+	}
+	p.waitText("#slack", "<b>escaped</b> <b>raw</b> <img src=x onerror=alert(1)> bold", 10*time.Second)
+	p.waitText("#slack", "<b>header</b>", 10*time.Second)
+	markup, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#slack img, #slack b")]
+		.filter(e => e.tagName === "IMG" || ["x", "escaped", "raw", "header"].includes(e.textContent)).map(e => e.outerHTML)`))
+	if err != nil || len(markup) != 0 {
+		t.Errorf("text became markup: %q (%v)", markup, err)
 	}
 	t.Logf("browser up in %v; follow-up %v after the confirm; whole test %v; screenshot %s (%d bytes)",
 		browserUp.Sub(start).Round(time.Millisecond), followUp.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), out, len(shot))

@@ -58,11 +58,12 @@ const (
 )
 
 var (
-	fenceRe  = regexp.MustCompile("(?s)```(.*?)```")
-	codeRe   = regexp.MustCompile("`([^`\n]+)`")
-	boldRe   = regexp.MustCompile(`(^|[\s(\p{P}])\*([^*\s](?:[^*\n]*[^*\s])?)\*`)
-	italicRe = regexp.MustCompile(`(^|[\s(\p{P}])_([^_\s](?:[^_\n]*[^_\s])?)_`)
-	strikeRe = regexp.MustCompile(`(^|[\s(\p{P}])~([^~\s](?:[^~\n]*[^~\s])?)~`)
+	fenceRe   = regexp.MustCompile("(?s)```(.*?)```")
+	codeRe    = regexp.MustCompile("`([^`\n]+)`")
+	boldRe    = regexp.MustCompile(`(^|[\s(\p{P}])\*([^*\s](?:[^*\n]*[^*\s])?)\*`)
+	italicRe  = regexp.MustCompile(`(^|[\s(\p{P}])_([^_\s](?:[^_\n]*[^_\s])?)_`)
+	bareURLRe = regexp.MustCompile(`https?://[^\s<>"\x60\x{E000}\x{E001}]+`)
+	strikeRe  = regexp.MustCompile(`(^|[\s(\p{P}])~([^~\s](?:[^~\n]*[^~\s])?)~`)
 )
 
 // mrkdwn renders Slack mrkdwn as HTML. The input is message text as Slack
@@ -109,6 +110,11 @@ func (n names) mrkdwn(s string) string {
 	})
 	s = codeRe.ReplaceAllStringFunc(s, func(m string) string {
 		return hold("<code>" + restore(html.EscapeString(m[1:len(m)-1]), pieces) + "</code>")
+	})
+	// Slack links bare URLs in message text.
+	s = bareURLRe.ReplaceAllStringFunc(s, func(m string) string {
+		trail := strings.TrimRight(m, ".,;:!?)")
+		return hold(link(trail, html.EscapeString(trail))) + m[len(trail):]
 	})
 	s = html.EscapeString(s)
 	s = boldRe.ReplaceAllString(s, "$1<b>$2</b>")
@@ -176,8 +182,14 @@ func (n names) angle(in string) string {
 		if u.Scheme == "mailto" {
 			def = u.Opaque
 		}
-		return `<a href="` + html.EscapeString(u.String()) + `" target="_blank" rel="noopener noreferrer">` + lbl(def) + `</a>`
+		return link(u.String(), lbl(def))
 	}
 	// Not a Slack sequence: shown as it was written.
 	return html.EscapeString("<" + unescape.Replace(in) + ">")
+}
+
+// link is an anchor to url (http, https or mailto, checked by the caller)
+// with label (HTML, escaped by the caller), opened in a new tab.
+func link(url, label string) string {
+	return `<a href="` + html.EscapeString(url) + `" target="_blank" rel="noopener noreferrer">` + label + `</a>`
 }

@@ -32,6 +32,7 @@ func TestMrkdwn(t *testing.T) {
 		{`<https://x.test/"onmouseover="a|"q">`, `<a href="https://x.test/%22onmouseover=%22a" target="_blank" rel="noopener noreferrer">&#34;q&#34;</a>`},
 		{"\uE0000\uE001 stays out", "0 stays out"},
 		{"a * b * c and 2*3", "a * b * c and 2*3"},
+		{"manual: https://docs.aws.amazon.com/x.html.", `manual: <a href="https://docs.aws.amazon.com/x.html" target="_blank" rel="noopener noreferrer">https://docs.aws.amazon.com/x.html</a>.`},
 	} {
 		if got := n.mrkdwn(c.in); got != c.want {
 			t.Errorf("mrkdwn(%q)\n got %s\nwant %s", c.in, got, c.want)
