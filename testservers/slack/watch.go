@@ -33,7 +33,7 @@ func (w *watchers) changed() {
 // slash command's receipt, a receipt replaced) or a user's message
 // (PostUserMessage). Notices are coalesced (at most one is pending); read
 // the state (Messages, Thread, Receipts, Ephemerals) after each. The
-// channel is closed when ctx ends. A view such as the playground uses it
+// channel is closed when ctx ends or the server closes. A view such as the playground uses it
 // to update without polling.
 func (s *Server) Watch(ctx context.Context) <-chan struct{} {
 	c := make(chan struct{}, 1)
