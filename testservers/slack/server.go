@@ -35,6 +35,8 @@
 //     command's receipt instead (a post that arrives before the server has
 //     read the command's ack waits for it, up to 2 s, since the app wrote
 //     the ack first).
+//   - Watch (watch.go): a view subscribes to the recorded messages and is
+//     told (coalesced) after each post, update, ephemeral or receipt.
 //   - Delays (delay.go): SetDelay makes Web API methods answer late;
 //     Socket Mode and response_url are never delayed. SetOnAck hands each
 //     ack to a load driver as it is read.
@@ -305,6 +307,7 @@ type Server struct {
 	deliveries []Delivery
 	delays     map[string]time.Duration // Web API method or "*" -> delay (delay.go)
 	onAck      func(Ack)
+	watchers   watchers // Watch (watch.go)
 }
 
 // New starts a server listening on 127.0.0.1 on a free port.
@@ -391,6 +394,7 @@ func (s *Server) PostUserMessage(channel, userID, text string) string {
 	defer s.mu.Unlock()
 	m := &Message{Channel: channel, TS: s.nextTSLocked(), User: userID, Text: text, Posted: time.Now(), Source: "user"}
 	s.msgs = append(s.msgs, m)
+	s.watchers.changed()
 	return m.TS
 }
 
@@ -569,6 +573,7 @@ func (s *Server) receiptLocked(e *envelope, payload json.RawMessage, now time.Ti
 	m := &Message{Channel: e.channel, TS: s.nextTSLocked(), User: e.user,
 		Text: p.Text, Blocks: p.Blocks, Posted: now, Source: "ack", ResponseType: p.ResponseType}
 	s.receipts[e.user] = append(s.receipts[e.user], m)
+	s.watchers.changed()
 	if id := responseID(e); id != "" {
 		if t, ok := s.responses[id]; ok {
 			t.original = m
@@ -1153,6 +1158,9 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		s.logf("%s: %v", method, resp["error"])
 	} else {
 		s.logf("%s: ok", method)
+		if strings.HasPrefix(method, "chat.") {
+			s.watchers.changed()
+		}
 	}
 	if s.loseIfArmed(w, method) {
 		return
@@ -1394,6 +1402,7 @@ func (s *Server) handleResponse(w http.ResponseWriter, r *http.Request) {
 		t.original.History = append(t.original.History, t.original.Text)
 		t.original.Text, t.original.Blocks, t.original.Replaced = msg.Text, msg.Blocks, t.original.Replaced+1
 		t.original.Updated = time.Now()
+		s.watchers.changed()
 		writeJSON(w, http.StatusOK, obj{"ok": true})
 		return
 	}
@@ -1401,6 +1410,7 @@ func (s *Server) handleResponse(w http.ResponseWriter, r *http.Request) {
 		Blocks: msg.Blocks, Posted: time.Now(), Source: "response_url", ResponseType: msg.ResponseType,
 		ReplaceOriginal: msg.ReplaceOriginal, DeleteOriginal: msg.DeleteOriginal}
 	s.ephemerals[t.user] = append(s.ephemerals[t.user], m)
+	s.watchers.changed()
 	writeJSON(w, http.StatusOK, obj{"ok": true})
 }
 
