@@ -259,10 +259,13 @@ func (w *World) Mistakes(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, c := range []struct{ user, action string }{
-		{Stranger, "approve"}, {Developer, "approve"}, {Stranger, "cancel"}, {Catcher, "deny"},
+	for _, c := range []struct {
+		user, action string
+		refused      bool
+	}{
+		{Stranger, "approve", true}, {Developer, "approve", true}, {Stranger, "cancel", true}, {Catcher, "deny", false},
 	} {
-		if err := w.clickTold(ctx, out, c.user, c.action, id, ""); err != nil {
+		if err := w.clickTold(ctx, out, c.user, c.action, id, c.refused, ""); err != nil {
 			return err
 		}
 	}
@@ -270,7 +273,7 @@ func (w *World) Mistakes(ctx context.Context, out io.Writer) error {
 		return err
 	}
 	for _, c := range []struct{ user, action string }{{Catcher2, "approve"}, {Catcher, "deny"}} {
-		if err := w.clickTold(ctx, out, c.user, c.action, id, "already"); err != nil {
+		if err := w.clickTold(ctx, out, c.user, c.action, id, true, "already"); err != nil {
 			return err
 		}
 	}
@@ -281,7 +284,7 @@ func (w *World) Mistakes(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := w.clickTold(ctx, out, Developer, "cancel", cid, ""); err != nil {
+	if err := w.clickTold(ctx, out, Developer, "cancel", cid, false, ""); err != nil {
 		return err
 	}
 	if err := w.finish(ctx, cid, ""); err != nil {
@@ -293,7 +296,7 @@ func (w *World) Mistakes(ctx context.Context, out io.Writer) error {
 	first := "R-000001"
 	if _, err := w.Card(ctx, first); err == nil {
 		for _, u := range []string{Catcher, Catcher2} {
-			if err := w.clickTold(ctx, out, u, "approve", first, "already"); err != nil {
+			if err := w.clickTold(ctx, out, u, "approve", first, true, "already"); err != nil {
 				return err
 			}
 		}
@@ -310,7 +313,7 @@ var people = map[string]string{
 	Developer: "the developer",
 	Catcher:   "the interrupt catcher",
 	Catcher2:  "the other interrupt catcher",
-	Stranger:  "a stranger (no approver)",
+	Stranger:  "a stranger, not an approver",
 }
 
 // who names a Slack user for the transcript.
@@ -377,8 +380,10 @@ func (w *World) approve(ctx context.Context, out io.Writer, user, id, method, la
 }
 
 // clickTold clicks action on id as user and prints what the user is told
-// (an ephemeral message whose text contains want, when given).
-func (w *World) clickTold(ctx context.Context, out io.Writer, user, action, id, want string) error {
+// only for them. A refused click must be answered (with a text containing
+// want); an effective one (refused false) may be answered in the thread
+// only, so it waits for the bot to fall quiet instead.
+func (w *World) clickTold(ctx context.Context, out io.Writer, user, action, id string, refused bool, want string) error {
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	n := len(w.Slack.Ephemerals(user))
@@ -386,26 +391,34 @@ func (w *World) clickTold(ctx context.Context, out io.Writer, user, action, id, 
 	if _, err := w.Click(cctx, user, action, id); err != nil {
 		return fmt.Errorf("%s: clicking %s as %s: %w", id, action, user, err)
 	}
-	var told []string
-	err := w.Slack.WaitFor(cctx, func() bool {
+	told := func() []string {
+		var t []string
 		es := w.Slack.Ephemerals(user)
-		told = told[:0]
 		for _, e := range es[min(n, len(es)):] {
-			told = append(told, e.Text)
+			if replacesReceipt(e) {
+				t = append(t, "(their receipt now reads) "+e.Text)
+			} else {
+				t = append(t, e.Text)
+			}
 		}
-		return len(told) > 0 && strings.Contains(strings.Join(told, "\n"), want)
-	})
-	if err != nil {
-		if want != "" {
-			return fmt.Errorf("%s: %s clicked %s and was never told %q (told %q)", id, user, action, want, told)
-		}
-		// An effective click may say nothing to the clicker: the thread
-		// says it.
-		fmt.Fprintf(out, "    (nothing only for %s)\n", user)
-		return nil
+		return t
 	}
-	for _, t := range told {
-		fmt.Fprintf(out, "    only %s sees: %s\n", user, indent(t, "    "))
+	if refused {
+		if err := w.Slack.WaitFor(cctx, func() bool {
+			t := told()
+			return len(t) > 0 && strings.Contains(strings.Join(t, "\n"), want)
+		}); err != nil {
+			return fmt.Errorf("%s: %s clicked %s and was never told %q (told %q)", id, user, action, want, told())
+		}
+	} else if err := w.settle(cctx); err != nil {
+		return err
+	}
+	t := told()
+	if len(t) == 0 {
+		fmt.Fprintf(out, "    (nothing only for %s)\n", user)
+	}
+	for _, s := range t {
+		fmt.Fprintf(out, "    only %s sees: %s\n", user, indent(s, "    "))
 	}
 	return nil
 }
@@ -420,10 +433,17 @@ func (w *World) finish(ctx context.Context, id, substr string) error {
 			return err
 		}
 	}
+	// A job's end is also said in the thread ("Request finished."); a
+	// decision (denied, cancelled) only on the card and in its reply.
 	ended := regexp.MustCompile(`: (succeeded|failed|denied|cancelled|canceled|expired|refused)$`)
+	ran := regexp.MustCompile(`: (succeeded|failed)$`)
 	if err := w.Slack.WaitFor(cctx, func() bool {
 		card, _ := w.Card(cctx, id)
-		return ended.MatchString(card.Text) && strings.Contains(w.ThreadText(id), "Request ")
+		if ran.MatchString(card.Text) {
+			th := w.ThreadText(id)
+			return strings.Contains(th, "Request finished") || strings.Contains(th, "Request failed")
+		}
+		return ended.MatchString(card.Text)
 	}); err != nil {
 		card, _ := w.Card(cctx, id)
 		return fmt.Errorf("%s never ended (card: %q); its thread says:\n%s", id, card.Text, w.ThreadText(id))
