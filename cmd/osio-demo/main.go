@@ -52,7 +52,7 @@ func run(stdout, stderr io.Writer, name string, items int, keep bool) int {
 		return code
 	}
 	if _, err := exec.LookPath("moto_server"); err != nil {
-		fmt.Fprintf(stderr, "osio-demo: %v.\nThe demo runs AWS locally in moto_server (moto 5.2.1): install it with\n    pip install 'moto[server]==5.2.1'\nand make sure moto_server is on PATH.\n", moto.ErrMissing)
+		fmt.Fprint(stderr, "osio-demo: moto_server is not on PATH. The demo runs AWS locally in moto_server\n(moto 5.2.1); install it with\n    pip install 'moto[server]==5.2.1'\nand make sure the directory pip puts moto_server in is on PATH.\n")
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -153,7 +153,7 @@ func listFlows(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %-15s %s%s\n", f.Name, f.About, extra)
 	}
-	fmt.Fprintf(w, "Run one with --flow NAME; with no --flow the %s run in this order.\n", strings.Join(defaultNames(), ", "))
+	fmt.Fprintf(w, "Run one with --flow NAME; with no --flow these run, in order: %s.\n", strings.Join(defaultNames(), ", "))
 }
 
 func defaultNames() []string {
