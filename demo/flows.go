@@ -181,58 +181,74 @@ func (w *World) ResetInPlace(ctx context.Context, out io.Writer) error {
 // Recreate asks for the reset and the approver picks app-interface's
 // recreate: the bot opens MR 1 (the dev role removed), the SRE merges it,
 // the reconciler deletes the user, the bot sees IAM drop it and opens MR 2
-// (the role back), which is merged, and the user is back.
+// (the role back), which is merged, and the user is back: a new IAM user
+// with a console password.
 func (w *World) Recreate(ctx context.Context, out io.Writer) error {
-	mark := w.mark(Developer)
-	id, err := w.request(ctx, out, Developer, "/osio-reset-password", "")
+	before, _, err := w.iamUser(ctx, DevUser)
 	if err != nil {
 		return err
 	}
-	before := len(w.GitLab.MRs())
-	if err := w.approve(ctx, out, Catcher, id, "recreate", "Recreate via app-interface"); err != nil {
+	id, err := w.viaAppInterface(ctx, out, "", "recreate", "Recreate via app-interface", 2, "was recreated in osio-dev")
+	if err != nil {
 		return err
 	}
-	for i := 1; i <= 2; i++ {
-		if err := w.mergeNext(ctx, out, id, before+i); err != nil {
-			return err
-		}
-	}
-	if err := w.finish(ctx, id, "was recreated in osio-dev"); err != nil {
-		return err
-	}
-	w.PrintThreadOf(out, id)
-	w.printEphemerals(out, mark)
-	if err := w.checkUser(ctx, out); err != nil {
+	after, pw, err := w.iamUser(ctx, DevUser)
+	if err != nil {
 		return fmt.Errorf("%s: %w", id, err)
 	}
+	if after == before || pw == "" {
+		return fmt.Errorf("%s: %s in osio-dev is not a new user with a console password (user id %s, was %s)", id, DevUser, after, before)
+	}
+	step(out, "check: %s is a new IAM user in osio-dev, with a console password", DevUser)
 	return nil
 }
 
 // ResetPasswords asks for the reset by app-interface's resetPasswords: one
 // MR appends the user to the account file, the SRE merges it, and the
-// reconciler recreates the login profile.
+// reconciler recreates the login profile with a new password.
 func (w *World) ResetPasswords(ctx context.Context, out io.Writer) error {
-	mark := w.mark(Developer)
-	id, err := w.request(ctx, out, Developer, "/osio-reset-password", "--method resetpasswords")
+	_, old, err := w.iamUser(ctx, DevUser)
 	if err != nil {
 		return err
 	}
+	id, err := w.viaAppInterface(ctx, out, "--method resetpasswords", "resetpasswords", "app-interface resetPasswords", 1, "was reset by app-interface")
+	if err != nil {
+		return err
+	}
+	if _, pw, err := w.iamUser(ctx, DevUser); err != nil || pw == "" || pw == old {
+		return fmt.Errorf("%s: %s has no new console password in osio-dev (%v)", id, DevUser, err)
+	}
+	step(out, "check: %s has a new console password in osio-dev", DevUser)
+	return nil
+}
+
+// viaAppInterface types /osio-reset-password with text, the approver picks
+// method, and the bot's merge requests (mrs of them) are merged one by
+// one as they open; the thread must end saying done.
+func (w *World) viaAppInterface(ctx context.Context, out io.Writer, text, method, label string, mrs int, done string) (string, error) {
+	mark := w.mark(Developer)
+	id, err := w.request(ctx, out, Developer, "/osio-reset-password", text)
+	if err != nil {
+		return "", err
+	}
 	before := len(w.GitLab.MRs())
-	if err := w.approve(ctx, out, Catcher, id, "resetpasswords", "app-interface resetPasswords"); err != nil {
-		return err
+	if err := w.approve(ctx, out, Catcher, id, method, label); err != nil {
+		return "", err
 	}
-	if err := w.mergeNext(ctx, out, id, before+1); err != nil {
-		return err
+	for i := 1; i <= mrs; i++ {
+		if err := w.mergeNext(ctx, out, id, before+i); err != nil {
+			return "", err
+		}
 	}
-	if err := w.finish(ctx, id, "was reset by app-interface"); err != nil {
-		return err
+	if err := w.finish(ctx, id, done); err != nil {
+		return "", err
 	}
 	w.PrintThreadOf(out, id)
 	w.printEphemerals(out, mark)
-	if n := len(w.GitLab.MRs()); n != before+1 {
-		return fmt.Errorf("%s: %d merge requests opened, want 1", id, n-before)
+	if n := len(w.GitLab.MRs()) - before; n != mrs {
+		return "", fmt.Errorf("%s: %d merge requests opened, want %d", id, n, mrs)
 	}
-	return w.checkUser(ctx, out)
+	return id, nil
 }
 
 // Mistakes types the common mistakes and clicks where one should not, and
@@ -524,19 +540,6 @@ func (w *World) mergeNext(ctx context.Context, out io.Writer, id string, n int) 
 	return nil
 }
 
-// checkUser says the developer is back in IAM with a console password.
-func (w *World) checkUser(ctx context.Context, out io.Writer) error {
-	pw, err := w.IAMPassword(ctx, DevUser)
-	if err != nil {
-		return err
-	}
-	if pw == "" {
-		return fmt.Errorf("%s has no console password in osio-dev", DevUser)
-	}
-	step(out, "check: %s is in osio-dev's IAM with a new console password", DevUser)
-	return nil
-}
-
 // lineDiff returns the lines only in a and the lines only in b, in order.
 func lineDiff(a, b string) (onlyA, onlyB []string) {
 	count := map[string]int{}
@@ -595,24 +598,32 @@ func hasSuffix(keys []string, suffix string) bool {
 }
 
 // IAMPassword is the console password moto's IAM holds for user in the dev
-// account ("" when the user has none), read from moto_server's state
-// (/moto-api/data.json): what a console sign-in would be checked against.
-// data.json also lists users deleted earlier under the same name, so the
-// live one is picked by the UserId IAM's GetUser reports.
+// account ("" when the user has none): what a console sign-in would be
+// checked against. moto has no sign-in, so this reads moto_server's own
+// state (/moto-api/data.json).
 func (w *World) IAMPassword(ctx context.Context, user string) (string, error) {
+	_, pw, err := w.iamUser(ctx, user)
+	return pw, err
+}
+
+// iamUser is user's id in the dev account's IAM and the console password
+// moto holds for it. data.json also lists users deleted earlier under the
+// same name, so the live one is picked by the UserId GetUser reports.
+func (w *World) iamUser(ctx context.Context, user string) (id, password string, err error) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	live, err := iam.NewFromConfig(w.Dev).GetUser(cctx, &iam.GetUserInput{UserName: aws.String(user)})
 	if err != nil {
-		return "", fmt.Errorf("IAM in osio-dev: %s: %w", user, err)
+		return "", "", fmt.Errorf("IAM in osio-dev: %s: %w", user, err)
 	}
+	id = aws.ToString(live.User.UserId)
 	req, err := http.NewRequestWithContext(cctx, http.MethodGet, w.Moto.URL+"/moto-api/data.json", nil)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("reading moto's IAM state: %w", err)
+		return "", "", fmt.Errorf("reading moto's IAM state: %w", err)
 	}
 	defer resp.Body.Close()
 	var raw struct {
@@ -626,14 +637,14 @@ func (w *World) IAMPassword(ctx context.Context, user string) (string, error) {
 		} `json:"iam"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
-		return "", fmt.Errorf("reading moto's IAM state: %w", err)
+		return "", "", fmt.Errorf("reading moto's IAM state: %w", err)
 	}
 	for _, u := range raw.IAM.User {
-		if u.ID == aws.ToString(live.User.UserId) && u.Name == user && u.AccountID == testenv.DevAccount {
-			return u.Password, nil
+		if u.ID == id && u.Name == user && u.AccountID == testenv.DevAccount {
+			return id, u.Password, nil
 		}
 	}
-	return "", fmt.Errorf("IAM in osio-dev has no user %s", user)
+	return "", "", fmt.Errorf("moto's state has no user %s (%s) in osio-dev", user, id)
 }
 
 var armoredRe = regexp.MustCompile(`(?s)-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----`)

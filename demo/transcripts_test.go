@@ -138,12 +138,26 @@ func firstDiff(want, got string, max int) string {
 	for i < len(a) && i < len(b) && a[i] == b[i] {
 		i++
 	}
-	// Where they meet again: the first later line of got found in want.
+	// Where they meet again: the nearest pair of places from which three
+	// lines (or the ends) agree.
 	ja, jb := len(a), len(b)
-	for k := i; k < len(b) && k < i+200; k++ {
-		if at := indexFrom(a, b[k], i); at >= 0 && len(b[k]) >= 8 {
-			ja, jb = at, k
-			break
+	same3 := func(x, y int) bool {
+		for k := 0; k < 3; k++ {
+			if x+k >= len(a) || y+k >= len(b) {
+				return x+k >= len(a) && y+k >= len(b)
+			}
+			if a[x+k] != b[y+k] {
+				return false
+			}
+		}
+		return true
+	}
+	best := -1
+	for x := i; x < len(a) && x < i+200; x++ {
+		for y := i; y < len(b) && y < i+200; y++ {
+			if (best < 0 || x+y < best) && same3(x, y) {
+				best, ja, jb = x+y, x, y
+			}
 		}
 	}
 	var d strings.Builder
@@ -161,15 +175,6 @@ func firstDiff(want, got string, max int) string {
 		fmt.Fprintf(&d, "(%d lines differ in all; - is the golden file, + this run)\n", n)
 	}
 	return d.String()
-}
-
-func indexFrom(lines []string, s string, from int) int {
-	for k := from; k < len(lines); k++ {
-		if lines[k] == s {
-			return k
-		}
-	}
-	return -1
 }
 
 // countDiffering counts the lines of either text the other lacks.
