@@ -397,7 +397,8 @@ func (w *World) approve(ctx context.Context, out io.Writer, user, id, method, la
 	if err != nil {
 		return err
 	}
-	step(out, "%s clicks %q on %s and confirms", who(user), label, id)
+	step(out, "%s clicks %q on %s and confirms; the card's buttons were:", who(user), label, id)
+	printButtons(out, card.Blocks)
 	if _, err := w.Slack.ClickButton(cctx, slackserver.Click{UserID: user, ChannelID: testenv.Channel, MessageTS: card.TS,
 		ActionID: "approve", BlockID: "decide", Value: value}); err != nil {
 		return fmt.Errorf("%s: clicking %s: %w", id, label, err)
@@ -684,6 +685,15 @@ func printMail(out io.Writer, to []string, data []byte) {
 	body = armoredRe.ReplaceAllString(body, "-----BEGIN PGP MESSAGE----- (the password, encrypted) -----END PGP MESSAGE-----")
 	step(out, "mail to %s, subject %q:", strings.Join(to, ", "), subject)
 	fmt.Fprintf(out, "    │ %s\n", strings.ReplaceAll(strings.TrimRight(body, "\n"), "\n", "\n    │ "))
+}
+
+// printButtons prints the buttons of a message and their confirm dialogs.
+func printButtons(out io.Writer, blocks []byte) {
+	for _, l := range RenderBlocks(blocks, "") {
+		if strings.HasPrefix(l, "(buttons)") || strings.HasPrefix(l, "  [") {
+			fmt.Fprintf(out, "    %s\n", l)
+		}
+	}
 }
 
 func indent(s, pad string) string { return strings.ReplaceAll(s, "\n", "\n"+pad) }
