@@ -1,98 +1,169 @@
-// Command osio-demo walks one export through the real bot with no cloud
-// account: it starts moto_server (the production and dev accounts), the
-// Data Pipeline test server and the local Slack server, runs osio-bot
-// against them, types "/osio-export prod_txlog" as a developer, clicks
-// Approve as the interrupt catcher, and prints the thread.
+// Command osio-demo runs the bot's flows with no cloud account. It starts
+// the playground world (package demo): moto_server with the production and
+// dev accounts, the Data Pipeline, GitLab, GraphQL and SMTP test servers,
+// the local Slack server and the real bot. Then it walks the flows as
+// people do: commands typed as the developer, buttons clicked as the
+// interrupt catcher, merge requests merged as the app-interface reviewer.
+// Each flow prints its thread and the requester's ephemeral replies, and
+// how long it took.
+//
+//	osio-demo                  # the five flows, one after the other
+//	osio-demo --flow native    # one flow
+//	osio-demo --flow list      # the flows, one line each
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
-
-	"github.com/osio/osio-bot/app"
-	"github.com/osio/osio-bot/testservers/testenv"
+	"github.com/osio/osio-bot/demo"
+	"github.com/osio/osio-bot/testservers/moto"
 )
 
 func main() {
-	table := flag.String("table", "prod_txlog", "table to create in the production account and export")
-	items := flag.Int("items", 100, "items to put in the table")
-	keep := flag.Bool("keep", false, "keep the working directory (store, logs, config)")
+	flow := flag.String("flow", "", "run one flow (list: name them)")
+	items := flag.Int("items", 100, "items to put in each production table")
+	keep := flag.Bool("keep", false, "keep the working directory (store, config, the bot's log, moto's log)")
 	flag.Parse()
-	if err := run(*table, *items, *keep); err != nil {
-		fmt.Fprintln(os.Stderr, "demo failed:", err)
-		os.Exit(1)
-	}
+	os.Exit(run(os.Stdout, os.Stderr, *flow, *items, *keep))
 }
 
-func step(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
-
-func run(table string, items int, keep bool) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+// run runs the chosen flows and returns the exit code: 0 when every flow
+// did what it should, 1 when one did not or the world did not start, 2
+// for a flow name it does not know.
+func run(stdout, stderr io.Writer, name string, items int, keep bool) int {
+	flows, ok := choose(name)
+	if !ok {
+		w := stdout
+		code := 0
+		if name != "list" {
+			w, code = stderr, 2
+			fmt.Fprintf(w, "osio-demo: no flow %q. The flows:\n", name)
+		}
+		listFlows(w)
+		return code
+	}
+	if _, err := exec.LookPath("moto_server"); err != nil {
+		fmt.Fprint(stderr, "osio-demo: moto_server is not on PATH. The demo runs AWS locally in moto_server\n(moto 5.2.1); install it with\n    pip install 'moto[server]==5.2.1'\nand make sure the directory pip puts moto_server in is on PATH.\n")
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+
 	dir, err := os.MkdirTemp("", "osio-demo-")
 	if err != nil {
-		return err
+		fmt.Fprintln(stderr, "osio-demo:", err)
+		return 1
 	}
-	if !keep {
+	if keep {
+		defer fmt.Fprintf(stdout, "==> kept %s (config.yaml, osio-bot.log, moto.log, the store)\n", dir)
+	} else {
 		defer os.RemoveAll(dir)
 	}
-	step("starting moto_server (accounts osio %s and osio-dev %s), the Data Pipeline test server and the local Slack server", testenv.ProdAccount, testenv.DevAccount)
-	env, err := testenv.Start(ctx, dir, testenv.Options{})
+	logf, err := os.Create(filepath.Join(dir, "osio-bot.log"))
 	if err != nil {
-		return err
+		fmt.Fprintln(stderr, "osio-demo:", err)
+		return 1
 	}
-	defer env.CloseAll()
-	step("creating DynamoDB table %s with %d items in account osio", table, items)
-	if err := env.CreateTable(ctx, table, items); err != nil {
-		return err
-	}
-	logPath := filepath.Join(dir, "osio-bot.log")
-	lf, err := os.Create(logPath)
-	if err != nil {
-		return err
-	}
-	defer lf.Close()
-	log := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(lf), zap.DebugLevel))
-	step("starting osio-bot (config %s, log %s)", env.ConfigPath, logPath)
-	b, err := env.StartBot(ctx, log, app.Options{})
-	if err != nil {
-		return err
-	}
-	defer b.Stop()
+	defer logf.Close()
 
-	step("<@%s> types: /osio-export %s", testenv.Requester, table)
-	ack, id, err := env.Slash(ctx, testenv.Requester, "/osio-export", table)
+	total := time.Now()
+	fmt.Fprintln(stdout, "==> starting the world: moto_server (osio and osio-dev), Data Pipeline, GitLab, GraphQL, SMTP and Slack test servers, and the bot")
+	w, err := demo.Start(ctx, demo.Options{Dir: dir, Log: logf, Items: items})
 	if err != nil {
-		return err
+		if errors.Is(err, moto.ErrMissing) {
+			fmt.Fprintf(stderr, "osio-demo: %v\n", err)
+		} else {
+			fmt.Fprintf(stderr, "osio-demo: the world did not start: %v\n(the bot's log is %s; run with --keep to keep it)\n", err, logf.Name())
+		}
+		return 1
 	}
-	fmt.Printf("    ephemeral reply: %s\n", ack)
-	if id == "" {
-		return fmt.Errorf("no request was created")
+	defer w.Close()
+	startup := time.Since(total)
+	fmt.Fprintf(stdout, "==> world up in %s\n", round(startup))
+
+	type timing struct {
+		name string
+		took time.Duration
+		err  error
 	}
-	if _, err := env.Card(ctx, id); err != nil {
-		return err
+	var times []timing
+	failed := false
+	for _, f := range flows {
+		fmt.Fprintf(stdout, "\n━━ %s: %s\n", f.Name, f.About)
+		t0 := time.Now()
+		err := f.Run(w, ctx, stdout)
+		times = append(times, timing{f.Name, time.Since(t0), err})
+		if err != nil {
+			failed = true
+			fmt.Fprintf(stdout, "✗ %s failed after %s: %v\n", f.Name, round(time.Since(t0)), err)
+			if ctx.Err() != nil {
+				break
+			}
+			continue
+		}
+		fmt.Fprintf(stdout, "✓ %s in %s\n", f.Name, round(time.Since(t0)))
 	}
-	step("<@%s> (interrupt catcher) clicks Approve on %s", testenv.Approver, id)
-	if _, err := env.Click(ctx, testenv.Approver, "approve", id); err != nil {
-		return err
+	fmt.Fprintf(stdout, "\n━━ times\n  %-16s %7s\n", "world startup", round(startup))
+	for _, t := range times {
+		mark := "ok"
+		if t.err != nil {
+			mark = "FAILED"
+		}
+		fmt.Fprintf(stdout, "  %-16s %7s  %s\n", t.name, round(t.took), mark)
 	}
-	if err := env.WaitThread(ctx, id, "Request finished"); err != nil {
-		return err
+	fmt.Fprintf(stdout, "  %-16s %7s\n", "total", round(time.Since(total)))
+	if failed {
+		return 1
 	}
-	time.Sleep(300 * time.Millisecond) // let the card's final edit land
-	step("the thread of %s in #osio-approvals:", id)
-	env.PrintThread(os.Stdout, id)
-	if !strings.Contains(env.ThreadText(id), "Good luck!") {
-		return fmt.Errorf("the thread has no follow-up")
-	}
-	step("done: the export is in s3://%s/backups/%s/ in account osio-dev", testenv.Bucket, table)
-	return nil
+	return 0
 }
+
+// choose picks the flows to run: the default ones for "", one by name.
+func choose(name string) ([]demo.Flow, bool) {
+	if name == "" {
+		var out []demo.Flow
+		for _, f := range demo.Flows() {
+			if f.Default {
+				out = append(out, f)
+			}
+		}
+		return out, true
+	}
+	f, ok := demo.FlowNamed(name)
+	if !ok {
+		return nil, false
+	}
+	return []demo.Flow{f}, true
+}
+
+func listFlows(w io.Writer) {
+	for _, f := range demo.Flows() {
+		extra := ""
+		if !f.Default {
+			extra = " (not run by default)"
+		}
+		fmt.Fprintf(w, "  %-15s %s%s\n", f.Name, f.About, extra)
+	}
+	fmt.Fprintf(w, "Run one with --flow NAME; with no --flow these run, in order: %s.\n", strings.Join(defaultNames(), ", "))
+}
+
+func defaultNames() []string {
+	var out []string
+	for _, f := range demo.Flows() {
+		if f.Default {
+			out = append(out, f.Name)
+		}
+	}
+	return out
+}
+
+func round(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
