@@ -10,6 +10,13 @@
 //	osio-demo                  # the five flows, one after the other
 //	osio-demo --flow native    # one flow
 //	osio-demo --flow list      # the flows, one line each
+//	osio-demo --ui             # the playground: the same world, in a browser
+//
+// With --ui no flow runs: the world starts, and a page on 127.0.0.1 (the
+// port is printed; --addr picks one) lets a person type commands and click
+// buttons as the developer, an interrupt catcher or a stranger, beside
+// the world's tables, pipelines, bucket, IAM users, mailbox and merge
+// requests (package playground). Ctrl-C ends it.
 package main
 
 import (
@@ -20,11 +27,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/osio/osio-bot/demo"
+	"github.com/osio/osio-bot/playground"
 	"github.com/osio/osio-bot/testservers/moto"
 )
 
@@ -32,15 +41,34 @@ func main() {
 	flow := flag.String("flow", "", "run one flow (list: name them)")
 	items := flag.Int("items", 100, "items to put in each production table")
 	keep := flag.Bool("keep", false, "keep the working directory (store, config, the bot's log, moto's log)")
+	ui := flag.Bool("ui", false, "serve the playground page instead of running flows")
+	addr := flag.String("addr", "127.0.0.1:0", "the playground's address (with --ui)")
 	flag.Parse()
-	os.Exit(run(os.Stdout, os.Stderr, *flow, *items, *keep))
+	o := options{flow: *flow, items: *items, keep: *keep}
+	if *ui {
+		o.ui = *addr
+	}
+	os.Exit(run(os.Stdout, os.Stderr, o))
 }
 
-// run runs the chosen flows and returns the exit code: 0 when every flow
-// did what it should, 1 when one did not or the world did not start, 2
-// for a flow name it does not know.
-func run(stdout, stderr io.Writer, name string, items int, keep bool) int {
+// options are the command's flags.
+type options struct {
+	flow  string
+	items int
+	keep  bool
+	// ui is the playground's address; "" runs the flows.
+	ui string
+}
+
+// run runs the chosen flows (or serves the playground) and returns the
+// exit code: 0 when every flow did what it should, 1 when one did not or
+// the world did not start, 2 for a flow name it does not know.
+func run(stdout, stderr io.Writer, o options) int {
+	name, items, keep := o.flow, o.items, o.keep
 	flows, ok := choose(name)
+	if o.ui != "" {
+		flows, ok = nil, true
+	}
 	if !ok {
 		w := stdout
 		code := 0
@@ -56,6 +84,10 @@ func run(stdout, stderr io.Writer, name string, items int, keep bool) int {
 		return 1
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	if o.ui != "" {
+		// The playground runs until Ctrl-C.
+		ctx, cancel = signal.NotifyContext(context.Background(), os.Interrupt)
+	}
 	defer cancel()
 
 	dir, err := os.MkdirTemp("", "osio-demo-")
@@ -89,6 +121,13 @@ func run(stdout, stderr io.Writer, name string, items int, keep bool) int {
 	defer w.Close()
 	startup := time.Since(total)
 	fmt.Fprintf(stdout, "==> world up in %s\n", round(startup))
+	if o.ui != "" {
+		if err := playground.Run(ctx, w, o.ui, stdout); err != nil {
+			fmt.Fprintln(stderr, "osio-demo:", err)
+			return 1
+		}
+		return 0
+	}
 
 	type timing struct {
 		name string

@@ -1,9 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/osio/osio-bot/demo"
 )
@@ -16,7 +24,7 @@ func TestFlowList(t *testing.T) {
 		code int
 	}{{"list", 0}, {"nosuchflow", 2}} {
 		var out, errOut bytes.Buffer
-		if code := run(&out, &errOut, c.name, 1, false); code != c.code {
+		if code := run(&out, &errOut, options{flow: c.name, items: 1}); code != c.code {
 			t.Errorf("--flow %s: exit %d, want %d", c.name, code, c.code)
 		}
 		listed := out.String()
@@ -54,10 +62,62 @@ func TestChoose(t *testing.T) {
 func TestMotoMissing(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	var out, errOut bytes.Buffer
-	if code := run(&out, &errOut, "", 1, false); code != 1 {
+	if code := run(&out, &errOut, options{items: 1}); code != 1 {
 		t.Errorf("exit %d, want 1", code)
 	}
 	if !strings.Contains(errOut.String(), "pip install 'moto[server]==5.2.1'") {
 		t.Errorf("stderr does not say how to install moto_server:\n%s", errOut.String())
+	}
+}
+
+// --ui starts the world and serves the playground until Ctrl-C: the URL
+// is printed, the page answers, and an interrupt ends it with exit 0.
+func TestUI(t *testing.T) {
+	if _, err := exec.LookPath("moto_server"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("moto_server is not installed")
+		}
+		t.Skip("moto_server is not installed")
+	}
+	pr, pw := io.Pipe()
+	var errOut bytes.Buffer
+	code := make(chan int, 1)
+	go func() {
+		code <- run(pw, &errOut, options{items: 1, ui: "127.0.0.1:0"})
+		pw.Close()
+	}()
+	urlRe := regexp.MustCompile(`The playground is at (http://127\.0\.0\.1:[0-9]+/)`)
+	lines := bufio.NewScanner(pr)
+	var url string
+	for url == "" && lines.Scan() {
+		if m := urlRe.FindStringSubmatch(lines.Text()); m != nil {
+			url = m[1]
+		}
+	}
+	go io.Copy(io.Discard, pr)
+	if url == "" {
+		t.Fatalf("no URL printed; exit %v, stderr:\n%s", <-code, errOut.String())
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "osio-bot playground") {
+		t.Errorf("GET %s: %d\n%s", url, resp.StatusCode, page)
+	}
+	// Ctrl-C: the command's signal context takes it, not the test process.
+	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case c := <-code:
+		if c != 0 {
+			t.Errorf("exit %d after Ctrl-C, want 0; stderr:\n%s", c, errOut.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the playground did not end after Ctrl-C")
 	}
 }
