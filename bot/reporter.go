@@ -417,13 +417,13 @@ func (r *Reporter) deliver(ctx context.Context, id string) (time.Duration, error
 	// What the requester must hear even when the thread cannot be reached.
 	blocked, wait := r.channelBlocked(req.Thread.Channel)
 	if req.State == actions.Expired && !cur.ToldExpired {
-		if err = r.tellRequester(ctx, req, &cur, &cur.ToldExpired, r.expiredNotice(req, blocked)); err != nil {
+		if err = r.tellRequester(ctx, req, &cur, &cur.ToldExpired, expiredNotice(req, blocked)); err != nil {
 			return r.stopTelling(err)
 		}
 	}
 	if blocked != nil {
 		if !cur.ToldUnreachable {
-			if err = r.tellRequester(ctx, req, &cur, &cur.ToldUnreachable, r.unreachableNotice(req, blocked)); err != nil {
+			if err = r.tellRequester(ctx, req, &cur, &cur.ToldUnreachable, unreachableNotice(req, blocked.code)); err != nil {
 				return r.stopTelling(err)
 			}
 		}
@@ -1136,26 +1136,6 @@ func (r *Reporter) tell(ctx context.Context, req *actions.Request, text string) 
 	}
 	log.Error("cannot tell the requester at all", zap.Error(err))
 	return nil
-}
-
-func (r *Reporter) unreachableNotice(req *actions.Request, b *blockage) string {
-	seen := "so no approver has seen it yet"
-	if req.Thread.TS != "" {
-		seen = "so its thread there is not being updated"
-	}
-	return fmt.Sprintf(":warning: Your request *%s* cannot reach the approvals channel <#%s> (Slack answers `%s`), %s. "+
-		"The bot's operators are alerted; it goes on as soon as the channel works again, and expires at %s without a decision.",
-		req.ID, req.Thread.Channel, b.code, seen, req.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"))
-}
-
-func (r *Reporter) expiredNotice(req *actions.Request, b *blockage) string {
-	text := fmt.Sprintf(":alarm_clock: Your request *%s* expired: no approver decided within the approval window, so nothing ran. Ask again if you still need it.", req.ID)
-	if b != nil {
-		text += fmt.Sprintf(" The approvals channel <#%s> was unreachable (Slack answers `%s`).", req.Thread.Channel, b.code)
-	} else if req.Thread.Permalink != "" {
-		text += fmt.Sprintf(" <%s|Thread>", req.Thread.Permalink)
-	}
-	return text
 }
 
 // ---- calls ----
