@@ -2,7 +2,9 @@ package bot
 
 import (
 	"fmt"
+
 	"github.com/osio/osio-bot/bot/mrkdwn"
+	"github.com/slack-go/slack"
 	"strings"
 	"time"
 
@@ -252,7 +254,7 @@ func alreadyText(r *actions.Request, user string) string {
 	case actions.Cancelled:
 		what = "was already cancelled" + by
 	case actions.Expired:
-		what = "has already expired: nobody decided in time"
+		what = "has already expired (nobody decided in time)"
 	case actions.Refused:
 		what = "was refused by its checks"
 	default:
@@ -336,4 +338,56 @@ func expiredNotice(req *actions.Request, b *blockage) string {
 		text += fmt.Sprintf(" <%s|Thread>", req.Thread.Permalink)
 	}
 	return text
+}
+
+// ---- the card: its state line, buttons and confirm dialogs ----
+
+func waitingLine(groups, expires string) string {
+	return fmt.Sprintf(":hourglass: Waiting for approval by %s · expires %s", groups, expires)
+}
+
+func expiredLine(at string) string {
+	return fmt.Sprintf(":alarm_clock: Expired at %s with no decision; nothing ran. Ask again if you still need it.", at)
+}
+
+// decisionWord is a decision (approved, denied, cancelled) with its icon.
+func decisionWord(a string) string {
+	switch a {
+	case "approved":
+		return ":white_check_mark: Approved"
+	case "denied":
+		return ":no_entry: Denied"
+	case "cancelled":
+		return ":leftwards_arrow_with_hook: Cancelled"
+	}
+	return a
+}
+
+const (
+	recommendedSuffix = " (recommended)"
+	denyLabel         = "Deny"
+	cancelLabel       = "Cancel request"
+)
+
+// dialog is a button's confirm dialog.
+type dialog struct{ title, text, confirm, deny string }
+
+func (d dialog) block() *slack.ConfirmationBlockObject {
+	return slack.NewConfirmationBlockObject(
+		slack.NewTextBlockObject(slack.PlainTextType, clip(d.title, 100), false, false),
+		slack.NewTextBlockObject(slack.MarkdownType, clip(d.text, 300), false, false),
+		slack.NewTextBlockObject(slack.PlainTextType, d.confirm, false, false),
+		slack.NewTextBlockObject(slack.PlainTextType, d.deny, false, false))
+}
+
+func approveDialog(id, title, requester, method string) dialog {
+	return dialog{"Approve " + id + "?", clip(fmt.Sprintf("%s for <@%s>: %s. The bot runs it as soon as you approve.", title, requester, method), 290), "Approve", "Back"}
+}
+
+func denyDialog(id string) dialog {
+	return dialog{"Deny " + id + "?", "Nothing will run, and the requester is told in the thread.", "Deny", "Back"}
+}
+
+func cancelDialog(id string) dialog {
+	return dialog{"Cancel " + id + "?", "The request ends and nothing runs.", "Cancel it", "Keep it"}
 }
