@@ -14,6 +14,26 @@ import (
 	"go.uber.org/zap"
 )
 
+// The runner's texts in the thread (the jobs' own are at the top of
+// their packages' job files). Style as bot/messages.go: a sentence, what
+// happened, to what, and what to do next.
+const finishedText = ":white_check_mark: Request finished."
+
+// failedText ends a failed request; the job's error says what failed.
+func failedText(err error) string { return ":x: Request failed: " + err.Error() }
+
+func retryHint(label string) string {
+	return fmt.Sprintf(" An approver can press %s on its card to try again.", label)
+}
+
+// endProgressText is the status message's last progress (the reporter
+// shows it in its finished form).
+func endProgressText(to State) string { return "Finished: " + string(to) }
+
+func resumedText(owner, was string) string {
+	return fmt.Sprintf(":arrows_counterclockwise: Resumed by replica `%s`: replica `%s`, which ran the job, stopped. Going on from its last checkpoint.", owner, was)
+}
+
 // Store is what the runner needs from the durable store.
 type Store interface {
 	Get(id string) (*Request, error)
@@ -331,8 +351,7 @@ func (r *Runner) run(ctx context.Context, id string, cancel context.CancelFunc) 
 			return
 		}
 		if pre.State == Running && pre.Runner != "" && pre.Runner != r.Owner {
-			events = append(events, Event{Kind: Message, Text: fmt.Sprintf(
-				":arrows_counterclockwise: Resumed by replica `%s`: replica `%s`, which ran the job, stopped. Going on from its last checkpoint.", r.Owner, pre.Runner)})
+			events = append(events, Event{Kind: Message, Text: resumedText(r.Owner, pre.Runner)})
 		}
 		mutate = func(q *Request) { q.Runner = r.Owner }
 	}
@@ -460,16 +479,16 @@ func runSafely(ctx context.Context, job Job, jc *JobContext) (err error) {
 // until it takes or ctx ends (then the request stays running and is
 // resumed: its job is resumable).
 func (r *Runner) finish(ctx context.Context, log *zap.Logger, st Store, id string, jobErr error, last ...Event) {
-	to, ev := Succeeded, Event{Kind: Message, Text: ":white_check_mark: Request finished."}
+	to, ev := Succeeded, Event{Kind: Message, Text: finishedText}
 	if jobErr != nil {
 		to = Failed
-		ev = Event{Kind: Message, Text: ":x: Request failed: " + jobErr.Error()}
+		ev = Event{Kind: Message, Text: failedText(jobErr)}
 	}
 	var rt *Retryable
 	retry := ""
 	if errors.As(jobErr, &rt) {
 		retry = rt.Label
-		ev.Text += fmt.Sprintf(" An approver can press %s on the request to try again.", rt.Label)
+		ev.Text += retryHint(rt.Label)
 	}
 	b := r.FinishBackoff
 	if b.Next <= 0 {
@@ -481,7 +500,7 @@ func (r *Runner) finish(ctx context.Context, log *zap.Logger, st Store, id strin
 			if jobErr != nil {
 				q.Error = jobErr.Error()
 			}
-		}, slices.Concat([]Event{{Kind: Progress, Text: "Finished: " + string(to)}}, last, []Event{ev, {Kind: Card}})...)
+		}, slices.Concat([]Event{{Kind: Progress, Text: endProgressText(to)}}, last, []Event{ev, {Kind: Card}})...)
 		if err == nil {
 			break
 		}

@@ -21,7 +21,7 @@ func TestAlreadyText(t *testing.T) {
 		{by(actions.Running, "UCATCH"), "UCATCH", "R-000007 was already approved by you and is running; nothing changed."},
 		{by(actions.Failed, "UCATCH"), "UOTHER", "R-000007 was already approved by <@UCATCH> and has failed; nothing changed."},
 		{&actions.Request{ID: "R-000007", State: actions.Denied, Decision: &actions.Decision{Action: "denied", By: "UCATCH"}}, "UOTHER", "R-000007 was already denied by <@UCATCH>; nothing changed."},
-		{&actions.Request{ID: "R-000007", State: actions.Expired, Decision: &actions.Decision{Action: "expired"}}, "UOTHER", "R-000007 has already expired: nobody decided in time; nothing changed."},
+		{&actions.Request{ID: "R-000007", State: actions.Expired, Decision: &actions.Decision{Action: "expired"}}, "UOTHER", "R-000007 has already expired (nobody decided in time); nothing changed."},
 		{&actions.Request{ID: "R-000007", State: actions.Cancelled, Decision: &actions.Decision{Action: "cancelled", By: "UDEV"}}, "UCATCH", "R-000007 was already cancelled by <@UDEV>; nothing changed."},
 	} {
 		if got := alreadyText(tt.r, tt.user); got != tt.want {

@@ -96,19 +96,19 @@ func (a *Approvers) IsApprover(ctx context.Context, user string) (bool, error) {
 func (a *Approvers) Authorize(ctx context.Context, user, action string, r *actions.Request) (Verdict, error) {
 	if action == "cancel" {
 		if user != r.Requester {
-			return Verdict{Reason: fmt.Sprintf("Only the requester, <@%s>, can cancel %s. Approvers use Deny.", r.Requester, r.ID)}, nil
+			return Verdict{Reason: onlyRequesterCancelsText(r.Requester, r.ID)}, nil
 		}
 		return Verdict{Allowed: true}, nil
 	}
 	if user == r.Requester {
-		return Verdict{Reason: fmt.Sprintf("You asked for %s, so you cannot %s it: another interrupt catcher must.", r.ID, action)}, nil
+		return Verdict{Reason: ownRequestText(r.ID, action)}, nil
 	}
 	ok, err := a.IsApprover(ctx, user)
 	if err != nil {
 		return Verdict{}, err
 	}
 	if !ok {
-		return Verdict{Reason: fmt.Sprintf("Only members of %s can %s requests; %s is unchanged.", groupMentions(a.groups), action, r.ID)}, nil
+		return Verdict{Reason: notApproverText(groupMentions(a.groups), action, r.ID)}, nil
 	}
 	return Verdict{Allowed: true}, nil
 }

@@ -58,25 +58,17 @@ func (c cardRenderer) render(r *actions.Request) (string, []slack.Block) {
 				value = r.ID + "/" + o.Value
 			}
 			if o.Recommended {
-				label += " (recommended)"
+				label += recommendedSuffix
 			}
 			approve := slack.NewButtonBlockElement(ActionApprove, value, slack.NewTextBlockObject(slack.PlainTextType, clip(label, 70), false, false))
 			if o.Recommended || len(opts) == 1 {
 				approve = approve.WithStyle(slack.StylePrimary)
 			}
-			approve.Confirm = slack.NewConfirmationBlockObject(
-				slack.NewTextBlockObject(slack.PlainTextType, "Approve "+r.ID+"?", false, false),
-				slack.NewTextBlockObject(slack.MarkdownType, clip(fmt.Sprintf("The bot will run %s for <@%s>: %s.", strings.ToLower(title), r.Requester, o.Label), 290), false, false),
-				slack.NewTextBlockObject(slack.PlainTextType, "Approve", false, false),
-				slack.NewTextBlockObject(slack.PlainTextType, "Back", false, false))
+			approve.Confirm = approveDialog(r.ID, title, r.Requester, o.Label).block()
 			buttons = append(buttons, approve)
 		}
-		deny := slack.NewButtonBlockElement(ActionDeny, r.ID, slack.NewTextBlockObject(slack.PlainTextType, "Deny", false, false)).WithStyle(slack.StyleDanger)
-		deny.Confirm = slack.NewConfirmationBlockObject(
-			slack.NewTextBlockObject(slack.PlainTextType, "Deny "+r.ID+"?", false, false),
-			slack.NewTextBlockObject(slack.MarkdownType, "Nothing will run, and the requester is told in the thread.", false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, "Deny", false, false),
-			slack.NewTextBlockObject(slack.PlainTextType, "Back", false, false))
+		deny := slack.NewButtonBlockElement(ActionDeny, r.ID, slack.NewTextBlockObject(slack.PlainTextType, denyLabel, false, false)).WithStyle(slack.StyleDanger)
+		deny.Confirm = denyDialog(r.ID).block()
 		blocks = append(blocks, slack.NewActionBlock("decide", append(buttons, deny)...))
 	}
 	if r.State == actions.Failed && r.Retry != "" {
@@ -91,9 +83,9 @@ func stateLine(r *actions.Request, groups []string) string {
 	var s string
 	switch r.State {
 	case actions.Pending:
-		s = fmt.Sprintf(":hourglass: Waiting for approval by %s · expires %s", groupMentions(groups), at(r.ExpiresAt))
+		s = waitingLine(groupMentions(groups), at(r.ExpiresAt))
 	case actions.Expired:
-		s = fmt.Sprintf(":alarm_clock: Expired at %s with no decision; nothing ran. Ask again if still needed.", at(r.ExpiresAt))
+		s = expiredLine(at(r.ExpiresAt))
 	default:
 		if r.Choice != "" {
 			s = "*" + r.Choice + "* · "
@@ -115,26 +107,10 @@ func stateLine(r *actions.Request, groups []string) string {
 	return s
 }
 
-func decisionWord(a string) string {
-	switch a {
-	case "approved":
-		return ":white_check_mark: Approved"
-	case "denied":
-		return ":no_entry: Denied"
-	case "cancelled":
-		return ":leftwards_arrow_with_hook: Cancelled"
-	}
-	return a
-}
-
 // cancelBlocks is the requester's ephemeral receipt with a Cancel button.
 func cancelBlocks(text, id string) []slack.Block {
-	cancel := slack.NewButtonBlockElement(ActionCancel, id, slack.NewTextBlockObject(slack.PlainTextType, "Cancel request", false, false))
-	cancel.Confirm = slack.NewConfirmationBlockObject(
-		slack.NewTextBlockObject(slack.PlainTextType, "Cancel "+id+"?", false, false),
-		slack.NewTextBlockObject(slack.PlainTextType, "The request ends and nothing runs.", false, false),
-		slack.NewTextBlockObject(slack.PlainTextType, "Cancel it", false, false),
-		slack.NewTextBlockObject(slack.PlainTextType, "Keep it", false, false))
+	cancel := slack.NewButtonBlockElement(ActionCancel, id, slack.NewTextBlockObject(slack.PlainTextType, cancelLabel, false, false))
+	cancel.Confirm = cancelDialog(id).block()
 	return []slack.Block{
 		slack.NewSectionBlock(slack.NewTextBlockObject(slack.MarkdownType, clip(text, maxSection), false, false), nil, nil),
 		slack.NewActionBlock("requester", cancel),

@@ -313,7 +313,7 @@ func (b *Bot) onSlash(ctx context.Context, evt socketmode.Event, start time.Time
 	if c, found := lookup(b.commands, cmd.Command); found {
 		reply = c.Dispatch(ctx, Invocation{Cmd: cmd, Args: strings.Fields(cmd.Text), EnvelopeID: evt.Request.EnvelopeID})
 	} else {
-		reply = Reply{Text: fmt.Sprintf("I do not know %s. I know: %s.", code(cmd.Command, 40), b.commandNames())}
+		reply = Reply{Text: unknownCommandText(code(cmd.Command, 40), b.commandNames())}
 	}
 	b.ack(ctx, evt.Request, fitAck(reply))
 	acked()
@@ -336,14 +336,7 @@ func (b *Bot) commandNames() string {
 
 func (b *Bot) failure(inv Invocation, doing string, err error) Reply {
 	b.Log.Error("command failed", zap.String("doing", doing), zap.String("user", inv.Cmd.UserID), zap.Error(err))
-	return Reply{Text: fmt.Sprintf(":boom: Something broke while %s, so nothing was requested. The on-call can find it in the bot's logs (envelope %s).", doing, inv.EnvelopeID)}
-}
-
-func threadLink(r *actions.Request) string {
-	if r.Thread.Permalink != "" {
-		return fmt.Sprintf("<%s|thread>", r.Thread.Permalink)
-	}
-	return "(thread not posted yet)"
+	return Reply{Text: failureText(doing, inv.EnvelopeID)}
 }
 
 // plan fills the card's plan and posts the card.
@@ -353,10 +346,6 @@ func (b *Bot) plan(ctx context.Context, id string) {
 		return
 	}
 	k := b.Kinds[r.Kind]
-	waiting := " Waiting for an approver."
-	if k.AutoApprove {
-		waiting = ""
-	}
 	if !r.Planned {
 		lines := b.computePlan(ctx, k, r)
 		if ctx.Err() != nil {
@@ -371,7 +360,7 @@ func (b *Bot) plan(ctx context.Context, id string) {
 			}
 			q.Plan, q.Planned = lines, true
 			return nil
-		}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("Requested by <@%s> in <#%s>.%s", r.Requester, r.Origin, waiting)})
+		}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: requestedText(r.Requester, r.Origin, k.AutoApprove)})
 		if _, conflict := actions.IsConflict(err); conflict {
 			return // decided meanwhile, or planned by the other (which approves what needs no approver)
 		}
@@ -385,7 +374,7 @@ func (b *Bot) plan(ctx context.Context, id string) {
 		now := b.Now().UTC()
 		_, err := b.Store.Transition(id, []actions.State{actions.Pending}, actions.Approved, func(q *actions.Request) {
 			q.Decision = &actions.Decision{Action: "approved", At: now}
-		}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: "Approved automatically: this kind of request needs no approver (config)."})
+		}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: autoApprovedText})
 		if _, conflict := actions.IsConflict(err); conflict {
 			return
 		}
@@ -411,7 +400,7 @@ func (b *Bot) computePlan(ctx context.Context, k Kind, r *actions.Request) []str
 	if pctx.Err() != nil && ctx.Err() == nil {
 		b.Log.Warn("planning ran out of time", zap.String("request_id", r.ID), zap.Duration("timeout", b.Settings.PlanTimeout))
 		if len(lines) == 0 {
-			lines = []string{fmt.Sprintf("_The plan could not be computed within %s (AWS did not answer in time); the job checks everything again when it runs._", b.Settings.PlanTimeout)}
+			lines = []string{planTimeoutText(b.Settings.PlanTimeout)}
 		}
 	}
 	return lines
@@ -505,13 +494,13 @@ func (b *Bot) click(ctx context.Context, envelope string, c click, why string) {
 	if why != "" {
 		log.Warn("click refused", append(c.fields(), zap.String("reason", why), zap.String("envelope_id", envelope))...)
 		if c.User != "" && c.Channel != "" {
-			b.tell(ctx, c.Channel, c.User, ":no_entry: I cannot act on that click: "+mrkdwn.Escape(why)+". Nothing changed.")
+			b.tell(ctx, c.Channel, c.User, clickRefusedText(why))
 		}
 		return
 	}
 	req, err := b.Store.Get(c.ID)
 	if err != nil {
-		b.tell(ctx, c.Channel, c.User, fmt.Sprintf("I cannot find request %s.", code(c.ID, 40)))
+		b.tell(ctx, c.Channel, c.User, noSuchRequestText(code(c.ID, 40)))
 		if !errors.Is(err, actions.ErrNotFound) {
 			log.Error("reading request", zap.Error(err))
 		}
@@ -600,12 +589,12 @@ func clickOrigin(c click, req *actions.Request) string {
 		if c.Ephemeral && c.Channel == req.Origin {
 			return ""
 		}
-		return fmt.Sprintf("That Cancel button is not on %s's receipt, so nothing changed. Cancel from the receipt I showed you when you asked.", req.ID)
+		return notOnReceiptText(req.ID)
 	}
 	if !c.Ephemeral && req.Thread.TS != "" && c.Channel == req.Thread.Channel && c.TS == req.Thread.TS {
 		return ""
 	}
-	return fmt.Sprintf("That button is not on %s's card, so nothing changed. Use the buttons on its card in <#%s>.", req.ID, req.Thread.Channel)
+	return notOnCardText(req.ID, req.Thread.Channel)
 }
 
 // fromItsMessage refuses, says why and logs at warn a click whose button
@@ -684,12 +673,12 @@ func (b *Bot) decide(ctx context.Context, log *zap.Logger, c click, req *actions
 	verdict, err := b.Approvers.Authorize(ctx, user, action, req)
 	if err != nil {
 		log.Error("authorizing", zap.Error(err))
-		b.tell(ctx, channel, user, fmt.Sprintf("I could not check who may %s right now, so %s is unchanged. Try again in a minute.", action, req.ID))
+		b.tell(ctx, channel, user, authorizeFailedText(action, req.ID))
 		return
 	}
 	if !verdict.Allowed {
 		log.Info("click refused", zap.String("reason", verdict.Reason))
-		b.tell(ctx, channel, user, ":no_entry: "+verdict.Reason)
+		b.tell(ctx, channel, user, refusedClickText(verdict.Reason))
 		return
 	}
 	if !b.fromItsMessage(ctx, log, c, req) {
@@ -705,7 +694,7 @@ func (b *Bot) decide(ctx context.Context, log *zap.Logger, c click, req *actions
 			log.Error("expiring", zap.Error(err))
 		}
 		b.Reporter.Notify(req.ID)
-		b.tell(ctx, channel, user, fmt.Sprintf("%s expired at %s; nothing ran. Ask for a new request.", req.ID, req.ExpiresAt.Format(time.RFC3339)))
+		b.tell(ctx, channel, user, expiredClickText(req.ID, req.ExpiresAt))
 		return
 	}
 	d := decisions[action]
@@ -713,27 +702,25 @@ func (b *Bot) decide(ctx context.Context, log *zap.Logger, c click, req *actions
 	if action == ActionApprove {
 		opt, ok := b.option(req, choice)
 		if !ok {
-			b.tell(ctx, channel, user, fmt.Sprintf("%s is not an option of %s; it is unchanged.", code(choice, 40), req.ID))
+			b.tell(ctx, channel, user, notAnOptionText(code(choice, 40), req.ID))
 			return
 		}
 		choice = opt.Value
-		if opt.Label != "" {
-			note = fmt.Sprintf(" Method: *%s*.", opt.Label)
-		}
+		note = opt.Label
 	} else {
 		choice = ""
 	}
 	_, err = b.Store.Transition(req.ID, []actions.State{actions.Pending}, d.to, func(q *actions.Request) {
 		q.Decision = &actions.Decision{Action: d.word, By: user, At: now}
 		q.Choice = choice
-	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("%s by <@%s> at %s.%s", decisionWord(d.word), user, now.Format("2006-01-02 15:04:05 UTC"), note)})
+	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: decisionText(d.word, user, now, note)})
 	if c, conflict := actions.IsConflict(err); conflict {
 		b.tell(ctx, channel, user, alreadyText(c.Current, user))
 		return
 	}
 	if err != nil {
 		log.Error("recording decision", zap.Error(err))
-		b.tell(ctx, channel, user, fmt.Sprintf("I could not record your decision on %s; it is unchanged. Try again.", req.ID))
+		b.tell(ctx, channel, user, recordFailedText(req.ID))
 		return
 	}
 	log.Info("request decided", zap.String("state", string(d.to)))
@@ -767,23 +754,23 @@ func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, 
 	verdict, err := b.Approvers.Authorize(ctx, user, strings.ToLower(label), req)
 	if err != nil {
 		log.Error("authorizing", zap.Error(err))
-		b.tell(ctx, channel, user, fmt.Sprintf("I could not check who may %s right now; %s is unchanged.", strings.ToLower(label), req.ID))
+		b.tell(ctx, channel, user, authorizeFailedText(strings.ToLower(label), req.ID))
 		return
 	}
 	if !verdict.Allowed {
-		b.tell(ctx, channel, user, ":no_entry: "+verdict.Reason)
+		b.tell(ctx, channel, user, refusedClickText(verdict.Reason))
 		return
 	}
 	if k := b.Kinds[req.Kind]; k.RefuseRetry != nil && req.State == actions.Failed && req.Retry != "" {
 		reason, err := k.RefuseRetry(b.Store, req)
 		if err != nil {
 			log.Error("checking retry", zap.Error(err))
-			b.tell(ctx, channel, user, fmt.Sprintf("I could not check whether %s can be retried (%s) right now; it is unchanged. Try again in a minute.", req.ID, label))
+			b.tell(ctx, channel, user, retryCheckFailedText(req.ID, label))
 			return
 		}
 		if reason != "" {
 			log.Info("retry refused", zap.String("reason", reason))
-			b.tell(ctx, channel, user, ":no_entry: "+reason)
+			b.tell(ctx, channel, user, refusedClickText(reason))
 			return
 		}
 	}
@@ -793,25 +780,25 @@ func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, 
 		}
 		q.State, q.Retry, q.Error = actions.Approved, "", ""
 		return nil
-	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: fmt.Sprintf("%s requested by <@%s>.", label, user)})
+	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: retryRequestedText(label, user)})
 	if c, conflict := actions.IsConflict(err); conflict {
-		b.tell(ctx, channel, user, fmt.Sprintf("%s is %s; there is nothing to %s.", req.ID, c.Current.State, strings.ToLower(label)))
+		b.tell(ctx, channel, user, nothingToRetryText(req.ID, c.Current.State, strings.ToLower(label)))
 		return
 	}
 	var lc *actions.LockConflict
 	if errors.As(err, &lc) {
 		var lines []string
 		for lock, holder := range lc.LockedBy {
-			lines = append(lines, fmt.Sprintf("• `%s` is held by %s (%s, requested by <@%s>): %s", lock, holder.ID, holder.State, holder.Requester, threadLink(holder)))
+			lines = append(lines, heldLine(lock, holder))
 		}
 		sort.Strings(lines)
 		log.Info("retry refused: locks held", zap.Error(err))
-		b.tell(ctx, channel, user, fmt.Sprintf(":no_entry: I cannot %s %s: a newer request holds what it works on, so %s is unchanged.\n%s", strings.ToLower(label), req.ID, req.ID, strings.Join(lines, "\n")))
+		b.tell(ctx, channel, user, retryLockedText(strings.ToLower(label), req.ID, lines))
 		return
 	}
 	if err != nil {
 		log.Error("recording retry", zap.Error(err))
-		b.tell(ctx, channel, user, fmt.Sprintf("I could not record that; %s is unchanged.", req.ID))
+		b.tell(ctx, channel, user, recordFailedText(req.ID))
 		return
 	}
 	log.Info("request retried")
@@ -834,7 +821,7 @@ func (b *Bot) Status(ctx context.Context, kind string, inv Invocation) Reply {
 	if len(inv.Args) > 0 {
 		r, err := b.Store.Get(inv.Args[0])
 		if err != nil || r.Kind != kind {
-			return Reply{Text: fmt.Sprintf("No %s request %s. `status` without an id lists recent ones.", kind, code(inv.Args[0], 40))}
+			return Reply{Text: noSuchStatusText(kind, code(inv.Args[0], 40))}
 		}
 		title, facts := r.Kind, []string(nil)
 		k, ok := b.Kinds[r.Kind]
@@ -849,7 +836,7 @@ func (b *Bot) Status(ctx context.Context, kind string, inv Invocation) Reply {
 			}
 		}
 		if !mayView(k, r) {
-			return Reply{Text: fmt.Sprintf("*%s %s*: %s\nOnly its requester and the approvers see its details.", title, r.ID, r.State)}
+			return Reply{Text: statusPrivateText(title, r.ID, r.State)}
 		}
 		evs, _ := b.Store.Events(r.ID)
 		var last []string
@@ -867,13 +854,13 @@ func (b *Bot) Status(ctx context.Context, kind string, inv Invocation) Reply {
 	})
 	if err != nil {
 		b.Log.Error("listing requests", zap.Error(err))
-		return Reply{Text: "I could not read the requests right now."}
+		return Reply{Text: readFailedText}
 	}
 	if len(rs) == 0 {
-		return Reply{Text: fmt.Sprintf("No %s requests are running or were made in the last 7 days.", kind)}
+		return Reply{Text: noRecentText(kind)}
 	}
 	sort.SliceStable(rs, func(i, j int) bool { return newer(rs[i], rs[j]) })
-	text := fmt.Sprintf("Running and recent %s requests (newest first):", kind)
+	text := recentHeadText(kind)
 	const moreRoom = 80 // "…and N more" line
 	listed := 0
 	for _, r := range rs {
@@ -898,7 +885,7 @@ func (b *Bot) Status(ctx context.Context, kind string, inv Invocation) Reply {
 		listed++
 	}
 	if more := len(rs) - listed; more > 0 {
-		text += fmt.Sprintf("\n…and %d more. `status REQUEST-ID` shows one.", more)
+		text += "\n" + recentMoreText(more)
 	}
 	return Reply{Text: text}
 }
@@ -937,43 +924,4 @@ func (b *Bot) viewer(ctx context.Context, user string) func(k Kind, r *actions.R
 		}
 		return approver
 	}
-}
-
-// alreadyText tells a clicker that a request was decided before their
-// click: in English, and as "you" when they made that decision (a double
-// click).
-func alreadyText(r *actions.Request, user string) string {
-	if r == nil {
-		return "That request has moved on; nothing changed."
-	}
-	by := ""
-	if d := r.Decision; d != nil && d.By != "" {
-		if d.By == user {
-			by = " by you"
-		} else {
-			by = fmt.Sprintf(" by <@%s>", d.By)
-		}
-	}
-	var what string
-	switch r.State {
-	case actions.Approved:
-		what = "was already approved" + by + " and is about to run"
-	case actions.Running:
-		what = "was already approved" + by + " and is running"
-	case actions.Succeeded:
-		what = "was already approved" + by + " and has finished"
-	case actions.Failed:
-		what = "was already approved" + by + " and has failed"
-	case actions.Denied:
-		what = "was already denied" + by
-	case actions.Cancelled:
-		what = "was already cancelled" + by
-	case actions.Expired:
-		what = "has already expired: nobody decided in time"
-	case actions.Refused:
-		what = "was refused by its checks"
-	default:
-		what = "is " + string(r.State)
-	}
-	return fmt.Sprintf("%s %s; nothing changed.", r.ID, what)
 }

@@ -98,7 +98,7 @@ func (b *Bot) Intake(ctx context.Context, inv Invocation, kind string) Reply {
 		text, blocks := b.outcome(r)
 		return Reply{Text: text, Blocks: blocks}
 	}
-	text := fmt.Sprintf(":hourglass_flowing_sand: Request *%s* received: checking the %s. I will tell you here in a moment.", r.ID, r.What)
+	text := receivedText(r.ID, r.What)
 	url := inv.Cmd.ResponseURL
 	return Reply{Text: text, Blocks: cancelBlocks(text, r.ID), After: func(ctx context.Context) { b.checkLater(ctx, r, url) }}
 }
@@ -129,18 +129,10 @@ func (b *Bot) refuseAtIntake(inv Invocation, req *actions.Request, reason string
 func alreadyInProgress(kind string, held map[string]*actions.Request) string {
 	var lines []string
 	for lock, holder := range held {
-		lines = append(lines, fmt.Sprintf("• `%s` is held by %s (%s, requested by <@%s>): %s",
-			strings.TrimPrefix(lock, kind+":"), holder.ID, holder.State, holder.Requester, threadLink(holder)))
+		lines = append(lines, heldLine(strings.TrimPrefix(lock, kind+":"), holder))
 	}
 	sort.Strings(lines)
-	return ":no_entry: Already in progress, so nothing new was requested:\n" + strings.Join(lines, "\n")
-}
-
-func refusalText(reason string) string {
-	if strings.HasPrefix(reason, ":") {
-		return reason
-	}
-	return ":warning: " + reason
+	return inProgressText(lines)
 }
 
 // check runs the checks of received request id, stores the outcome, tells
@@ -318,29 +310,22 @@ func (b *Bot) stored(log *zap.Logger, err error) bool {
 
 // uncheckedText is the refusal when a check could not finish.
 func uncheckedText(k Kind, timedOut bool, limit time.Duration) string {
-	what := k.Unchecked
-	if what == "" {
-		what = "I could not finish checking that request"
-	}
-	if timedOut {
-		return fmt.Sprintf("%s: no answer within %s, so nothing was requested. Try again in a minute; if it persists, tell the bot's on-call.", what, limit)
-	}
-	return what + " just now, so nothing was requested. Try again in a minute; if it persists, tell the bot's on-call."
+	return uncheckedReason(k.Unchecked, timedOut, limit)
 }
 
 // outcome is what the requester is told once r's checks have ended.
 func (b *Bot) outcome(r *actions.Request) (string, []slack.Block) {
 	switch r.State {
 	case actions.Received:
-		text := fmt.Sprintf(":hourglass_flowing_sand: Request *%s* (already received) is being checked: the %s.", r.ID, r.What)
+		text := stillCheckingText(r.ID, r.What)
 		return text, cancelBlocks(text, r.ID)
 	case actions.Refused:
-		return refusalText(r.Error) + fmt.Sprintf(" _(%s)_", r.ID), nil
+		return refusedText(r.Error, r.ID), nil
 	case actions.Pending:
-		text := fmt.Sprintf(":inbox_tray: Request *%s* created: %s. It waits for approval in <#%s>; progress and the follow-up go to its thread.", r.ID, r.What, r.Thread.Channel)
+		text := createdText(r.ID, r.What, r.Thread.Channel)
 		return text, cancelBlocks(text, r.ID)
 	}
-	return fmt.Sprintf("Request *%s* (%s) is %s: %s", r.ID, r.What, r.State, threadLink(r)), nil
+	return stateText(r.ID, r.What, r.State, threadLink(r)), nil
 }
 
 // tellOutcome tells r's requester the outcome of its checks: replacing the
@@ -447,14 +432,14 @@ func (b *Bot) cancelIntake(ctx context.Context, log *zap.Logger, c click, req *a
 			b.decide(ctx, log, c, cur.Current)
 			return
 		}
-		b.tell(ctx, c.Channel, c.User, fmt.Sprintf("%s is %s; nothing changed.", req.ID, cur.Current.State))
+		b.tell(ctx, c.Channel, c.User, alreadyText(cur.Current, c.User))
 		return
 	}
 	if err != nil {
 		log.Error("cancelling a received request", zap.Error(err))
-		b.tell(ctx, c.Channel, c.User, fmt.Sprintf("I could not cancel %s; try again.", req.ID))
+		b.tell(ctx, c.Channel, c.User, recordFailedText(req.ID))
 		return
 	}
 	log.Info("request cancelled before its checks ended")
-	b.tell(ctx, c.Channel, c.User, fmt.Sprintf(":wastebasket: %s cancelled before its checks ended; nothing was requested.", req.ID))
+	b.tell(ctx, c.Channel, c.User, cancelledAtIntakeText(req.ID))
 }

@@ -36,7 +36,7 @@ func (b *Bot) Pending(ctx context.Context, inv Invocation) Reply {
 	rs, err := actions.ListActive(b.Store, func(r *actions.Request) bool { return r.State == actions.Pending })
 	if err != nil {
 		b.Log.Error("listing pending requests", zap.Error(err))
-		return Reply{Text: "I could not read the requests right now. Try again in a minute."}
+		return Reply{Text: readFailedText}
 	}
 	sort.SliceStable(rs, func(i, j int) bool { return newer(rs[j], rs[i]) }) // oldest first
 	// Only approvers see other people's requests, whatever the kind.
@@ -61,16 +61,16 @@ func (b *Bot) Pending(ctx context.Context, inv Invocation) Reply {
 				what = clip(title+" · "+facts[0], statusMaxFact)
 			}
 		}
-		lines = append(lines, clip(fmt.Sprintf("• *%s* %s · <@%s> · waiting %s · %s", r.ID, what, r.Requester, age(now.Sub(r.CreatedAt)), cardLink(r)), statusMaxLine))
+		lines = append(lines, clip(pendingLine(r.ID, what, r.Requester, age(now.Sub(r.CreatedAt)), cardLink(r)), statusMaxLine))
 	}
 	var text string
 	switch {
 	case len(lines) == 0 && hidden == 0:
-		return Reply{Text: "No request is waiting for a decision."}
+		return Reply{Text: nonePendingText}
 	case len(lines) == 0:
-		return Reply{Text: fmt.Sprintf("None of your requests is waiting for a decision; %d of other people's are. Only approvers see other people's requests.", hidden)}
+		return Reply{Text: noneOfYoursPendingText(hidden)}
 	default:
-		text = fmt.Sprintf("Waiting for a decision (%d, oldest first):", len(lines))
+		text = pendingHeadText(len(lines))
 	}
 	const moreRoom = 120
 	listed := 0
@@ -82,10 +82,10 @@ func (b *Bot) Pending(ctx context.Context, inv Invocation) Reply {
 		listed++
 	}
 	if more := len(lines) - listed; more > 0 {
-		text += fmt.Sprintf("\n…and %d more, newer.", more)
+		text += "\n" + pendingMoreText(more)
 	}
 	if hidden > 0 {
-		text += fmt.Sprintf("\n%d more of other people's requests wait; only approvers see them.", hidden)
+		text += "\n" + pendingHiddenText(hidden)
 	}
 	return Reply{Text: text}
 }

@@ -98,10 +98,10 @@ func TestPendingAcrossKinds(t *testing.T) {
 	if !strings.Contains(own, "*"+ids[0]+"*") || !strings.Contains(own, "*"+ids[2]+"*") || strings.Contains(own, ids[1]) || strings.Contains(own, ids[3]) || strings.Contains(own, "UOTHER") {
 		t.Errorf("non-approver sees other people's requests, or not their own:\n%s", own)
 	}
-	if !strings.Contains(own, "2 more of other people's requests wait; only approvers see them.") {
+	if !strings.Contains(own, "2 requests of other people are waiting too; only approvers see them.") {
 		t.Errorf("non-approver not told of the others:\n%s", own)
 	}
-	if got := pending("USTRANGER"); got != "None of your requests is waiting for a decision; 4 of other people's are. Only approvers see other people's requests." {
+	if got := pending("USTRANGER"); got != "None of your requests is waiting for a decision. 4 requests of other people are waiting too; only approvers see them." {
 		t.Errorf("stranger: %q", got)
 	}
 	if got := b.PendingCommand().Dispatch(ctx, Invocation{Cmd: slack.SlashCommand{Command: "/osio-pending", UserID: "UDEV"}, Args: []string{"help"}}).Text; !strings.Contains(got, "*/osio-pending*") {

@@ -93,8 +93,11 @@ type reqState struct {
 	// sureSince: the channel hold whose older events were made unsure.
 	sureSince time.Time
 	lastEdit  time.Time // last status edit
-	failures  int       // consecutive failed rounds
-	retryAt   time.Time // not before this after a failure
+	// statusText is the text the status message was last sent (posted
+	// or edited): an edit with the same text is skipped.
+	statusText string
+	failures   int       // consecutive failed rounds
+	retryAt    time.Time // not before this after a failure
 }
 
 // blockage is an error no retry fixes, left alone until retryAt.
@@ -414,13 +417,13 @@ func (r *Reporter) deliver(ctx context.Context, id string) (time.Duration, error
 	// What the requester must hear even when the thread cannot be reached.
 	blocked, wait := r.channelBlocked(req.Thread.Channel)
 	if req.State == actions.Expired && !cur.ToldExpired {
-		if err = r.tellRequester(ctx, req, &cur, &cur.ToldExpired, r.expiredNotice(req, blocked)); err != nil {
+		if err = r.tellRequester(ctx, req, &cur, &cur.ToldExpired, expiredNotice(req, blocked)); err != nil {
 			return r.stopTelling(err)
 		}
 	}
 	if blocked != nil {
 		if !cur.ToldUnreachable {
-			if err = r.tellRequester(ctx, req, &cur, &cur.ToldUnreachable, r.unreachableNotice(req, blocked)); err != nil {
+			if err = r.tellRequester(ctx, req, &cur, &cur.ToldUnreachable, unreachableNotice(req, blocked.code)); err != nil {
 				return r.stopTelling(err)
 			}
 		}
@@ -465,6 +468,10 @@ func (r *Reporter) deliver(ctx context.Context, id string) (time.Duration, error
 				err = r.editCard(ctx, req)
 			}
 		case actions.Progress:
+			if req.State.Terminal() {
+				err = r.closeStatus(ctx, req, &cur, endedAt(evs[i:]))
+				break
+			}
 			r.mu.Lock()
 			lastEdit := st.lastEdit
 			r.mu.Unlock()
@@ -836,33 +843,138 @@ func (r *Reporter) editCard(ctx context.Context, req *actions.Request) error {
 	return err
 }
 
+// The thread's status message. While the job runs it shows the job's
+// latest progress, behind an hourglass (statusPrefix), edited in place.
+// It was posted when the job first reported progress, so it sits above
+// the replies that came after; when the request ends it is edited one last
+// time to a short, past-tense line with the outcome's icon and the time
+// ("✅ Succeeded at 04:03:25 UTC; the last steps follow."), which reads
+// in order where it stands: the steps below it, ending with the outcome
+// reply, say how it ended. (Deleting it instead would leave the outcome as
+// the last reply, but chat.delete is one more scope and one more call
+// whose answer can be lost; the card shows the final state either way.)
+// A request that ended before its status was posted gets it posted in its
+// finished form, at the same place (the first progress event), so that
+// the thread reads the same however late delivery caught up.
+//
+// The reporter finds its status message again after a crash or a lost
+// answer by the message's metadata (postMeta kind "status"), not by its
+// text, which changes; the hourglass prefix is the fallback for a
+// message Slack kept without metadata.
 const statusPrefix = ":hourglass_flowing_sand: "
+
+// endedAt is when an ended request's job ended, as far as evs tell: the
+// time of their last progress event (the runner's "Finished" one, written
+// with the end).
+func endedAt(evs []actions.Event) time.Time {
+	var at time.Time
+	for _, e := range evs {
+		if e.Kind == actions.Progress {
+			at = e.At
+		}
+	}
+	return at
+}
 
 // status posts or edits the thread's one status message.
 func (r *Reporter) status(ctx context.Context, req *actions.Request, cur *actions.Cursor, text string) error {
 	text = statusPrefix + text
-	renderings := [][]slack.MsgOption{{slack.MsgOptionText(text, false)}, {slack.MsgOptionText(fit(text, maxPlain), false)}}
-	if cur.StatusTS == "" && r.isUnsure(req.ID) {
-		ts, err := r.findStatus(ctx, req)
-		if err != nil {
-			return err
-		}
-		r.setUnsure(req.ID, false)
-		cur.StatusTS = ts
+	if err := r.adoptStatus(ctx, req, cur); err != nil {
+		return err
 	}
 	if cur.StatusTS != "" {
-		err := r.edit(ctx, req, req.Thread.Channel, cur.StatusTS, "editing status message", renderings)
-		if class, _ := classify(err); class != errGone {
+		gone, err := r.editStatus(ctx, req, cur, text)
+		if !gone {
 			return err
 		}
 		cur.StatusTS = "" // deleted: post a new one
 	}
+	return r.postStatus(ctx, req, cur, text)
+}
+
+// postStatus posts the thread's status message, with the metadata that
+// finds it again.
+func (r *Reporter) postStatus(ctx context.Context, req *actions.Request, cur *actions.Cursor, text string) error {
+	renderings := statusRenderings(text)
 	for i := range renderings {
 		renderings[i] = append(renderings[i], slack.MsgOptionTS(req.Thread.TS), postMeta(req.ID, "status", 0))
 	}
 	ts, err := r.post(ctx, req, req.Thread.Channel, "posting status message", renderings)
 	cur.StatusTS = ts
+	if ts != "" {
+		r.sentStatus(req.ID, text)
+	}
 	return err
+}
+
+// closeStatus gives an ended request's status message its finished form
+// (at is when the request ended), posting it where no status message was
+// posted yet: the thread then reads the same however late the reporter
+// caught up with the job.
+func (r *Reporter) closeStatus(ctx context.Context, req *actions.Request, cur *actions.Cursor, at time.Time) error {
+	text := statusFinished(req.State, at)
+	if err := r.adoptStatus(ctx, req, cur); err != nil {
+		return err
+	}
+	if cur.StatusTS != "" {
+		gone, err := r.editStatus(ctx, req, cur, text)
+		if !gone {
+			return err
+		}
+		cur.StatusTS = ""
+	}
+	return r.postStatus(ctx, req, cur, text)
+}
+
+// adoptStatus looks for a status message whose post's answer was lost
+// (the request is unsure) and records its ts.
+func (r *Reporter) adoptStatus(ctx context.Context, req *actions.Request, cur *actions.Cursor) error {
+	if cur.StatusTS != "" || !r.isUnsure(req.ID) {
+		return nil
+	}
+	ts, err := r.findStatus(ctx, req)
+	if err != nil {
+		return err
+	}
+	r.setUnsure(req.ID, false)
+	cur.StatusTS = ts
+	return nil
+}
+
+// editStatus edits the status message to text, unless it was last sent
+// that text (a wasted call against the rate limit); gone reports that the
+// message no longer exists.
+func (r *Reporter) editStatus(ctx context.Context, req *actions.Request, cur *actions.Cursor, text string) (gone bool, err error) {
+	r.mu.Lock()
+	same := false
+	if st := r.reqs[req.ID]; st != nil {
+		same = st.statusText == text
+	}
+	r.mu.Unlock()
+	if same {
+		return false, nil
+	}
+	err = r.edit(ctx, req, req.Thread.Channel, cur.StatusTS, "editing status message", statusRenderings(text))
+	if class, _ := classify(err); class == errGone {
+		return true, nil
+	}
+	if err == nil {
+		r.sentStatus(req.ID, text)
+	}
+	return false, err
+}
+
+func statusRenderings(text string) [][]slack.MsgOption {
+	return [][]slack.MsgOption{{slack.MsgOptionText(text, false)}, {slack.MsgOptionText(fit(text, maxPlain), false)}}
+}
+
+// sentStatus records the text the status message of id now shows.
+func (r *Reporter) sentStatus(id, text string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if st := r.reqs[id]; st != nil {
+		st.statusText = text
+	}
 }
 
 // reply posts event e in the thread, unless a post whose answer was lost
@@ -1024,26 +1136,6 @@ func (r *Reporter) tell(ctx context.Context, req *actions.Request, text string) 
 	}
 	log.Error("cannot tell the requester at all", zap.Error(err))
 	return nil
-}
-
-func (r *Reporter) unreachableNotice(req *actions.Request, b *blockage) string {
-	seen := "so no approver has seen it yet"
-	if req.Thread.TS != "" {
-		seen = "so its thread there is not being updated"
-	}
-	return fmt.Sprintf(":warning: Your request *%s* cannot reach the approvals channel <#%s> (Slack answers `%s`), %s. "+
-		"The bot's operators are alerted; it goes on as soon as the channel works again, and expires at %s without a decision.",
-		req.ID, req.Thread.Channel, b.code, seen, req.ExpiresAt.UTC().Format("2006-01-02 15:04 UTC"))
-}
-
-func (r *Reporter) expiredNotice(req *actions.Request, b *blockage) string {
-	text := fmt.Sprintf(":alarm_clock: Your request *%s* expired: no approver decided within the approval window, so nothing ran. Ask again if you still need it.", req.ID)
-	if b != nil {
-		text += fmt.Sprintf(" The approvals channel <#%s> was unreachable (Slack answers `%s`).", req.Thread.Channel, b.code)
-	} else if req.Thread.Permalink != "" {
-		text += fmt.Sprintf(" <%s|Thread>", req.Thread.Permalink)
-	}
-	return text
 }
 
 // ---- calls ----

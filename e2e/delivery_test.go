@@ -131,7 +131,7 @@ func TestDeliveryLostAnswers(t *testing.T) {
 	var texts []string
 	for _, m := range th {
 		texts = append(texts, m.Text)
-		if strings.HasPrefix(m.Text, ":hourglass") {
+		if isStatus(m) {
 			status++
 			continue
 		}
@@ -143,7 +143,7 @@ func TestDeliveryLostAnswers(t *testing.T) {
 		}
 	}
 	if status != 1 {
-		t.Errorf("%d status messages; want 1", status)
+		t.Errorf("%d status messages; want 1:\n%s", status, strings.Join(texts, "\n"))
 	}
 	last := -1
 	joined := strings.Join(texts, "\n")

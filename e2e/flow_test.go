@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -383,10 +384,21 @@ func TestReporterRateLimitAndOutage(t *testing.T) {
 		last = i
 	}
 	for _, m := range w.Slack.Thread(testenv.Channel, mustCard(t, w, id).TS) {
-		if strings.Count(w.ThreadText(id), m.Text) > 1 && !strings.HasPrefix(m.Text, ":hourglass") {
+		if strings.Count(w.ThreadText(id), m.Text) > 1 && !isStatus(m) {
 			t.Errorf("message delivered twice: %q", m.Text)
 		}
 	}
+}
+
+// isStatus reports whether m is a thread's status message, by the
+// metadata the bot posts it with (its text changes as the request goes
+// on, and reads as finished once it ends).
+func isStatus(m slackserver.Message) bool {
+	var md struct {
+		EventType    string         `json:"event_type"`
+		EventPayload map[string]any `json:"event_payload"`
+	}
+	return json.Unmarshal(m.Metadata, &md) == nil && md.EventType == "osio_bot_post" && md.EventPayload["kind"] == "status"
 }
 
 func mustCard(t *testing.T, w *world, id string) slackserver.Message {
@@ -417,8 +429,11 @@ func TestExportSeveralTables(t *testing.T) {
 	}
 	status := 0
 	for _, m := range w.Slack.Thread(testenv.Channel, mustCard(t, w, id).TS) {
-		if strings.HasPrefix(m.Text, ":hourglass") {
+		if isStatus(m) {
 			status++
+			if !strings.HasPrefix(m.Text, ":white_check_mark: Succeeded at ") {
+				t.Errorf("the status message of a finished request reads %q; want it finished", m.Text)
+			}
 		}
 	}
 	if status != 1 {

@@ -1,0 +1,163 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/osio/osio-bot/actions"
+	slackserver "github.com/osio/osio-bot/testservers/slack"
+)
+
+// isStatus reports whether m is a status message, by its metadata.
+func isStatus(m slackserver.Message) bool {
+	var md struct {
+		EventType    string         `json:"event_type"`
+		EventPayload map[string]any `json:"event_payload"`
+	}
+	return json.Unmarshal(m.Metadata, &md) == nil && md.EventType == metaType && md.EventPayload["kind"] == "status"
+}
+
+func statusMessages(th []slackserver.Message) []slackserver.Message {
+	var out []slackserver.Message
+	for _, m := range th {
+		if isStatus(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// finish ends request id as the runner does: the status's last progress,
+// the closing replies and the card, with the terminal state.
+func (w *slackWorld) finish(id string, to actions.State, last ...string) {
+	w.t.Helper()
+	evs := []actions.Event{{Kind: actions.Progress, Text: "Finished: " + string(to)}}
+	for _, l := range last {
+		evs = append(evs, actions.Event{Kind: actions.Message, Text: l})
+	}
+	evs = append(evs, actions.Event{Kind: actions.Card})
+	if _, err := w.st.Transition(id, nil, to, nil, evs...); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+// Fault 2 of issue 12 part 4: a progress event whose text is the one the
+// status message already shows must not cost a chat.update.
+func TestStatusSameTextIsNotSentAgain(t *testing.T) {
+	w := newSlackWorld(t)
+	id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Progress, Text: "pipeline is RUNNING (checked 04:03:20 UTC)"})
+	rep := w.reporter(ReporterOptions{ProgressInterval: time.Millisecond})
+	ctx := context.Background()
+	if _, err := rep.deliver(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		w.add(id, actions.Event{Kind: actions.Progress, Text: "pipeline is RUNNING (checked 04:03:20 UTC)"})
+		time.Sleep(5 * time.Millisecond)
+		if _, err := rep.deliver(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := w.srv.Calls("chat.update"); n != 0 {
+		t.Errorf("%d chat.update calls that send the status's text again; want 0", n)
+	}
+	w.add(id, actions.Event{Kind: actions.Progress, Text: "pipeline is FINISHED (checked 04:03:25 UTC)"})
+	time.Sleep(5 * time.Millisecond)
+	if _, err := rep.deliver(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if n := w.srv.Calls("chat.update"); n != 1 {
+		t.Errorf("%d chat.update calls after a new text; want 1", n)
+	}
+}
+
+// Fault 1 of issue 12 part 4: once the request has ended, its status
+// message reads as finished (an outcome icon, no hourglass, past tense)
+// and says that the last steps follow it, so that the thread reads in
+// order.
+func TestStatusReadsFinished(t *testing.T) {
+	for _, tt := range []struct {
+		to   actions.State
+		icon string
+		word string
+	}{
+		{actions.Succeeded, ":white_check_mark: ", "Succeeded"},
+		{actions.Failed, ":x: ", "Failed"},
+		{actions.Cancelled, ":no_entry_sign: ", "Cancelled"},
+	} {
+		t.Run(string(tt.to), func(t *testing.T) {
+			w := newSlackWorld(t)
+			id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card},
+				actions.Event{Kind: actions.Message, Text: "activated pipeline"}, actions.Event{Kind: actions.Progress, Text: "pipeline is RUNNING"})
+			rep := w.reporter(ReporterOptions{ProgressInterval: time.Millisecond})
+			ctx := context.Background()
+			if _, err := rep.deliver(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			w.finish(id, tt.to, "pipeline FINISHED.", "Request ended.")
+			if _, err := rep.deliver(ctx, id); err != nil {
+				t.Fatal(err)
+			}
+			th := w.thread(id)
+			st := statusMessages(th)
+			if len(st) != 1 {
+				t.Fatalf("thread %q holds %d status messages; want 1", texts(th), len(st))
+			}
+			got := st[0].Text
+			if !strings.HasPrefix(got, tt.icon+tt.word) || strings.Contains(got, "hourglass") || strings.Contains(got, "Finished: ") || !strings.Contains(got, "follow") {
+				t.Errorf("finished status reads %q; want %q, past tense, saying the last steps follow", got, tt.icon+tt.word+" at …")
+			}
+			if got := texts(th); got[len(got)-1] != "Request ended." {
+				t.Errorf("the thread ends with %q; want the outcome last", got[len(got)-1])
+			}
+		})
+	}
+	t.Run("ended before its status was posted", func(t *testing.T) {
+		w := newSlackWorld(t)
+		id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card})
+		rep := w.reporter(ReporterOptions{ProgressInterval: time.Millisecond})
+		w.add(id, actions.Event{Kind: actions.Message, Text: "activated pipeline"}, actions.Event{Kind: actions.Progress, Text: "step 1"}, actions.Event{Kind: actions.Message, Text: "step 1 done"})
+		w.finish(id, actions.Failed, ":x: Request failed: boom.")
+		if _, err := rep.deliver(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		th := w.thread(id)
+		got := texts(th)
+		if len(got) != 4 || !isStatus(th[1]) || !strings.HasPrefix(got[1], ":x: Failed at ") || got[3] != ":x: Request failed: boom." || th[1].Edits != 0 {
+			t.Errorf("thread holds %q; want the status posted finished where the job first reported progress, and not edited", got)
+		}
+	})
+	// The status post's answer was lost, and the process restarted: the
+	// status message is found by its metadata and edited to its finished
+	// form, not posted again.
+	t.Run("lost status answer and restart", func(t *testing.T) {
+		w := newSlackWorld(t)
+		id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Progress, Text: "step 1"})
+		rep := w.reporter(ReporterOptions{ProgressInterval: time.Millisecond})
+		ctx := context.Background()
+		w.srv.LoseNext("chat.postMessage", 2) // the card is adopted; the status is lost
+		for range 3 {
+			if _, err := rep.deliver(ctx, id); err == nil {
+				break
+			}
+		}
+		w.finish(id, actions.Succeeded, "Done.")
+		rep = w.reporter(ReporterOptions{ProgressInterval: time.Millisecond, Now: func() time.Time { return time.Now().Add(time.Minute) }})
+		for range 3 {
+			if _, err := rep.deliver(ctx, id); err == nil {
+				break
+			}
+		}
+		th := w.thread(id)
+		st := statusMessages(th)
+		if len(st) != 1 || !strings.HasPrefix(st[0].Text, ":white_check_mark: Succeeded") {
+			t.Fatalf("thread holds %q; want one status message, finished", texts(th))
+		}
+		if got := texts(th); len(got) != 2 || got[1] != "Done." {
+			t.Errorf("thread holds %q; want the status, then the outcome once", got)
+		}
+	})
+}
