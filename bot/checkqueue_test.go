@@ -5,9 +5,10 @@ import (
 	"time"
 )
 
-// Issue 9: checks yield to acks. While an envelope is being acked, a
-// check waits for its turn (at most the queue's yield after it arrived);
-// with nothing being acked it starts at once; a deadline that passes while
+// Issue 9: checks yield to acks. While an envelope is being acked, or
+// one arrived within quiet, a check waits for its turn (at most the
+// queue's yield after it arrived); with nothing being acked it starts at
+// once; a deadline that passes while
 // it yields refuses it, as one that passes while it waits for a turn.
 func TestChecksYieldToAcks(t *testing.T) {
 	const yield = 300 * time.Millisecond
@@ -55,9 +56,25 @@ func TestChecksYieldToAcks(t *testing.T) {
 	}
 	q.done()
 
+	// An envelope acked a moment ago (in a burst, the next is on its way):
+	// the check waits until the bot has been quiet for a moment.
+	q.ackBegins()
+	q.ackEnds()
+	start := time.Now()
+	tq, gotq := turn(time.Second)
+	q.request(tq)
+	notYet("just after an ack", gotq)
+	if !gotWithin("quiet", gotq, yield) {
+		t.Fatal("refused")
+	}
+	if waited := time.Since(start); waited > quiet+50*time.Millisecond {
+		t.Errorf("started %v after the last ack, want about %v", waited, quiet)
+	}
+	q.done()
+
 	// Acks in flight without end (a burst): the check starts after yield.
 	q.ackBegins()
-	start := time.Now()
+	start = time.Now()
 	t3, got3 := turn(time.Second)
 	q.request(t3)
 	if !gotWithin("burst", got3, 2*yield) {

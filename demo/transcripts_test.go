@@ -108,6 +108,7 @@ var normalizers = []struct {
 	{regexp.MustCompile(`\b\d{10}\.\d{6}\b`), "<ts>"},
 	{regexp.MustCompile(`/p\d{16}\b`), "/p<ts>"},
 	{regexp.MustCompile(`\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC\b`), "<time>"},
+	{regexp.MustCompile(`\b\d{2}:\d{2}:\d{2} UTC\b`), "<time>"},
 	{regexp.MustCompile(`\b\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}\b`), "<folder time>"},
 	{regexp.MustCompile(`\b\d{4}-\d{2}-\d{2}\b`), "<date>"},
 	{regexp.MustCompile(`\bdf-[A-Z0-9]{8,}\b`), "df-<pipeline id>"},
