@@ -122,7 +122,9 @@ func (p page) be(user string) {
 	p.do("choosing "+user,
 		chromedp.SetValue(chromedp.CSS("#as"), user),
 		chromedp.Evaluate[chromedp.Void](`document.querySelector("#as").dispatchEvent(new Event("change"))`),
-		chromedp.Poll[chromedp.Void](fmt.Sprintf(`(document.querySelector("#slack").dataset.loaded ?? "") !== %q`, stamp),
+		// Rendered since, for user: a fetch begun before the switch renders
+		// the previous person's view first.
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`(document.querySelector("#slack").dataset.loaded ?? "") !== %q && document.querySelector("#slack").dataset.src === "/frag/slack?as=" + encodeURIComponent(%q)`, stamp, user),
 			chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second)))
 }
 

@@ -23,13 +23,15 @@ function refresher(pane, url) {
     try {
       do {
         again = false;
-        const r = await fetch(url());
+        const u = url();
+        const r = await fetch(u);
         if (!r.ok) { say(await r.text(), true); break; }
         const html = await r.text();
         const scroll = pane.scrollTop;
         pane.innerHTML = html;
         pane.scrollTop = scroll;
         pane.dataset.loaded = String(Date.now());
+        pane.dataset.src = u; // whose view it is (a fetch begun before a switch renders the old one first)
       } while (again);
     } catch (e) {
       say("the playground server does not answer: " + e, true);
