@@ -135,7 +135,7 @@ func Start(ctx context.Context, o Options) (w *World, err error) {
 	if err := w.seedIAM(ctx); err != nil {
 		return nil, err
 	}
-	w.seedAppInterface(key)
+	SeedAppInterface(w.Qontract, w.GitLab, key)
 	w.GitLab.OnMerge(w.reconcile)
 
 	log := zap.NewNop()
@@ -190,21 +190,22 @@ func (w *World) seedIAM(ctx context.Context) error {
 	return nil
 }
 
-// seedAppInterface puts the developer, their roles and the accounts into
-// GraphQL, and their user file and the dev account's file into GitLab.
-func (w *World) seedAppInterface(key string) {
-	w.Qontract.AddAccount(qontract.Account{Path: AccountPath, Name: "osio-dev", UID: testenv.DevAccount})
-	w.Qontract.AddAccount(qontract.Account{Path: "/aws/osio/account.yml", Name: "osio", UID: testenv.ProdAccount})
-	w.Qontract.AddRole(qontract.Role{Path: "/teams/osio/roles/osio-prod-readonly.yml", Name: "osio-prod-readonly",
+// SeedAppInterface puts the developer (with GPG key key, app-interface's
+// base64 form), their roles and the accounts into GraphQL, and their user
+// file and the dev account's file into GitLab.
+func SeedAppInterface(q *qontract.Server, g *gitlabserver.Server, key string) {
+	q.AddAccount(qontract.Account{Path: AccountPath, Name: "osio-dev", UID: testenv.DevAccount})
+	q.AddAccount(qontract.Account{Path: "/aws/osio/account.yml", Name: "osio", UID: testenv.ProdAccount})
+	q.AddRole(qontract.Role{Path: "/teams/osio/roles/osio-prod-readonly.yml", Name: "osio-prod-readonly",
 		AWSGroups: []qontract.Ref{{Path: "/aws/osio/groups/readonly.yml", Name: "readonly", Account: "osio"}}})
-	w.Qontract.AddRole(qontract.Role{Path: DevRole, Name: "osio-dev-developers",
+	q.AddRole(qontract.Role{Path: DevRole, Name: "osio-dev-developers",
 		AWSGroups:    []qontract.Ref{{Path: "/aws/osio-dev/groups/developers.yml", Name: "developers", Account: "osio-dev"}},
 		UserPolicies: []qontract.Ref{{Path: "/aws/osio-dev/policies/dynamodb.yml", Name: "dynamodb", Account: "osio-dev"}}})
-	w.Qontract.AddRole(qontract.Role{Path: "/teams/devtools/roles/devtools.yml", Name: "devtools"})
-	w.Qontract.AddUser(qontract.User{Path: UserPath, Name: "Dana Developer", OrgUsername: DevUser, GithubUsername: "dana-dev",
+	q.AddRole(qontract.Role{Path: "/teams/devtools/roles/devtools.yml", Name: "devtools"})
+	q.AddUser(qontract.User{Path: UserPath, Name: "Dana Developer", OrgUsername: DevUser, GithubUsername: "dana-dev",
 		PublicGPGKey: key, Roles: []string{"/teams/osio/roles/osio-prod-readonly.yml", DevRole, "/teams/devtools/roles/devtools.yml"}})
-	w.GitLab.SeedFile("master", "data"+UserPath, []byte(userFile(key)))
-	w.GitLab.SeedFile("master", "data"+AccountPath, []byte(accountFile))
+	g.SeedFile("master", "data"+UserPath, []byte(UserFile(key)))
+	g.SeedFile("master", "data"+AccountPath, []byte(AccountFile))
 }
 
 // reconcile plays app-interface's terraform-users and reset integrations
@@ -215,17 +216,20 @@ func (w *World) seedAppInterface(key string) {
 func (w *World) reconcile(gitlabserver.MR) {
 	ctx, cancel := context.WithTimeout(w.ctx, 30*time.Second)
 	defer cancel()
-	if err := w.reconcileIAM(ctx); err != nil {
+	if err := Reconcile(ctx, iam.NewFromConfig(w.Dev), w.GitLab, true); err != nil {
 		w.mu.Lock()
 		w.merges = append(w.merges, err)
 		w.mu.Unlock()
 	}
 }
 
-func (w *World) reconcileIAM(ctx context.Context) error {
-	c := iam.NewFromConfig(w.Dev)
-	user, _ := w.GitLab.File("master", "data"+UserPath)
-	acct, _ := w.GitLab.File("master", "data"+AccountPath)
+// Reconcile makes the developer's IAM user in c's account match the files
+// on g's master (see reconcile); with deleteUser false a user whose role
+// was removed is left alone, as when app-interface's integration does not
+// run.
+func Reconcile(ctx context.Context, c *iam.Client, g *gitlabserver.Server, deleteUser bool) error {
+	user, _ := g.File("master", "data"+UserPath)
+	acct, _ := g.File("master", "data"+AccountPath)
 	_, err := c.GetUser(ctx, &iam.GetUserInput{UserName: aws.String(DevUser)})
 	var nse *iamtypes.NoSuchEntityException
 	if err != nil && !errors.As(err, &nse) {
@@ -245,7 +249,7 @@ func (w *World) reconcileIAM(ctx context.Context) error {
 		return nil
 	}
 	switch {
-	case !granted && exists:
+	case !granted && exists && deleteUser:
 		_, _ = c.DeleteLoginProfile(ctx, &iam.DeleteLoginProfileInput{UserName: aws.String(DevUser)})
 		if _, err := c.DeleteUser(ctx, &iam.DeleteUserInput{UserName: aws.String(DevUser)}); err != nil {
 			return fmt.Errorf("reconciler: deleting %s: %w", DevUser, err)
@@ -264,8 +268,9 @@ func (w *World) reconcileIAM(ctx context.Context) error {
 	return nil
 }
 
-// A realistic app-interface user file: comments, several roles, a key.
-func userFile(key string) string {
+// UserFile is a realistic app-interface user file for the developer:
+// comments, several roles, a key.
+func UserFile(key string) string {
 	return `---
 $schema: /access/user-1.yml
 
@@ -287,7 +292,9 @@ public_gpg_key: ` + key + `
 `
 }
 
-const accountFile = `---
+// AccountFile is osio-dev's app-interface account file, with one
+// resetPasswords entry already there.
+const AccountFile = `---
 $schema: /aws/account-1.yml
 
 labels: {}

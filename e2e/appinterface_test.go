@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"syscall"
@@ -10,63 +9,24 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/iam"
-	iamtypes "github.com/aws/aws-sdk-go-v2/service/iam/types"
 
 	"github.com/osio/osio-bot/app"
 	"github.com/osio/osio-bot/config"
+	"github.com/osio/osio-bot/demo"
 	gitlabserver "github.com/osio/osio-bot/testservers/gitlab"
 	"github.com/osio/osio-bot/testservers/qontract"
 	"github.com/osio/osio-bot/testservers/testenv"
 )
 
 const (
-	userPath    = "/teams/osio/users/dana.yml"
-	devRole     = "/teams/osio/roles/osio-dev-developers.yml"
-	accountPath = "/aws/osio-dev/account.yml"
+	userPath    = demo.UserPath
+	devRole     = demo.DevRole
+	accountPath = demo.AccountPath
+	accountFile = demo.AccountFile
 )
 
-// A realistic app-interface user file: comments, several roles, a key.
-func userFile(key string) string {
-	return `---
-$schema: /access/user-1.yml
-
-labels: {}
-
-name: Dana Developer
-org_username: dana
-github_username: dana-dev
-quay_username: danadev
-
-# Dana works on the osio services.
-roles:
-- $ref: /teams/osio/roles/osio-prod-readonly.yml
-# dev account access, requested in APPSRE-1234
-- $ref: ` + devRole + `
-- $ref: /teams/devtools/roles/devtools.yml # chat-ops
-
-public_gpg_key: ` + key + `
-`
-}
-
-const accountFile = `---
-$schema: /aws/account-1.yml
-
-labels: {}
-
-name: osio-dev
-description: osio development account
-consoleUrl: https://619539278362.signin.aws.amazon.com/console
-uid: "619539278362"
-resourcesDefaultRegion: us-east-1
-supportedDeploymentRegions: null
-terraformUsername: terraform
-sso: false
-# password resets handled by the reset integration
-resetPasswords:
-- user: {$ref: /teams/osio/users/olduser.yml}
-  requestId: APPSRE-999
-premiumSupport: false
-`
+// userFile is the app-interface user file of dana, with key.
+func userFile(key string) string { return demo.UserFile(key) }
 
 // aiWorld is a reset world with app-interface: GraphQL data, the files in
 // GitLab, and dana in osio-dev's IAM with no access keys.
@@ -75,18 +35,7 @@ func aiWorld(t *testing.T, o testenv.Options) (*world, person) {
 	o.AppInterface = true
 	dana := newPerson(t, "dana", "")
 	w := resetWorld(t, []person{dana}, o)
-	w.Qontract.AddAccount(qontract.Account{Path: accountPath, Name: "osio-dev", UID: testenv.DevAccount})
-	w.Qontract.AddAccount(qontract.Account{Path: "/aws/osio/account.yml", Name: "osio", UID: testenv.ProdAccount})
-	w.Qontract.AddRole(qontract.Role{Path: "/teams/osio/roles/osio-prod-readonly.yml", Name: "osio-prod-readonly",
-		AWSGroups: []qontract.Ref{{Path: "/aws/osio/groups/readonly.yml", Name: "readonly", Account: "osio"}}})
-	w.Qontract.AddRole(qontract.Role{Path: devRole, Name: "osio-dev-developers",
-		AWSGroups:    []qontract.Ref{{Path: "/aws/osio-dev/groups/developers.yml", Name: "developers", Account: "osio-dev"}},
-		UserPolicies: []qontract.Ref{{Path: "/aws/osio-dev/policies/dynamodb.yml", Name: "dynamodb", Account: "osio-dev"}}})
-	w.Qontract.AddRole(qontract.Role{Path: "/teams/devtools/roles/devtools.yml", Name: "devtools"})
-	w.Qontract.AddUser(qontract.User{Path: userPath, Name: "Dana Developer", OrgUsername: "dana", GithubUsername: "dana-dev",
-		PublicGPGKey: dana.PublicGPGKey, Roles: []string{"/teams/osio/roles/osio-prod-readonly.yml", devRole, "/teams/devtools/roles/devtools.yml"}})
-	w.GitLab.SeedFile("master", "data"+userPath, []byte(userFile(dana.PublicGPGKey)))
-	w.GitLab.SeedFile("master", "data"+accountPath, []byte(accountFile))
+	demo.SeedAppInterface(w.Qontract, w.GitLab, dana.PublicGPGKey)
 	return w, dana
 }
 
@@ -94,33 +43,9 @@ func aiWorld(t *testing.T, o testenv.Options) (*world, person) {
 // on each merge it makes IAM match the files on master.
 func reconciler(t *testing.T, w *world, deleteUser bool) {
 	c := iam.NewFromConfig(w.Dev)
-	w.GitLab.OnMerge(func(mr gitlabserver.MR) {
-		ctx := w.ctx
-		user, _ := w.GitLab.File("master", "data"+userPath)
-		acct, _ := w.GitLab.File("master", "data"+accountPath)
-		_, err := c.GetUser(ctx, &iam.GetUserInput{UserName: aws.String("dana")})
-		var nse *iamtypes.NoSuchEntityException
-		exists := !errors.As(err, &nse)
-		granted := strings.Contains(string(user), devRole)
-		switch {
-		case !granted && exists && deleteUser:
-			_, _ = c.DeleteLoginProfile(ctx, &iam.DeleteLoginProfileInput{UserName: aws.String("dana")})
-			if _, err := c.DeleteUser(ctx, &iam.DeleteUserInput{UserName: aws.String("dana")}); err != nil {
-				t.Errorf("reconciler: deleting dana: %v", err)
-			}
-		case granted && !exists:
-			_, _ = c.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String("dana")})
-			_, _ = c.CreateLoginProfile(ctx, &iam.CreateLoginProfileInput{UserName: aws.String("dana"), Password: aws.String("Recreated-Pass-1234567890-ABCDEFG!"), PasswordResetRequired: true})
-		}
-		if strings.Contains(string(acct), "requestId: R-") && exists {
-			// moto 5.2.1 reports a login profile's CreateDate as the user's,
-			// so the user is recreated to move it; AWS only recreates the
-			// profile. CreateDate has one-second resolution.
-			time.Sleep(1100 * time.Millisecond)
-			_, _ = c.DeleteLoginProfile(ctx, &iam.DeleteLoginProfileInput{UserName: aws.String("dana")})
-			_, _ = c.DeleteUser(ctx, &iam.DeleteUserInput{UserName: aws.String("dana")})
-			_, _ = c.CreateUser(ctx, &iam.CreateUserInput{UserName: aws.String("dana")})
-			_, _ = c.CreateLoginProfile(ctx, &iam.CreateLoginProfileInput{UserName: aws.String("dana"), Password: aws.String("Reset-Pass-1234567890-ABCDEFGHIJ!"), PasswordResetRequired: true})
+	w.GitLab.OnMerge(func(gitlabserver.MR) {
+		if err := demo.Reconcile(w.ctx, c, w.GitLab, deleteUser); err != nil {
+			t.Errorf("reconciler: %v", err)
 		}
 	})
 }
