@@ -115,6 +115,11 @@ func cancelledAtIntakeText(id string) string {
 	return fmt.Sprintf(":wastebasket: %s cancelled before its checks ended; nothing was requested.", id)
 }
 
+// cancelledText replaces the receipt of a request its requester cancelled.
+func cancelledText(id string) string {
+	return fmt.Sprintf(":wastebasket: %s cancelled; nothing ran.", id)
+}
+
 func threadLink(r *actions.Request) string {
 	if r.Thread.Permalink != "" {
 		return fmt.Sprintf("<%s|thread>", r.Thread.Permalink)
