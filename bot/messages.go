@@ -42,11 +42,7 @@ func outcomeIcon(s actions.State) string {
 
 // stateWord is a state as the first word of a sentence.
 func stateWord(s actions.State) string {
-	w := string(s)
-	if w == "" {
-		return w
-	}
-	return strings.ToUpper(w[:1]) + w[1:]
+	return capitalize(string(s))
 }
 
 // ---- slash commands: receipts and refusals (ephemeral, to the requester) ----
@@ -385,8 +381,28 @@ func (d dialog) block() *slack.ConfirmationBlockObject {
 		slack.NewTextBlockObject(slack.PlainTextType, d.deny, false, false))
 }
 
-func approveDialog(id, title, requester, method string) dialog {
-	return dialog{"Approve " + id + "?", clip(fmt.Sprintf("%s for <@%s>: %s. The bot runs it as soon as you approve.", title, requester, method), 290), "Approve", "Back"}
+// approveDialog says what will run once approved: the method an Approve
+// option names (a reset's), or else the request itself (what, e.g.
+// "export of `prod_txlog` by AWS Data Pipeline (runbook)").
+func approveDialog(id, title, requester, method, what string) dialog {
+	var text string
+	switch {
+	case method != "":
+		text = fmt.Sprintf("%s for <@%s>: %s.", title, requester, method)
+	case what != "":
+		text = fmt.Sprintf("%s, for <@%s>.", capitalize(what), requester)
+	default:
+		text = fmt.Sprintf("%s for <@%s>.", title, requester)
+	}
+	return dialog{"Approve " + id + "?", clip(text+" It runs as soon as you approve.", 290), "Approve", "Back"}
+}
+
+// capitalize makes s begin a sentence.
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 func denyDialog(id string) dialog {
