@@ -65,8 +65,11 @@ func stillCheckingText(id, what string) string {
 	return fmt.Sprintf(":hourglass_flowing_sand: Request *%s* is still being checked: the %s.", id, what)
 }
 
+// createdText is the receipt of a request sent for approval. It stays on
+// screen after the request has ended (its response_url is not kept), so
+// it says nothing that stops being true.
 func createdText(id, what, channel string) string {
-	return fmt.Sprintf(":inbox_tray: Request *%s* created: %s. It waits for approval in <#%s>; progress and the follow-up go to its thread.", id, what, channel)
+	return fmt.Sprintf(":inbox_tray: Request *%s* created: %s. Sent for approval in <#%s>; its thread there has the progress and the follow-up.", id, what, channel)
 }
 
 func stateText(id, what string, s actions.State, thread string) string {
