@@ -105,7 +105,7 @@ func stateLine(r *actions.Request, groups []string) string {
 		case actions.Succeeded:
 			s += " · :white_check_mark: succeeded"
 		case actions.Failed:
-			s += " · :x: failed: " + r.Error
+			s += failedLine(r.Failure)
 		}
 	}
 	return s

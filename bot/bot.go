@@ -800,7 +800,7 @@ func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, 
 		if q.Retry == "" {
 			return &actions.StateConflict{ID: q.ID, Current: q}
 		}
-		q.State, q.Retry, q.Error = actions.Approved, "", ""
+		q.State, q.Retry, q.Error, q.Failure = actions.Approved, "", "", ""
 		return nil
 	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: retryRequestedText(label, user)})
 	if c, conflict := actions.IsConflict(err); conflict {

@@ -354,6 +354,15 @@ func expiredLine(at string) string {
 	return fmt.Sprintf(":alarm_clock: Expired at %s with no decision; nothing ran. Ask again if you still need it.", at)
 }
 
+// failedLine ends a failed request's state line: what failed (the
+// runner's summary; the thread has the detail).
+func failedLine(summary string) string {
+	if summary == "" {
+		return " · :x: failed; its thread says why"
+	}
+	return " · :x: failed: " + summary
+}
+
 // decisionWord is a decision (approved, denied, cancelled) with its icon.
 func decisionWord(a string) string {
 	switch a {

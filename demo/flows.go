@@ -468,7 +468,7 @@ func (w *World) finish(ctx context.Context, id, substr string) error {
 		card, _ := w.Card(cctx, id)
 		if ran.MatchString(card.Text) {
 			th := w.ThreadText(id)
-			return strings.Contains(th, "Request finished") || strings.Contains(th, "Request failed")
+			return strings.Contains(th, "Request finished") || strings.Contains(th, "* failed: ")
 		}
 		return ended.MatchString(card.Text)
 	}); err != nil {
