@@ -847,4 +847,3 @@ func (e *Exporter) countFolder(ctx context.Context, prefix string) (int, int64, 
 		token = out.NextContinuationToken
 	}
 }
-
