@@ -400,8 +400,8 @@ func (e *Exporter) Run(ctx context.Context, jc *actions.JobContext) error {
 		}
 	}
 	if len(failed) > 0 {
-		return &actions.Failure{Text: notExportedText(failed, len(done)),
-			Err: fmt.Errorf("%d of %d tables failed: %s", len(failed), len(args.Tables), strings.Join(failed, ", "))}
+		// Each table's detail is in its own reply above.
+		return &actions.Failure{Text: notExportedText(failed, len(done))}
 	}
 	return nil
 }
