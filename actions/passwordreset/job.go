@@ -518,8 +518,7 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 			}
 			return false, "login profile still from " + created.UTC().Format(time.RFC3339), nil
 		}, func(last string) error {
-			return fmt.Errorf("the login profile of %s in %s was not recreated within %s after <%s|!%d> merged (last: %s); expected app-interface's reset integration and terraform-users to recreate it",
-				a.User, a.Account, r.aiConfig.IAMTimeout.D(), st.MR1.WebURL, st.MR1.IID, last)
+			return profileNotRecreated(a.User, a.Account, r.aiConfig.IAMTimeout.D(), st.MR1, last)
 		})
 		if err != nil {
 			return err
@@ -552,7 +551,7 @@ func (r *Resetter) waitMerged(ctx context.Context, jc *actions.JobContext, name 
 		}
 		return false, cur.State, nil
 	}, func(last string) error {
-		return fmt.Errorf("%s <%s|!%d> was not merged within %s (still %s); expected app-interface to merge it (label %s)", name, mr.WebURL, mr.IID, r.aiConfig.MergeTimeout.D(), last, strings.Join(r.aiConfig.Labels, ", "))
+		return mrNotMerged(name, mr, r.aiConfig.MergeTimeout.D(), last, r.aiConfig.Labels)
 	})
 }
 
@@ -582,8 +581,7 @@ func (r *Resetter) waitUser(ctx context.Context, jc *actions.JobContext, a Args,
 		}
 		return false, state, nil
 	}, func(last string) error {
-		return fmt.Errorf("`%s` was not %s in %s within %s after <%s|!%d> merged (it %s); expected app-interface's reconciler (terraform-users) to have %s it. Check its last run",
-			a.User, what, a.Account, r.aiConfig.IAMTimeout.D(), after.WebURL, after.IID, last, what)
+		return userNotChanged(a.User, what, a.Account, r.aiConfig.IAMTimeout.D(), after, last)
 	})
 }
 

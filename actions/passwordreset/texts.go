@@ -105,6 +105,26 @@ func mrClosed(name string, mr *appinterface.MR) error {
 		Next: "Reopen and merge it, or ask again."}
 }
 
+// mrNotMerged: nobody merged an MR in time.
+func mrNotMerged(name string, mr *appinterface.MR, limit time.Duration, last string, labels []string) error {
+	return &actions.Failure{Text: fmt.Sprintf("%s <%s|!%d> was not merged within %s (still %s)", name, mr.WebURL, mr.IID, limit, last),
+		Next: fmt.Sprintf("I expected app-interface to merge it (label %s): ask its reviewers, then ask again.", strings.Join(labels, ", "))}
+}
+
+// userNotChanged: IAM did not delete or recreate the user in time after
+// an MR merged (what: "deleted", "recreated").
+func userNotChanged(user, what, account string, limit time.Duration, after *appinterface.MR, last string) error {
+	return &actions.Failure{Text: fmt.Sprintf("`%s` was not %s in %s within %s after <%s|!%d> merged (it %s)", user, what, account, limit, after.WebURL, after.IID, last),
+		Next: fmt.Sprintf("I expected app-interface's reconciler (terraform-users) to have %s it: check its last run, then ask again.", what)}
+}
+
+// profileNotRecreated: resetPasswords merged, but the login profile was
+// not recreated in time.
+func profileNotRecreated(user, account string, limit time.Duration, mr *appinterface.MR, last string) error {
+	return &actions.Failure{Text: fmt.Sprintf("the login profile of `%s` in %s was not recreated within %s after <%s|!%d> merged (last: %s)", user, account, limit, mr.WebURL, mr.IID, last),
+		Next: "I expected app-interface's reset integration and terraform-users to recreate it: check their last runs, then ask again."}
+}
+
 func userGoneText(user, account string) string {
 	return fmt.Sprintf("`%s` is gone from %s (IAM GetUser: NoSuchEntity).", user, account)
 }
