@@ -74,6 +74,9 @@ type Request struct {
 	// Choice is the option the approver picked (e.g. a reset method).
 	Choice string `json:"choice,omitempty"`
 	Error  string `json:"error,omitempty"`
+	// Failure says, on a failed request, what failed, on what, for people
+	// (the card shows it); Error keeps the technical detail.
+	Failure string `json:"failure,omitempty"`
 	// Retry, on a failed request, labels the approver action that resumes
 	// it (e.g. "Resend"); empty when a retry makes no sense.
 	Retry     string    `json:"retry,omitempty"`

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/osio/osio-bot/bot/mrkdwn"
 )
 
 // The runner's texts in the thread (the jobs' own are at the top of
@@ -19,12 +21,52 @@ import (
 // happened, to what, and what to do next.
 const finishedText = ":white_check_mark: Request finished."
 
-// failedText ends a failed request; the job's error says what failed.
-func failedText(err error) string { return ":x: Request failed: " + err.Error() }
-
-func retryHint(label string) string {
-	return fmt.Sprintf(" An approver can press %s on its card to try again.", label)
+// failedText ends a failed request r: what failed, on what, what to do
+// next (press retry, the card's button, when the job allows it), then the
+// technical detail in a code span, clipped. summary is the first part,
+// for the card's state line.
+func failedText(r *Request, err error, retry string) (text, summary string) {
+	summary, next, detail := "its job did not complete", "", err
+	if r.What != "" {
+		summary = "the " + r.What + " did not complete"
+	}
+	if f, ok := errors.AsType[*Failure](err); ok {
+		summary, next, detail = f.Text, f.Next, f.Err
+	}
+	switch {
+	case retry != "":
+		next = fmt.Sprintf("An approver can press %s on its card to try again.", retry)
+	case next == "":
+		next = "Nothing more runs. Ask again once the cause is fixed; the bot's on-call can help."
+	}
+	text = fmt.Sprintf(":x: *%s* failed: %s. %s", r.ID, summary, next)
+	if detail != nil {
+		text += " Detail: " + mrkdwn.Code(strings.Join(strings.Fields(detail.Error()), " "), maxDetail)
+	}
+	return text, summary
 }
+
+// maxDetail bounds a failure's technical detail in the thread.
+const maxDetail = 400
+
+// Failure is a job's error worded for people. Text says what failed, on
+// what, as a sentence without its capital or full stop ("the mail to
+// d***@example.com failed; the encrypted copy is kept"); Next, when set,
+// says what to do next instead of the runner's default; Err is the
+// technical detail (nil: none).
+type Failure struct {
+	Text, Next string
+	Err        error
+}
+
+func (f *Failure) Error() string {
+	if f.Err == nil {
+		return f.Text
+	}
+	return f.Text + ": " + f.Err.Error()
+}
+
+func (f *Failure) Unwrap() error { return f.Err }
 
 // endProgressText is the status message's last progress (the reporter
 // shows it in its finished form).
@@ -371,7 +413,7 @@ func (r *Runner) run(ctx context.Context, id string, cancel context.CancelFunc) 
 	}
 	job, ok := r.jobs[req.Kind]
 	if !ok {
-		r.finish(ctx, log, st, id, fmt.Errorf("no job for request kind %q", req.Kind))
+		r.finish(ctx, log, st, req, fmt.Errorf("no job for request kind %q", req.Kind))
 		return
 	}
 	cst := checkpointStore{Store: st, saved: func() {
@@ -399,7 +441,7 @@ func (r *Runner) run(ctx context.Context, id string, cancel context.CancelFunc) 
 		log.Info("job interrupted by shutdown; it resumes on restart")
 		return
 	}
-	r.finish(ctx, log, st, id, err, jc.Last()...)
+	r.finish(ctx, log, st, req, err, jc.Last()...)
 }
 
 // lease takes the job's lease when jobs are leased, and gives the store
@@ -478,17 +520,17 @@ func runSafely(ctx context.Context, job Job, jc *JobContext) (err error) {
 // finish records the job's end, retrying a failed write with backoff
 // until it takes or ctx ends (then the request stays running and is
 // resumed: its job is resumable).
-func (r *Runner) finish(ctx context.Context, log *zap.Logger, st Store, id string, jobErr error, last ...Event) {
-	to, ev := Succeeded, Event{Kind: Message, Text: finishedText}
-	if jobErr != nil {
-		to = Failed
-		ev = Event{Kind: Message, Text: failedText(jobErr)}
-	}
+func (r *Runner) finish(ctx context.Context, log *zap.Logger, st Store, req *Request, jobErr error, last ...Event) {
+	id := req.ID
 	var rt *Retryable
 	retry := ""
 	if errors.As(jobErr, &rt) {
 		retry = rt.Label
-		ev.Text += retryHint(rt.Label)
+	}
+	to, ev, summary := Succeeded, Event{Kind: Message, Text: finishedText}, ""
+	if jobErr != nil {
+		to = Failed
+		ev.Text, summary = failedText(req, jobErr, retry)
 	}
 	b := r.FinishBackoff
 	if b.Next <= 0 {
@@ -496,7 +538,7 @@ func (r *Runner) finish(ctx context.Context, log *zap.Logger, st Store, id strin
 	}
 	for attempt := 1; ; attempt++ {
 		_, err := st.Transition(id, []State{Running}, to, func(q *Request) {
-			q.Error, q.Retry = "", retry
+			q.Error, q.Failure, q.Retry = "", summary, retry
 			if jobErr != nil {
 				q.Error = jobErr.Error()
 			}

@@ -47,9 +47,9 @@ func (c cardRenderer) render(r *actions.Request) (string, []slack.Block) {
 	}
 	blocks = append(blocks, slack.NewContextBlock("state", slack.NewTextBlockObject(slack.MarkdownType, clip(stateLine(r, c.groups), maxSection), false, false)))
 	if r.State == actions.Pending {
-		opts := []Option{{Label: "Approve"}}
+		opts, named := []Option{{Label: "Approve"}}, false
 		if ok && k.Options != nil {
-			opts = k.Options(r)
+			opts, named = k.Options(r), true
 		}
 		var buttons []slack.BlockElement
 		for _, o := range opts {
@@ -64,7 +64,11 @@ func (c cardRenderer) render(r *actions.Request) (string, []slack.Block) {
 			if o.Recommended || len(opts) == 1 {
 				approve = approve.WithStyle(slack.StylePrimary)
 			}
-			approve.Confirm = approveDialog(r.ID, title, r.Requester, o.Label).block()
+			method := ""
+			if named {
+				method = o.Label
+			}
+			approve.Confirm = approveDialog(r.ID, title, r.Requester, method, r.What).block()
 			buttons = append(buttons, approve)
 		}
 		deny := slack.NewButtonBlockElement(ActionDeny, r.ID, slack.NewTextBlockObject(slack.PlainTextType, denyLabel, false, false)).WithStyle(slack.StyleDanger)
@@ -101,7 +105,7 @@ func stateLine(r *actions.Request, groups []string) string {
 		case actions.Succeeded:
 			s += " · :white_check_mark: succeeded"
 		case actions.Failed:
-			s += " · :x: failed: " + r.Error
+			s += failedLine(r.Failure)
 		}
 	}
 	return s

@@ -526,6 +526,9 @@ type click struct {
 	Channel, TS string
 	Ephemeral   bool
 	Value       string
+	// ResponseURL replaces the message the button is on (the receipt,
+	// for Cancel); kept in memory only, never stored or logged.
+	ResponseURL string
 }
 
 func (c click) fields() []zap.Field {
@@ -543,7 +546,7 @@ var (
 // on a message, is refused with the reason (for the log and the clicker;
 // it quotes nothing from the payload).
 func decodeClick(cb slack.InteractionCallback) (click, string) {
-	c := click{User: cb.User.ID, Channel: cb.Container.ChannelID, TS: cb.Container.MessageTs, Ephemeral: cb.Container.IsEphemeral}
+	c := click{User: cb.User.ID, Channel: cb.Container.ChannelID, TS: cb.Container.MessageTs, Ephemeral: cb.Container.IsEphemeral, ResponseURL: cb.ResponseURL}
 	if cb.Type != slack.InteractionTypeBlockActions {
 		return c, "it is not a button click"
 	}
@@ -655,6 +658,22 @@ func (b *Bot) tell(ctx context.Context, channel, user, text string) {
 	}
 }
 
+// replaceReceipt answers a click on the requester's receipt by replacing
+// that receipt (through the click's response_url) with text, or, when
+// that fails, by a new ephemeral message.
+func (b *Bot) replaceReceipt(ctx context.Context, log *zap.Logger, c click, text string) {
+	if c.ResponseURL != "" && b.Responder != nil {
+		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
+		err := b.Responder.Respond(cctx, c.ResponseURL, &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true})
+		cancel()
+		if err == nil {
+			return
+		}
+		log.Warn("response_url failed; telling by chat.postEphemeral", zap.Error(err))
+	}
+	b.tell(ctx, c.Channel, c.User, text)
+}
+
 // slackCallTimeout bounds each Slack Web API call a handler makes (the
 // reporter has its own, ReporterOptions.CallTimeout).
 const slackCallTimeout = 10 * time.Second
@@ -725,6 +744,9 @@ func (b *Bot) decide(ctx context.Context, log *zap.Logger, c click, req *actions
 	}
 	log.Info("request decided", zap.String("state", string(d.to)))
 	b.Reporter.Notify(req.ID)
+	if action == ActionCancel {
+		b.replaceReceipt(ctx, log, c, cancelledText(req.ID))
+	}
 	if d.to == actions.Approved {
 		b.Runner.Run(req.ID)
 	}
@@ -778,7 +800,7 @@ func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, 
 		if q.Retry == "" {
 			return &actions.StateConflict{ID: q.ID, Current: q}
 		}
-		q.State, q.Retry, q.Error = actions.Approved, "", ""
+		q.State, q.Retry, q.Error, q.Failure = actions.Approved, "", "", ""
 		return nil
 	}, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: retryRequestedText(label, user)})
 	if c, conflict := actions.IsConflict(err); conflict {

@@ -441,5 +441,5 @@ func (b *Bot) cancelIntake(ctx context.Context, log *zap.Logger, c click, req *a
 		return
 	}
 	log.Info("request cancelled before its checks ended")
-	b.tell(ctx, c.Channel, c.User, cancelledAtIntakeText(req.ID))
+	b.replaceReceipt(ctx, log, c, cancelledAtIntakeText(req.ID))
 }

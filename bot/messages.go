@@ -42,11 +42,7 @@ func outcomeIcon(s actions.State) string {
 
 // stateWord is a state as the first word of a sentence.
 func stateWord(s actions.State) string {
-	w := string(s)
-	if w == "" {
-		return w
-	}
-	return strings.ToUpper(w[:1]) + w[1:]
+	return capitalize(string(s))
 }
 
 // ---- slash commands: receipts and refusals (ephemeral, to the requester) ----
@@ -69,8 +65,11 @@ func stillCheckingText(id, what string) string {
 	return fmt.Sprintf(":hourglass_flowing_sand: Request *%s* is still being checked: the %s.", id, what)
 }
 
+// createdText is the receipt of a request sent for approval. It stays on
+// screen after the request has ended (its response_url is not kept), so
+// it says nothing that stops being true.
 func createdText(id, what, channel string) string {
-	return fmt.Sprintf(":inbox_tray: Request *%s* created: %s. It waits for approval in <#%s>; progress and the follow-up go to its thread.", id, what, channel)
+	return fmt.Sprintf(":inbox_tray: Request *%s* created: %s. Sent for approval in <#%s>; its thread there has the progress and the follow-up.", id, what, channel)
 }
 
 func stateText(id, what string, s actions.State, thread string) string {
@@ -113,6 +112,11 @@ func inProgressText(lines []string) string {
 
 func cancelledAtIntakeText(id string) string {
 	return fmt.Sprintf(":wastebasket: %s cancelled before its checks ended; nothing was requested.", id)
+}
+
+// cancelledText replaces the receipt of a request its requester cancelled.
+func cancelledText(id string) string {
+	return fmt.Sprintf(":wastebasket: %s cancelled; nothing ran.", id)
 }
 
 func threadLink(r *actions.Request) string {
@@ -350,6 +354,15 @@ func expiredLine(at string) string {
 	return fmt.Sprintf(":alarm_clock: Expired at %s with no decision; nothing ran. Ask again if you still need it.", at)
 }
 
+// failedLine ends a failed request's state line: what failed (the
+// runner's summary; the thread has the detail).
+func failedLine(summary string) string {
+	if summary == "" {
+		return " · :x: failed; its thread says why"
+	}
+	return " · :x: failed: " + summary
+}
+
 // decisionWord is a decision (approved, denied, cancelled) with its icon.
 func decisionWord(a string) string {
 	switch a {
@@ -380,8 +393,28 @@ func (d dialog) block() *slack.ConfirmationBlockObject {
 		slack.NewTextBlockObject(slack.PlainTextType, d.deny, false, false))
 }
 
-func approveDialog(id, title, requester, method string) dialog {
-	return dialog{"Approve " + id + "?", clip(fmt.Sprintf("%s for <@%s>: %s. The bot runs it as soon as you approve.", title, requester, method), 290), "Approve", "Back"}
+// approveDialog says what will run once approved: the method an Approve
+// option names (a reset's), or else the request itself (what, e.g.
+// "export of `prod_txlog` by AWS Data Pipeline (runbook)").
+func approveDialog(id, title, requester, method, what string) dialog {
+	var text string
+	switch {
+	case method != "":
+		text = fmt.Sprintf("%s for <@%s>: %s.", title, requester, method)
+	case what != "":
+		text = fmt.Sprintf("%s, for <@%s>.", capitalize(what), requester)
+	default:
+		text = fmt.Sprintf("%s for <@%s>.", title, requester)
+	}
+	return dialog{"Approve " + id + "?", clip(text+" It runs as soon as you approve.", 290), "Approve", "Back"}
+}
+
+// capitalize makes s begin a sentence.
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 func denyDialog(id string) dialog {

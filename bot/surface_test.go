@@ -52,7 +52,11 @@ type socketWorld struct {
 	st  *store.Store
 }
 
-func newSocketWorld(t *testing.T) *socketWorld {
+func newSocketWorld(t *testing.T) *socketWorld { return newSocketWorldWith(t, nil) }
+
+// newSocketWorldWith is newSocketWorld with tweak applied to the bot's
+// Deps before it starts.
+func newSocketWorldWith(t *testing.T, tweak func(*Deps)) *socketWorld {
 	t.Helper()
 	srv, err := slackserver.New(slackserver.Options{PingInterval: time.Second})
 	if err != nil {
@@ -71,12 +75,16 @@ func newSocketWorld(t *testing.T) *socketWorld {
 	kinds := map[string]Kind{export.Kind: ExportKind(fakeChecker{})}
 	rep := NewReporter(api, st, ReporterOptions{MinInterval: time.Millisecond, ProgressInterval: time.Second,
 		Render: RenderCard(kinds, []string{"SCATCHERS"}), Log: zap.NewNop()})
-	b := New(Deps{
+	d := Deps{
 		Settings: Settings{ApprovalsChannel: "CAPPROVALS", ApproverGroups: []string{"SCATCHERS"}, Expiry: time.Hour, SweepInterval: time.Hour},
 		API:      api, Socket: socketmode.New(api), Store: st, Runner: noRun{}, Reporter: rep,
 		Approvers: NewApprovers(api, []string{"SCATCHERS"}, time.Minute, time.Now),
 		Kinds:     kinds, Log: zap.NewNop(),
-	})
+	}
+	if tweak != nil {
+		tweak(&d)
+	}
+	b := New(d)
 	b.AddCommand(b.ExportCommand(fakeChecker{}, "osio", "osio-dev"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	done := make(chan struct{})

@@ -308,6 +308,45 @@ func (w *World) Mistakes(ctx context.Context, out io.Writer) error {
 	}
 	w.PrintThreadOf(out, cid)
 
+	// An export whose pipeline run fails: the failure in the thread and on
+	// the card.
+	w.DP.FailNext(Table, "EMR cluster terminated: Bootstrap failure (NO_SLAVE_LEFT)")
+	fid, err := w.request(ctx, out, Developer, "/osio-export", Table)
+	if err != nil {
+		return err
+	}
+	if err := w.approve(ctx, out, Catcher, fid, "", "Approve"); err != nil {
+		return err
+	}
+	if err := w.finish(ctx, fid, ""); err != nil {
+		return err
+	}
+	w.PrintThreadOf(out, fid)
+
+	// A reset whose mail is refused: it fails with Resend; a stranger's
+	// Resend is refused, the interrupt catcher's mails the password.
+	w.SMTP.FailNext(1, 550, "5.1.1 Mailbox unavailable")
+	rid, err := w.request(ctx, out, Developer, "/osio-reset-password", "")
+	if err != nil {
+		return err
+	}
+	if err := w.approve(ctx, out, Catcher, rid, "inplace", "Reset in place"); err != nil {
+		return err
+	}
+	if err := w.finish(ctx, rid, ""); err != nil {
+		return err
+	}
+	if err := w.clickTold(ctx, out, Stranger, "retry", rid, true, ""); err != nil {
+		return err
+	}
+	if err := w.clickTold(ctx, out, Catcher, "retry", rid, false, ""); err != nil {
+		return err
+	}
+	if err := w.finish(ctx, rid, "Done: the console password of `"+DevUser+"`"); err != nil {
+		return err
+	}
+	w.PrintThreadOf(out, rid)
+
 	// A second Approve on a request that has finished (the first flow's).
 	first := "R-000001"
 	if w.hasCard(first) {
@@ -468,7 +507,7 @@ func (w *World) finish(ctx context.Context, id, substr string) error {
 		card, _ := w.Card(cctx, id)
 		if ran.MatchString(card.Text) {
 			th := w.ThreadText(id)
-			return strings.Contains(th, "Request finished") || strings.Contains(th, "Request failed")
+			return strings.Contains(th, "Request finished") || strings.Contains(th, "* failed: ")
 		}
 		return ended.MatchString(card.Text)
 	}); err != nil {

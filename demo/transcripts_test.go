@@ -94,7 +94,7 @@ fails when the bot's messages change and shows the first differing lines.
 What varies between runs is replaced: ` + "`<ts>`" + ` (Slack message
 timestamps), ` + "`<time>`" + ` and ` + "`<date>`" + `, ` + "`<folder time>`" + ` (an export folder's
 name), ` + "`df-<pipeline id>`" + `, ` + "`<export id>`" + `, ` + "`<import id>`" + `,
-` + "`<gitlab>`" + ` (the local GitLab's address), ` + "`<gzip size>`" + ` (a native
+` + "`<gitlab>`" + ` and ` + "`<smtp>`" + ` (the local GitLab's and SMTP server's addresses), ` + "`<gzip size>`" + ` (a native
 export's compressed size), ` + "`<key fingerprint>`" + ` (the
 developer's GPG key, made at start). Request ids and MR numbers are as they
 came.
@@ -117,6 +117,7 @@ var normalizers = []struct {
 	// A native export's files are gzip: their size varies a little.
 	{regexp.MustCompile("(AWSDynamoDB/<export id>/` [^`]{1,20}?)\\d+ bytes"), "${1}<gzip size> bytes"},
 	{regexp.MustCompile(`http://127\.0\.0\.1:\d+`), "http://<gitlab>"},
+	{regexp.MustCompile(`\bsmtp 127\.0\.0\.1:\d+`), "smtp <smtp>"},
 	{regexp.MustCompile(`\b[0-9A-F]{40}\b`), "<key fingerprint>"},
 }
 

@@ -190,7 +190,7 @@ func TestRecreateMRClosed(t *testing.T) {
 	if err := w.GitLab.CloseMR(mrs[0].IID); err != nil {
 		t.Fatal(err)
 	}
-	w.waitThread(id, "Request failed")
+	w.waitThread(id, "* failed: ")
 	if th := w.ThreadText(id); !strings.Contains(th, fmt.Sprintf("MR 1 <%s|!%d> was closed without being merged", mrs[0].WebURL, mrs[0].IID)) {
 		t.Errorf("thread:\n%s", th)
 	}
@@ -210,7 +210,7 @@ func TestRecreateUserNeverDisappears(t *testing.T) {
 	w.clickValue(testenv.Approver, "approve", id+"/recreate", id)
 	mrs := w.waitMRs(1)
 	w.merge(mrs[0].IID)
-	w.waitThread(id, "Request failed")
+	w.waitThread(id, "* failed: ")
 	th := w.ThreadText(id)
 	for _, want := range []string{"`dana` was not deleted in osio-dev within 1s after <" + mrs[0].WebURL, "it still exists", "expected app-interface's reconciler"} {
 		if !strings.Contains(th, want) {

@@ -54,7 +54,7 @@ func TestAuditExport(t *testing.T) {
 	}
 	_, late := w.request(testenv.Requester, "prod_late")
 	w.waitThread(ok, "Request finished")
-	w.waitThread(failed, "Request failed")
+	w.waitThread(failed, "* failed: ")
 	w.waitThread(late, "expired")
 	w.stop() // the bbolt file is the bot's while it runs
 

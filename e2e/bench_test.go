@@ -212,7 +212,7 @@ func benchHealthy(b *testing.B, o benchOptions) {
 	cards := countCards(env)
 	passed := 0
 	for _, t := range told {
-		if strings.Contains(t.text, "waits for approval") {
+		if strings.Contains(t.text, "Sent for approval") {
 			passed++
 		}
 	}

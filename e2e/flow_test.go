@@ -261,7 +261,7 @@ func TestExportRunFailure(t *testing.T) {
 	w.DP.FailNext("prod_fail", "EMR cluster terminated: Bootstrap failure (NO_SLAVE_LEFT)")
 	_, id := w.request(testenv.Requester, "prod_fail")
 	w.click(testenv.Approver, "approve", id)
-	w.waitThread(id, "Request failed")
+	w.waitThread(id, "* failed: ")
 	th := w.ThreadText(id)
 	if !strings.Contains(th, "errorMessage: EMR cluster terminated: Bootstrap failure (NO_SLAVE_LEFT)") {
 		t.Errorf("thread lacks the errorMessage:\n%s", th)
@@ -488,7 +488,7 @@ func TestExportExistingPipelineMismatch(t *testing.T) {
 	w.start(app.Options{})
 	_, id := w.request(testenv.Requester, "prod_odd")
 	w.click(testenv.Approver, "approve", id)
-	w.waitThread(id, "Request failed")
+	w.waitThread(id, "* failed: ")
 	th := w.ThreadText(id)
 	if !strings.Contains(th, "pipeline "+pid+" does not match the runbook: its EmrActivity lacks the postStepCommand") || !strings.Contains(th, "Fix it or delete it") {
 		t.Errorf("thread:\n%s", th)

@@ -164,7 +164,7 @@ func TestKillAfterAckBeforeChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out, "Request *"+id+"* created") || !strings.Contains(out, "waits for approval") {
+	if !strings.Contains(out, "Request *"+id+"* created") || !strings.Contains(out, "Sent for approval") {
 		t.Errorf("outcome after the restart = %q", out)
 	}
 	if _, err := w.Card(w.ctx, id); err != nil {

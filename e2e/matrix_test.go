@@ -458,7 +458,7 @@ func tailBytes(b []byte, n int) string {
 func (m *mworld) waitEnd(id, want string) bool {
 	err := m.Slack.WaitFor(m.ctx, func() bool {
 		th := m.ThreadText(id)
-		return strings.Contains(th, want) || strings.Contains(th, "Request failed")
+		return strings.Contains(th, want) || strings.Contains(th, "* failed: ")
 	})
 	th := m.ThreadText(id)
 	if !strings.Contains(th, want) {
@@ -654,9 +654,9 @@ func (m *mworld) expectedReplies() []string {
 		return []string{"Started import", "is ready in osio-dev", "Request finished"}
 	case jobInPlace:
 		if m.cell.end == endResend {
-			return []string{"the user must change it at first sign-in", "Request failed", "Done: the console password", "Request finished"}
+			return []string{"they must choose a new one at first sign-in", "* failed: ", "Done: the console password", "Request finished"}
 		}
-		return []string{"the user must change it at first sign-in", "Done: the console password", "Request finished"}
+		return []string{"they must choose a new one at first sign-in", "Done: the console password", "Request finished"}
 	case jobRecr:
 		return []string{"MR 1 opened", "is gone from osio-dev", "MR 2 opened", "was recreated in osio-dev", "Request finished"}
 	case jobRP:

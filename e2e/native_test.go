@@ -279,7 +279,7 @@ func TestRestoreRefusalsAndFailedExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.click(testenv.Approver, "approve", doomed)
-	w.waitThread(doomed, "Request failed")
+	w.waitThread(doomed, "* failed: ")
 	if th := w.ThreadText(doomed); !strings.Contains(th, "FAILED: S3NoSuchBucket: The specified bucket does not exist") {
 		t.Errorf("failed export's thread lacks the failure:\n%s", th)
 	}

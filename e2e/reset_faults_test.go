@@ -35,7 +35,7 @@ func killAtFailpoint(t *testing.T, w *world, p *proc) {
 func waitMRsUnlessFailed(t *testing.T, w *world, id string, n int) []gitlabserver.MR {
 	t.Helper()
 	if err := w.Slack.WaitFor(w.ctx, func() bool {
-		return len(w.GitLab.MRs()) >= n || strings.Contains(w.ThreadText(id), "Request failed")
+		return len(w.GitLab.MRs()) >= n || strings.Contains(w.ThreadText(id), "* failed: ")
 	}); err != nil {
 		t.Fatalf("never saw %d MRs: %v", n, err)
 	}
@@ -95,7 +95,7 @@ func TestResetMRMergedWhileBotDown(t *testing.T) {
 			w.waitThread(id, "Request f") // finished or failed
 			th := w.ThreadText(id)
 			t.Logf("thread:\n%s", th)
-			if strings.Contains(th, "Request failed") || !strings.Contains(th, c.done) {
+			if strings.Contains(th, "* failed: ") || !strings.Contains(th, c.done) {
 				t.Fatalf("thread:\n%s", th)
 			}
 			if n := len(w.GitLab.MRs()); n != c.mrs {
@@ -144,7 +144,7 @@ func TestResetMRClosedWhileBotDown(t *testing.T) {
 	}
 	delete(w.Vars, "OSIO_BOT_FAILPOINT")
 	startProc(t, w, bin, 2)
-	w.waitThread(id, "Request failed")
+	w.waitThread(id, "* failed: ")
 	if th := w.ThreadText(id); !strings.Contains(th, "was closed without being merged") {
 		t.Errorf("thread:\n%s", th)
 	}
@@ -184,7 +184,7 @@ func TestResendRefusedForLaterReset(t *testing.T) {
 	w.SMTP.FailNext(1, 550, "5.1.1 Mailbox unavailable")
 	_, r1 := w.resetRequest(testenv.Requester, "dana")
 	w.clickValue(testenv.Approver, "approve", r1+"/inplace", r1)
-	w.waitThread(r1, "Request failed")
+	w.waitThread(r1, "* failed: ")
 	if err := w.Slack.WaitFor(w.ctx, func() bool { return strings.Contains(cardState(t, w, r1), `"retry"`) }); err != nil {
 		t.Fatalf("no Resend button: %s", cardState(t, w, r1))
 	}

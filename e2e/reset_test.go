@@ -349,7 +349,7 @@ func TestResetMailFailures(t *testing.T) {
 	w.SMTP.FailNext(1, 550, "5.1.1 Mailbox unavailable")
 	_, id2 := w.resetRequest(testenv.Requester, "erin")
 	w.clickValue(testenv.Approver, "approve", id2+"/inplace", id2)
-	w.waitThread(id2, "Request failed")
+	w.waitThread(id2, "* failed: ")
 	if th := w.ThreadText(id2); !strings.Contains(th, "550") || !strings.Contains(th, "Resend") {
 		t.Errorf("5xx thread:\n%s", th)
 	}

@@ -25,7 +25,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/osio/osio-bot/actions"
-	"github.com/osio/osio-bot/bot/mrkdwn"
 	"github.com/osio/osio-bot/config"
 )
 
@@ -145,14 +144,13 @@ var tableNameRe = regexp.MustCompile(`^[a-zA-Z0-9_.-]{3,255}$`)
 // the names deduplicated, or a message for the requester.
 func (e *Exporter) CheckNames(tables []string) ([]string, string) {
 	if len(tables) == 0 {
-		return nil, "Name at least one table: `/osio-export TABLE [TABLE...]`."
+		return nil, noTablesText
 	}
 	seen := map[string]bool{}
 	var out []string
 	for _, t := range tables {
 		if !tableNameRe.MatchString(t) {
-			return nil, fmt.Sprintf("%s is not a valid DynamoDB table name: use 3 to 255 characters from a-z, A-Z, 0-9, `_`, `-` and `.` (this one has %d characters).",
-				mrkdwn.Code(t, 60), mrkdwn.Len(t))
+			return nil, invalidNameText(t)
 		}
 		if !seen[t] {
 			seen[t] = true
@@ -160,7 +158,7 @@ func (e *Exporter) CheckNames(tables []string) ([]string, string) {
 		}
 	}
 	if len(out) > e.cfg.MaxTables {
-		return nil, fmt.Sprintf("One request may export at most %d tables; you named %d. Split the request.", e.cfg.MaxTables, len(out))
+		return nil, tooManyTablesText(e.cfg.MaxTables, len(out))
 	}
 	return out, ""
 }
@@ -229,8 +227,7 @@ func (e *Exporter) CheckTables(ctx context.Context, tables []string) (string, er
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Sprintf("No such table in account %s (%s, %s): %s. Check the name (it is case-sensitive); nothing was requested.",
-			e.source.Name, e.source.ID, e.region, "`"+strings.Join(missing, "`, `")+"`"), nil
+		return noSuchTableText(e.source.Name, e.source.ID, e.region, missing), nil
 	}
 	return "", nil
 }
@@ -252,7 +249,7 @@ func (e *Exporter) Plan(ctx context.Context, method string, tables []string) []s
 	if method == MethodNative {
 		var out []string
 		for _, t := range tables {
-			out = append(out, fmt.Sprintf("`%s`: ExportTableToPointInTime (DYNAMODB_JSON, bucket owner %s) → `%s/AWSDynamoDB/<export id>/`", t, e.dest.ID, e.OutputLocation(t)))
+			out = append(out, planNativeLine(t, e.dest.ID, e.OutputLocation(t)))
 		}
 		return out
 	}
@@ -267,13 +264,13 @@ func (e *Exporter) Plan(ctx context.Context, method string, tables []string) []s
 		dest := e.OutputLocation(t) + "/<activation time>/"
 		switch ids := byName[t]; {
 		case err != nil:
-			out = append(out, fmt.Sprintf("`%s`: could not list pipelines (%v); will find or create pipeline `%s` → `%s`", t, err, t, dest))
+			out = append(out, planUnlistedLine(t, err, dest))
 		case len(ids) == 1:
-			out = append(out, fmt.Sprintf("`%s`: activate existing pipeline `%s` → `%s`", t, ids[0], dest))
+			out = append(out, planActivateLine(t, ids[0], dest))
 		case len(ids) > 1:
-			out = append(out, fmt.Sprintf("`%s`: %d pipelines share this name (%s); the job will stop until one is deleted", t, len(ids), strings.Join(ids, ", ")))
+			out = append(out, planSharedNameLine(t, ids))
 		default:
-			out = append(out, fmt.Sprintf("`%s`: create pipeline `%s` from template \"Export DynamoDB table to S3\" → `%s`", t, t, dest))
+			out = append(out, planCreateLine(t, dest))
 		}
 	}
 	return out
@@ -359,7 +356,7 @@ func (e *Exporter) Run(ctx context.Context, jc *actions.JobContext) error {
 				return ctx.Err()
 			}
 			st.Failed = err.Error()
-			if err := jc.SaveSay("table:"+t, st, ":x: `%s`: %s", t, err.Error()); err != nil {
+			if err := jc.SaveSay("table:"+t, st, "%s", tableFailedText(t, err)); err != nil {
 				return err
 			}
 		}
@@ -378,32 +375,33 @@ func (e *Exporter) Run(ctx context.Context, jc *actions.JobContext) error {
 				return ctx.Err()
 			}
 			st.Failed = err.Error()
-			if err := jc.SaveSay("table:"+t, st, ":x: `%s`: %s", t, err.Error()); err != nil {
+			if err := jc.SaveSay("table:"+t, st, "%s", tableFailedText(t, err)); err != nil {
 				return err
 			}
 		}
 	}
-	var failed, done []string
-	var folders []string
+	var failed, done, folders, sources []string
 	for i, t := range args.Tables {
 		if states[i].Failed != "" {
 			failed = append(failed, t)
 			continue
 		}
 		done = append(done, t)
-		folders = append(folders, fmt.Sprintf("• `%s/%s/` (%d files, %d bytes)", e.OutputLocation(t), states[i].Folder, states[i].Files, states[i].Bytes))
+		folders = append(folders, folderLine(fmt.Sprintf("%s/%s/", e.OutputLocation(t), states[i].Folder), states[i].Files, states[i].Bytes))
+		sources = append(sources, fmt.Sprintf("s3://%s/%s", e.cfg.Bucket, states[i].DataPrefix))
 	}
 	if len(done) > 0 {
-		text := e.followUp(jc.Request.Requester, folders)
+		text := followUpText(jc.Request.Requester, e.dest.Name, e.cfg.Bucket, folders)
 		if args.Method == MethodNative {
-			text = e.followUpNative(jc.Request, folders)
+			text = followUpNativeText(jc.Request.Requester, e.dest.Name, e.cfg.Bucket, jc.Request.ID, folders, done, sources)
 		}
 		if err := jc.SayLast("%s", text); err != nil {
 			return err
 		}
 	}
 	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d tables failed: %s", len(failed), len(args.Tables), strings.Join(failed, ", "))
+		// Each table's detail is in its own reply above.
+		return &actions.Failure{Text: notExportedText(failed, len(done))}
 	}
 	return nil
 }
@@ -622,7 +620,7 @@ func (e *Exporter) markActivated(ctx context.Context, jc *actions.JobContext, ta
 	if t, err := time.Parse(dpTimeLayout, scheduled); err == nil {
 		st.Folder = t.Format(FolderLayout)
 	}
-	if err := jc.SaveSay("table:"+table, st, "`%s`: activated pipeline `%s`; output `%s/%s/`.", table, st.PipelineID, e.OutputLocation(table), st.Folder); err != nil {
+	if err := jc.SaveSay("table:"+table, st, "%s", activatedText(table, st.PipelineID, e.OutputLocation(table)+"/"+st.Folder+"/")); err != nil {
 		return err
 	}
 	jc.Failpoint(ctx, FailpointDataPipeline, "activated")
@@ -663,11 +661,7 @@ func (e *Exporter) define(ctx context.Context, jc *actions.JobContext, table str
 		return fmt.Errorf("pipeline %s's definition has validation errors: %s", st.PipelineID, validationText(put.ValidationErrors))
 	}
 	st.Defined = true
-	msg := fmt.Sprintf("`%s`: created pipeline `%s` from template \"Export DynamoDB table to S3\" with post-step command `%s`.", table, st.PipelineID, e.PostStepCommand(table))
-	if len(put.ValidationWarnings) > 0 {
-		msg += "\n:warning: Validation warnings (expected: the dev account's bucket cannot be validated from this account; not fatal):\n" + warningText(put.ValidationWarnings)
-	}
-	if err := jc.SaveSay("table:"+table, st, "%s", msg); err != nil {
+	if err := jc.SaveSay("table:"+table, st, "%s", createdPipelineText(table, st.PipelineID, e.PostStepCommand(table), warningText(put.ValidationWarnings))); err != nil {
 		return err
 	}
 	jc.Failpoint(ctx, FailpointDataPipeline, "defined")
@@ -700,7 +694,7 @@ func (e *Exporter) finishTable(ctx context.Context, jc *actions.JobContext, tabl
 			return err
 		}
 		st.Finished = true
-		if err := jc.SaveSay(key, st, "`%s`: pipeline `%s` FINISHED.", table, st.PipelineID); err != nil {
+		if err := jc.SaveSay(key, st, "%s", pipelineFinishedText(table, st.PipelineID)); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointDataPipeline, "finished")
@@ -714,12 +708,7 @@ func (e *Exporter) finishTable(ctx context.Context, jc *actions.JobContext, tabl
 		return fmt.Errorf("the run finished but `s3://%s/%s` is empty when read from account %s", e.cfg.Bucket, prefix, e.dest.Name)
 	}
 	st.Files, st.Bytes, st.Verified = files, bytes, true
-	marker := "with the `_SUCCESS` marker"
-	if !success {
-		marker = "without a `_SUCCESS` marker"
-	}
-	if err := jc.SaveSay(key, st, ":white_check_mark: `%s`: verified from account %s (%s): `s3://%s/%s` holds %d files, %d bytes, %s.",
-		table, e.dest.Name, e.dest.ID, e.cfg.Bucket, prefix, files, bytes, marker); err != nil {
+	if err := jc.SaveSay(key, st, "%s", verifiedText(table, e.dest.Name, e.dest.ID, fmt.Sprintf("s3://%s/%s", e.cfg.Bucket, prefix), files, bytes, successMarkerNote(success))); err != nil {
 		return err
 	}
 	jc.Failpoint(ctx, FailpointDataPipeline, "verified")
@@ -812,7 +801,7 @@ func (e *Exporter) watch(ctx context.Context, jc *actions.JobContext, table stri
 			jc.Log.Info("pipeline status", zap.String("table", table), zap.String("pipeline", st.PipelineID), zap.String("status", status))
 			last = status
 		}
-		if err := jc.Progress("`%s`: pipeline `%s` is %s (checked %s UTC)", table, st.PipelineID, status, e.now().UTC().Format("15:04:05")); err != nil {
+		if err := jc.Progress("%s", pipelineStatusText(table, st.PipelineID, status, e.now().UTC().Format("15:04:05"))); err != nil {
 			return false, err
 		}
 		switch status {
@@ -857,18 +846,4 @@ func (e *Exporter) countFolder(ctx context.Context, prefix string) (int, int64, 
 		}
 		token = out.NextContinuationToken
 	}
-}
-
-// followUp is the runbook's "Follow up" text, addressed to the requester.
-func (e *Exporter) followUp(requester string, folders []string) string {
-	return fmt.Sprintf(`<@%s> I have created a backup of all the requested tables and used a Data Pipeline to have that backup created in the "%s" account.
-
-In order to restore the data to your tables, follow this manual:
-
-https://docs.aws.amazon.com/datapipeline/latest/DeveloperGuide/dp-importexport-ddb-part1.html
-
-The bucket name which holds all the backups is called "%s" (you should have read access to it).
-%s
-
-Good luck!`, requester, e.dest.Name, e.cfg.Bucket, strings.Join(folders, "\n"))
 }

@@ -58,10 +58,7 @@ func (e *Exporter) CheckNative(ctx context.Context, tables []string) (string, er
 	if len(off) == 0 {
 		return "", nil
 	}
-	return fmt.Sprintf("Point-in-time recovery is off for `%s` in account %s, and the native export needs it. Ask the table's owner to enable it "+
-		"(`aws dynamodb update-continuous-backups --table-name TABLE --point-in-time-recovery-specification PointInTimeRecoveryEnabled=true`), "+
-		"or use the runbook's method: `/osio-export --datapipeline %s`. Nothing was requested.",
-		strings.Join(off, "`, `"), e.source.Name, strings.Join(tables, " ")), nil
+	return pitrOffText(off, e.source.Name, tables), nil
 }
 
 // startNative records the table's schema and starts the export.
@@ -97,7 +94,7 @@ func (e *Exporter) startNative(ctx context.Context, jc *actions.JobContext, tabl
 		return fmt.Errorf("starting the native export of %s: %w", table, err)
 	}
 	st.ExportARN = aws.ToString(out.ExportDescription.ExportArn)
-	if err := jc.SaveSay(key, st, "`%s`: started native export `%s` to `%s/` (bucket owner %s).", table, st.ExportARN, e.OutputLocation(table), e.dest.ID); err != nil {
+	if err := jc.SaveSay(key, st, "%s", nativeStartedText(table, st.ExportARN, e.OutputLocation(table), e.dest.ID)); err != nil {
 		return err
 	}
 	jc.Failpoint(ctx, FailpointNative, "started")
@@ -116,7 +113,7 @@ func (e *Exporter) finishNative(ctx context.Context, jc *actions.JobContext, tab
 				return false, fmt.Errorf("describing export %s: %w", st.ExportARN, err)
 			}
 			d := out.ExportDescription
-			if err := jc.Progress("`%s`: export is %s (checked %s UTC)", table, d.ExportStatus, e.now().UTC().Format("15:04:05")); err != nil {
+			if err := jc.Progress("%s", exportStatusText(table, string(d.ExportStatus), e.now().UTC().Format("15:04:05"))); err != nil {
 				return false, err
 			}
 			switch d.ExportStatus {
@@ -156,8 +153,7 @@ func (e *Exporter) finishNative(ctx context.Context, jc *actions.JobContext, tab
 		return fmt.Errorf("the export completed but `s3://%s/%s` is empty when read from account %s", e.cfg.Bucket, prefix, e.dest.Name)
 	}
 	st.Files, st.Bytes, st.Verified, st.DataPrefix = files, bytes, true, prefix+"data/"
-	if err := jc.SaveSay(key, st, ":white_check_mark: `%s`: verified from account %s (%s): `s3://%s/%s` holds %d files, %d bytes (%d items exported).",
-		table, e.dest.Name, e.dest.ID, e.cfg.Bucket, prefix, files, bytes, st.Items); err != nil {
+	if err := jc.SaveSay(key, st, "%s", verifiedText(table, e.dest.Name, e.dest.ID, fmt.Sprintf("s3://%s/%s", e.cfg.Bucket, prefix), files, bytes, itemsExportedNote(st.Items))); err != nil {
 		return err
 	}
 	jc.Failpoint(ctx, FailpointNative, "verified")
@@ -207,16 +203,4 @@ func (e *Exporter) findExportFolder(ctx context.Context, table string, st *Table
 	}
 	sort.Slice(dirs, func(i, j int) bool { return newest[dirs[i]].After(newest[dirs[j]]) })
 	return "AWSDynamoDB/" + dirs[0], nil
-}
-
-// followUpNative is the follow-up for a native export, with the import
-// instructions.
-func (e *Exporter) followUpNative(r *actions.Request, folders []string) string {
-	return fmt.Sprintf(`<@%s> I have exported the requested tables with DynamoDB's native export to S3; the files are in the "%s" account's bucket "%s" (you should have read access to it):
-%s
-
-To restore one into a new table in %s, ask the bot: `+"`/osio-restore %s TABLE NEW_TABLE_NAME`"+`.
-To import it yourself: DynamoDB console → Imports from S3 → source `+"`s3://%s/<folder>data/`"+`, format DynamoDB JSON, compression GZIP; see https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/S3DataImport.HowItWorks.html
-
-Good luck!`, r.Requester, e.dest.Name, e.cfg.Bucket, strings.Join(folders, "\n"), e.dest.Name, r.ID, e.cfg.Bucket)
 }

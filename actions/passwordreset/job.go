@@ -110,7 +110,7 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 	if st.SetAt.IsZero() {
 		if st.Ciphertext != "" {
 			jc.Log.Info("discarding a ciphertext whose password was never confirmed set")
-			if err := jc.Say("Resuming: the password generated before the restart was not confirmed set, so it is discarded and a new one is generated."); err != nil {
+			if err := jc.Say("%s", resumedNewPasswordText); err != nil {
 				return err
 			}
 		}
@@ -164,13 +164,9 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 		}
 		set = true
 		st.SetAt = r.now().UTC()
-		how := "updated the console password (login profile)"
-		if st.Created {
-			how = "created a console password (login profile)"
-		}
 		// "set" and its message are one write: a failure leaves neither
 		// (afterSet: Resend sets a new password), a kill after it both.
-		if err := jc.SaveSay("inplace", &st, "`%s` in %s (%s): %s; the user must change it at first sign-in: %t.", a.User, a.Account, a.AccountID, how, r.cfg.Reset.PasswordResetRequired); err != nil {
+		if err := jc.SaveSay("inplace", &st, "%s", passwordSetText(a.User, a.Account, a.AccountID, st.Created, r.cfg.Reset.PasswordResetRequired)); err != nil {
 			return err
 		}
 		recorded = true
@@ -181,14 +177,14 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 		err := mail.SendWithRetry(ctx, r.mailer, m, mail.Backoff{
 			Initial: r.cfg.Reset.MailBackoff.D(), Max: 16 * r.cfg.Reset.MailBackoff.D(), Attempts: r.cfg.Reset.MailRetries + 1,
 			OnRetry: func(attempt int, err error, wait time.Duration) {
-				_ = jc.Progress("Mail to %s failed for now (attempt %d: %v); retrying in %s.", Mask(a.Email), attempt, err, wait.Round(time.Second))
+				_ = jc.Progress("%s", mailRetryText(Mask(a.Email), attempt, err, wait))
 			},
 		})
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		if err != nil {
-			return &actions.Retryable{Label: "Resend", Err: fmt.Errorf("the password of `%s` is set, but the mail to %s failed: %v. The encrypted copy is kept; an approver can press Resend", a.User, Mask(a.Email), err)}
+			return mailFailed(a.User, Mask(a.Email), err)
 		}
 		st.MailedAt = r.now().UTC()
 		if err := jc.Save("inplace", &st); err != nil {
@@ -196,8 +192,7 @@ func (r *Resetter) inPlace(ctx context.Context, jc *actions.JobContext, a Args) 
 		}
 		jc.Failpoint(ctx, FailpointInPlace, CheckpointMailed)
 	}
-	return jc.SayLast(":white_check_mark: <@%s> Done: the console password of `%s` in %s was reset and mailed to %s, encrypted to GPG key `%s`. Decrypt it with `gpg -d`.",
-		jc.Request.Requester, a.User, a.Account, Mask(a.Email), a.Fingerprint)
+	return jc.SayLast("%s", inPlaceDoneText(jc.Request.Requester, a.User, a.Account, Mask(a.Email), a.Fingerprint))
 }
 
 // afterSet turns a failure after the password was set into one an
@@ -213,9 +208,9 @@ func afterSet(ctx context.Context, a Args, recorded bool, err error) error {
 		return err
 	}
 	if !recorded {
-		return &actions.Retryable{Label: "Resend", Err: fmt.Errorf("the password of `%s` was set, but recording that failed (%w), so it was not mailed. An approver can press Resend, which sets a new password and mails it", a.User, err)}
+		return notRecorded(a.User, err)
 	}
-	return &actions.Retryable{Label: "Resend", Err: fmt.Errorf("the password of `%s` is set, but the job failed before it was mailed and recorded as mailed: %w. The encrypted copy is kept; an approver can press Resend", a.User, err)}
+	return stoppedBeforeMail(a.User, err)
 }
 
 // message is the reset mail: the console URL, the user name, the armored
@@ -297,7 +292,7 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 			jc.Failpoint(ctx, FailpointRecreate, "mr1.opened")
 		}
 		st.MR1 = mr
-		if err := jc.SaveSay("appinterface", &st, "MR 1 opened: <%s|!%d> removes `%s` from `%s`%s.", mr.WebURL, mr.IID, strings.Join(removedRefs(st.Removed), "`, `"), a.UserFile, foundNote(found, mr)); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "%s", mr1OpenedText(mr, removedRefs(st.Removed), a.UserFile, foundNote(found, mr))); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointRecreate, "mr1")
@@ -317,7 +312,7 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 			return err
 		}
 		st.Gone = true
-		if err := jc.SaveSay("appinterface", &st, "`%s` is gone from %s (IAM GetUser: NoSuchEntity).", a.User, a.Account); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "%s", userGoneText(a.User, a.Account)); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointRecreate, "gone")
@@ -338,9 +333,9 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 		st.MR2 = mr
 		note := foundNote(found, mr)
 		if len(skipped) > 0 {
-			note = fmt.Sprintf(" (already there, skipped: `%s`)", strings.Join(skipped, "`, `"))
+			note = skippedNote(skipped)
 		}
-		if err := jc.SaveSay("appinterface", &st, "MR 2 opened: <%s|!%d> restores the roles in `%s`%s.", mr.WebURL, mr.IID, a.UserFile, note); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "%s", mr2OpenedText(mr, a.UserFile, note)); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointRecreate, "mr2")
@@ -365,8 +360,7 @@ func (r *Resetter) recreate(ctx context.Context, jc *actions.JobContext, a Args)
 		}
 		jc.Failpoint(ctx, FailpointRecreate, "back")
 	}
-	return jc.SayLast(":white_check_mark: <@%s> `%s` was recreated in %s (MRs <%s|!%d> and <%s|!%d> merged). app-interface sends the invitation mail with the new password, encrypted to their GPG key.",
-		jc.Request.Requester, a.User, a.Account, st.MR1.WebURL, st.MR1.IID, st.MR2.WebURL, st.MR2.IID)
+	return jc.SayLast("%s", recreatedDoneText(jc.Request.Requester, a.User, a.Account, st.MR1, st.MR2))
 }
 
 // ownMR looks for the job's own merge request from branch, in any state:
@@ -379,15 +373,6 @@ func (r *Resetter) ownMR(ctx context.Context, name, branch string) (*appinterfac
 		return nil, false, fmt.Errorf("looking for %s (branch %s) before opening it: %w", name, branch, err)
 	}
 	return mr, mr != nil, nil
-}
-
-// foundNote is said after "MR N opened" when the MR was found rather than
-// opened by this run.
-func foundNote(found bool, mr *appinterface.MR) string {
-	if !found {
-		return ""
-	}
-	return fmt.Sprintf(" (opened before a restart; now %s)", mr.State)
 }
 
 func removedRefs(removed []appinterface.Removed) []string {
@@ -497,20 +482,20 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 			jc.Failpoint(ctx, FailpointResetPasswords, "mr.opened")
 		}
 		st.MR1 = mr
-		if err := jc.SaveSay("appinterface", &st, "MR opened: <%s|!%d> adds `{user: {$ref: %s}, requestId: %s}` to resetPasswords in `%s`%s.", mr.WebURL, mr.IID, a.UserFile, jc.Request.ID, a.AccountFile, foundNote(found, mr)); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "%s", resetPasswordsOpenedText(mr, a.UserFile, jc.Request.ID, a.AccountFile, foundNote(found, mr))); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointResetPasswords, "mr")
 	}
 	if !st.Merged1 {
-		if err := r.waitMerged(ctx, jc, "the MR", st.MR1); err != nil {
+		if err := r.waitMerged(ctx, jc, "MR", st.MR1); err != nil {
 			return err
 		}
 		st.Merged1, st.MergedAt = true, r.now().UTC()
 		if st.MR1.MergedAt != nil {
 			st.MergedAt = *st.MR1.MergedAt
 		}
-		if err := jc.SaveSay("appinterface", &st, "%s", mergedText("the MR", st.MR1)); err != nil {
+		if err := jc.SaveSay("appinterface", &st, "%s", mergedText("MR", st.MR1)); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, FailpointResetPasswords, "merged")
@@ -533,8 +518,7 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 			}
 			return false, "login profile still from " + created.UTC().Format(time.RFC3339), nil
 		}, func(last string) error {
-			return fmt.Errorf("the login profile of %s in %s was not recreated within %s after <%s|!%d> merged (last: %s); expected app-interface's reset integration and terraform-users to recreate it",
-				a.User, a.Account, r.aiConfig.IAMTimeout.D(), st.MR1.WebURL, st.MR1.IID, last)
+			return profileNotRecreated(a.User, a.Account, r.aiConfig.IAMTimeout.D(), st.MR1, last)
 		})
 		if err != nil {
 			return err
@@ -544,13 +528,7 @@ func (r *Resetter) resetPasswords(ctx context.Context, jc *actions.JobContext, a
 		}
 		jc.Failpoint(ctx, FailpointResetPasswords, "profile")
 	}
-	return jc.SayLast(":white_check_mark: <@%s> The console password of `%s` in %s was reset by app-interface (login profile recreated at %s). app-interface mails the new password, encrypted to their GPG key.",
-		jc.Request.Requester, a.User, a.Account, st.ProfileAfter.UTC().Format("2006-01-02 15:04:05 UTC"))
-}
-
-// mergedText is said, with the checkpoint recording it, once an MR merged.
-func mergedText(name string, mr *appinterface.MR) string {
-	return fmt.Sprintf("%s <%s|!%d> merged.", name, mr.WebURL, mr.IID)
+	return jc.SayLast("%s", resetPasswordsDoneText(jc.Request.Requester, a.User, a.Account, st.ProfileAfter))
 }
 
 // waitMerged polls an MR until merged (the caller says so, with its
@@ -561,7 +539,7 @@ func (r *Resetter) waitMerged(ctx context.Context, jc *actions.JobContext, name 
 		if err != nil {
 			return false, "", fmt.Errorf("reading %s !%d: %w", name, mr.IID, err)
 		}
-		if err := jc.Progress("%s <%s|!%d> is %s (checked %s UTC)", name, mr.WebURL, mr.IID, cur.State, r.now().UTC().Format("15:04:05")); err != nil {
+		if err := jc.Progress("%s", mrStatusText(name, mr, cur.State, r.now().UTC().Format("15:04:05"))); err != nil {
 			return false, "", err
 		}
 		switch cur.State {
@@ -569,11 +547,11 @@ func (r *Resetter) waitMerged(ctx context.Context, jc *actions.JobContext, name 
 			mr.MergedAt = cur.MergedAt
 			return true, "", nil
 		case "closed":
-			return false, "", fmt.Errorf("%s <%s|!%d> was closed without being merged, so the reset stops here and nothing further was changed. Reopen and merge it, or ask again", name, mr.WebURL, mr.IID)
+			return false, "", mrClosed(name, mr)
 		}
 		return false, cur.State, nil
 	}, func(last string) error {
-		return fmt.Errorf("%s <%s|!%d> was not merged within %s (still %s); expected app-interface to merge it (label %s)", name, mr.WebURL, mr.IID, r.aiConfig.MergeTimeout.D(), last, strings.Join(r.aiConfig.Labels, ", "))
+		return mrNotMerged(name, mr, r.aiConfig.MergeTimeout.D(), last, r.aiConfig.Labels)
 	})
 }
 
@@ -598,13 +576,12 @@ func (r *Resetter) waitUser(ctx context.Context, jc *actions.JobContext, a Args,
 		if !exists {
 			state = "does not exist yet"
 		}
-		if err := jc.Progress("Waiting for `%s` to be %s in %s: it %s (checked %s UTC)", a.User, what, a.Account, state, r.now().UTC().Format("15:04:05")); err != nil {
+		if err := jc.Progress("%s", waitingUserText(a.User, what, a.Account, state, r.now().UTC().Format("15:04:05"))); err != nil {
 			return false, "", err
 		}
 		return false, state, nil
 	}, func(last string) error {
-		return fmt.Errorf("`%s` was not %s in %s within %s after <%s|!%d> merged (it %s); expected app-interface's reconciler (terraform-users) to have %s it. Check its last run",
-			a.User, what, a.Account, r.aiConfig.IAMTimeout.D(), after.WebURL, after.IID, last, what)
+		return userNotChanged(a.User, what, a.Account, r.aiConfig.IAMTimeout.D(), after, last)
 	})
 }
 

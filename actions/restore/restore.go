@@ -22,6 +22,29 @@ import (
 	"github.com/osio/osio-bot/config"
 )
 
+// The job's texts in the thread, in one place (the checks' refusals are
+// in Check). Style as bot/messages.go.
+
+func startedText(arn, source, table, account, exportID, thread string) string {
+	return fmt.Sprintf("Started import `%s` of `%s` into new table `%s` in %s. Source export: %s (%s).", arn, source, table, account, exportID, link(thread))
+}
+
+func importStatusText(table, status, at string) string {
+	return fmt.Sprintf("`%s`: import is %s (checked %s UTC)", table, status, at)
+}
+
+func readyText(requester string, a Args, dest config.Account, items int64, arn string) string {
+	return fmt.Sprintf(":white_check_mark: <@%s> Table `%s` is ready in %s (%s): %s imported from the export of `%s` in %s (%s). ARN `%s`.",
+		requester, a.NewTable, dest.Name, dest.ID, mrkdwn.Count(items, "item"), a.Table, a.ExportID, link(a.ExportThread), arn)
+}
+
+func link(permalink string) string {
+	if permalink == "" {
+		return "thread not posted"
+	}
+	return "<" + permalink + "|thread>"
+}
+
 // Kind is the request kind of restores.
 const Kind = "restore"
 
@@ -187,8 +210,7 @@ func (r *Restorer) Run(ctx context.Context, jc *actions.JobContext) error {
 			return fmt.Errorf("starting the import into %s: %w", a.NewTable, err)
 		}
 		st.ImportARN = aws.ToString(out.ImportTableDescription.ImportArn)
-		if err := jc.SaveSay("import", &st, "Started import `%s` of `s3://%s/%s` into new table `%s` in %s. Source export: %s (%s).",
-			st.ImportARN, a.Bucket, a.DataPrefix, a.NewTable, r.dest.Name, a.ExportID, link(a.ExportThread)); err != nil {
+		if err := jc.SaveSay("import", &st, "%s", startedText(st.ImportARN, fmt.Sprintf("s3://%s/%s", a.Bucket, a.DataPrefix), a.NewTable, r.dest.Name, a.ExportID, a.ExportThread)); err != nil {
 			return err
 		}
 		jc.Failpoint(ctx, Failpoint, "imported")
@@ -201,7 +223,7 @@ func (r *Restorer) Run(ctx context.Context, jc *actions.JobContext) error {
 				return false, fmt.Errorf("describing import %s: %w", st.ImportARN, err)
 			}
 			d := out.ImportTableDescription
-			if err := jc.Progress("`%s`: import is %s (checked %s UTC)", a.NewTable, d.ImportStatus, r.now().UTC().Format("15:04:05")); err != nil {
+			if err := jc.Progress("%s", importStatusText(a.NewTable, string(d.ImportStatus), r.now().UTC().Format("15:04:05"))); err != nil {
 				return false, err
 			}
 			switch d.ImportStatus {
@@ -225,13 +247,5 @@ func (r *Restorer) Run(ctx context.Context, jc *actions.JobContext) error {
 	if err != nil {
 		return fmt.Errorf("describing the new table %s: %w", a.NewTable, err)
 	}
-	return jc.SayLast("<@%s> Table `%s` is ready in %s (%s): %d items imported from the export of `%s` in %s (%s). ARN `%s`.",
-		jc.Request.Requester, a.NewTable, r.dest.Name, r.dest.ID, st.Items, a.Table, a.ExportID, link(a.ExportThread), aws.ToString(desc.Table.TableArn))
-}
-
-func link(permalink string) string {
-	if permalink == "" {
-		return "thread not posted"
-	}
-	return "<" + permalink + "|thread>"
+	return jc.SayLast("%s", readyText(jc.Request.Requester, a, r.dest, st.Items, aws.ToString(desc.Table.TableArn)))
 }

@@ -5,6 +5,7 @@
 package mrkdwn
 
 import (
+	"strconv"
 	"strings"
 	"unicode/utf8"
 )
@@ -54,3 +55,12 @@ func Code(s string, n int) string {
 
 // Len is the number of characters (runes) in s, as a person counts them.
 func Len(s string) int { return utf8.RuneCountInString(s) }
+
+// Count is n and a noun, the noun plural unless n is 1: "1 file",
+// "3 files", "0 items". Nouns are regular (an "s" is added).
+func Count[T ~int | ~int64](n T, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.FormatInt(int64(n), 10) + " " + noun + "s"
+}

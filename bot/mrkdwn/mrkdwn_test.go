@@ -59,3 +59,20 @@ func TestCode(t *testing.T) {
 		t.Errorf("Code clipped = %q", got)
 	}
 }
+
+// Issue 12 part 4, item 2: counts read "1 file", not "1 files".
+func TestCount(t *testing.T) {
+	for _, c := range []struct {
+		got, want string
+	}{
+		{Count(1, "file"), "1 file"},
+		{Count(3, "file"), "3 files"},
+		{Count(0, "item"), "0 items"},
+		{Count(int64(1), "byte"), "1 byte"},
+		{Count(int64(6627), "byte"), "6627 bytes"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %q, want %q", c.got, c.want)
+		}
+	}
+}
