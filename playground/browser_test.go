@@ -173,7 +173,7 @@ func TestBrowser(t *testing.T) {
 	// The developer asks for an export.
 	p.be(demo.Developer)
 	p.send("/osio-export " + demo.Table)
-	p.waitText("#slack", "waits for approval", 20*time.Second)
+	p.waitText("#slack", "Sent for approval", 20*time.Second)
 	id := requestID.FindString(p.text("#slack .channel[data-channel=CDEV] .msg.ephemeral"))
 	if id == "" {
 		t.Fatalf("the developer's receipt names no request:\n%s", p.text("#slack"))
