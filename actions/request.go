@@ -204,6 +204,13 @@ type Cursor struct {
 	Delivered uint64 `json:"delivered"`
 	// StatusTS is the ts of the thread's status message, once posted.
 	StatusTS string `json:"status_ts,omitempty"`
+	// StatusClosed says the status message has its finished form: it is
+	// not edited again; a request run again (an approver's retry) gets a
+	// new one, below the retry.
+	StatusClosed bool `json:"status_closed,omitempty"`
+	// StatusAfter is the ts of the reply a later run's status message
+	// follows: a lost post of it is looked for after that one only.
+	StatusAfter string `json:"status_after,omitempty"`
 	// LastTS is the ts of the last reply posted to the thread.
 	LastTS string `json:"last_ts,omitempty"`
 	// ToldExpired and ToldUnreachable record that the requester was told

@@ -879,6 +879,12 @@ func endedAt(evs []actions.Event) time.Time {
 // status posts or edits the thread's one status message.
 func (r *Reporter) status(ctx context.Context, req *actions.Request, cur *actions.Cursor, text string) error {
 	text = statusPrefix + text
+	if cur.StatusClosed {
+		// An earlier run's, finished: this run gets its own, below the
+		// last reply (a post of it whose answer was lost is looked for
+		// there).
+		cur.StatusTS, cur.StatusClosed, cur.StatusAfter = "", false, cur.LastTS
+	}
 	if err := r.adoptStatus(ctx, req, cur); err != nil {
 		return err
 	}
@@ -913,17 +919,27 @@ func (r *Reporter) postStatus(ctx context.Context, req *actions.Request, cur *ac
 // caught up with the job.
 func (r *Reporter) closeStatus(ctx context.Context, req *actions.Request, cur *actions.Cursor, at time.Time) error {
 	text := statusFinished(req.State, at)
+	if cur.StatusClosed {
+		return nil // closed by an earlier progress event of this end
+	}
 	if err := r.adoptStatus(ctx, req, cur); err != nil {
 		return err
 	}
 	if cur.StatusTS != "" {
 		gone, err := r.editStatus(ctx, req, cur, text)
 		if !gone {
+			if err == nil {
+				cur.StatusClosed = true
+			}
 			return err
 		}
 		cur.StatusTS = ""
 	}
-	return r.postStatus(ctx, req, cur, text)
+	err := r.postStatus(ctx, req, cur, text)
+	if err == nil {
+		cur.StatusClosed = true
+	}
+	return err
 }
 
 // adoptStatus looks for a status message whose post's answer was lost
@@ -932,7 +948,7 @@ func (r *Reporter) adoptStatus(ctx context.Context, req *actions.Request, cur *a
 	if cur.StatusTS != "" || !r.isUnsure(req.ID) {
 		return nil
 	}
-	ts, err := r.findStatus(ctx, req)
+	ts, err := r.findStatus(ctx, req, cur.StatusAfter)
 	if err != nil {
 		return err
 	}
@@ -1076,21 +1092,29 @@ func (r *Reporter) findReply(ctx context.Context, req *actions.Request, cur acti
 	return "", nil
 }
 
-// findStatus looks in the thread for a status message whose ts was never
-// recorded.
-func (r *Reporter) findStatus(ctx context.Context, req *actions.Request) (string, error) {
-	msgs, err := r.replies(ctx, req, req.Thread.TS)
+// findStatus looks in the thread, after the reply at ts after (the
+// thread's start when empty), for a status message whose ts was never
+// recorded: the latest, since a request run again has an earlier run's
+// above.
+func (r *Reporter) findStatus(ctx context.Context, req *actions.Request, after string) (string, error) {
+	if after == "" {
+		after = req.Thread.TS
+	}
+	msgs, err := r.replies(ctx, req, after)
 	if err != nil {
 		return "", r.lookFailed(req, "the thread", err)
 	}
+	found := ""
 	for _, m := range msgs {
-		if m.Timestamp != req.Thread.TS && m.BotID != "" &&
+		if m.Timestamp != req.Thread.TS && m.Timestamp != after && m.BotID != "" &&
 			(metaIs(m, req.ID, "status", 0) || (m.Metadata.EventType == "" && strings.HasPrefix(m.Text, statusPrefix))) {
-			r.log.Info("status message was posted before; adopting it", zap.String("request_id", req.ID), zap.String("ts", m.Timestamp))
-			return m.Timestamp, nil
+			found = m.Timestamp
 		}
 	}
-	return "", nil
+	if found != "" {
+		r.log.Info("status message was posted before; adopting it", zap.String("request_id", req.ID), zap.String("ts", found))
+	}
+	return found, nil
 }
 
 // ---- the requester ----

@@ -161,3 +161,91 @@ func TestStatusReadsFinished(t *testing.T) {
 		}
 	})
 }
+
+// Issue 12 part 4: a failed request that an approver resends runs again;
+// its first status message keeps its finished form (":x: Failed at …",
+// above the failure reply), and the second run's progress and outcome go
+// to a new status message below the resend, so that the thread reads in
+// order, not "Succeeded" above the earlier failure.
+func TestRetriedRequestGetsANewStatus(t *testing.T) {
+	w := newSlackWorld(t)
+	id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card},
+		actions.Event{Kind: actions.Progress, Text: "mailing the password"})
+	rep := w.reporter(ReporterOptions{ProgressInterval: time.Millisecond})
+	ctx := context.Background()
+	deliver := func() {
+		t.Helper()
+		time.Sleep(5 * time.Millisecond)
+		if _, err := rep.deliver(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deliver()
+	w.finish(id, actions.Failed, ":x: the mail failed.")
+	deliver()
+	// The approver's Resend, as bot.retry records it; then the job runs.
+	if _, err := w.st.Transition(id, nil, actions.Approved, nil, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: "Resend by <@UCATCHER>."}); err != nil {
+		t.Fatal(err)
+	}
+	w.add(id, actions.Event{Kind: actions.Progress, Text: "mailing the password again"})
+	deliver()
+	w.finish(id, actions.Succeeded, "mailed.")
+	deliver()
+
+	var order []string
+	for _, m := range w.thread(id) {
+		switch {
+		case isStatus(m) && strings.HasPrefix(m.Text, ":x: Failed"):
+			order = append(order, "status:failed")
+		case isStatus(m) && strings.HasPrefix(m.Text, ":white_check_mark: Succeeded"):
+			order = append(order, "status:succeeded")
+		case isStatus(m):
+			order = append(order, "status:"+m.Text)
+		default:
+			order = append(order, m.Text)
+		}
+	}
+	want := []string{"status:failed", ":x: the mail failed.", "Resend by <@UCATCHER>.", "status:succeeded", "mailed."}
+	if strings.Join(order, " | ") != strings.Join(want, " | ") {
+		t.Errorf("thread reads:\n  %s\nwant:\n  %s", strings.Join(order, " | "), strings.Join(want, " | "))
+	}
+}
+
+// The same, with the answer to the second run's status post lost: the
+// reporter finds the one it posted (after the resend), not the first
+// run's, and posts no third.
+func TestRetriedStatusPostLost(t *testing.T) {
+	w := newSlackWorld(t)
+	id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card},
+		actions.Event{Kind: actions.Progress, Text: "mailing the password"})
+	rep := w.reporter(ReporterOptions{ProgressInterval: time.Millisecond})
+	ctx := context.Background()
+	deliver := func(wantErr bool) {
+		t.Helper()
+		time.Sleep(5 * time.Millisecond)
+		if _, err := rep.deliver(ctx, id); (err != nil) != wantErr {
+			t.Fatalf("deliver: %v (want an error: %v)", err, wantErr)
+		}
+	}
+	deliver(false)
+	w.finish(id, actions.Failed, ":x: the mail failed.")
+	deliver(false)
+	if _, err := w.st.Transition(id, nil, actions.Approved, nil, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: "Resend by <@UCATCHER>."}); err != nil {
+		t.Fatal(err)
+	}
+	deliver(false)
+	w.add(id, actions.Event{Kind: actions.Progress, Text: "mailing the password again"})
+	w.srv.LoseNext("chat.postMessage", 1)
+	deliver(true)
+	deliver(false)
+	w.finish(id, actions.Succeeded, "mailed.")
+	deliver(false)
+	st := statusMessages(w.thread(id))
+	if len(st) != 2 || !strings.HasPrefix(st[0].Text, ":x: Failed") || !strings.HasPrefix(st[1].Text, ":white_check_mark: Succeeded") {
+		var got []string
+		for _, m := range st {
+			got = append(got, m.Text)
+		}
+		t.Errorf("status messages %q; want the first run's failed one and the second run's succeeded one", got)
+	}
+}
