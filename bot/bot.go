@@ -828,6 +828,26 @@ func (b *Bot) retry(ctx context.Context, log *zap.Logger, channel, user string, 
 	b.Runner.Run(req.ID)
 }
 
+// statusSteps are the last n of evs as the thread reads them: its replies,
+// and the latest progress while the request has not ended; not the card's
+// re-renderings (no text) nor progress that later steps replaced.
+func statusSteps(evs []actions.Event, ended bool, n int) []actions.Event {
+	var steps []actions.Event
+	lastProgress := -1
+	for i, e := range evs {
+		if e.Kind == actions.Progress {
+			lastProgress = i
+		}
+	}
+	for i, e := range evs {
+		if e.Text == "" || e.Kind == actions.Card || (e.Kind == actions.Progress && (ended || i != lastProgress)) {
+			continue
+		}
+		steps = append(steps, e)
+	}
+	return steps[max(0, len(steps)-n):]
+}
+
 // Limits of a status reply, so that it fits one ack (see fitAck).
 const (
 	statusMaxListed = 15
@@ -862,7 +882,7 @@ func (b *Bot) Status(ctx context.Context, kind string, inv Invocation) Reply {
 		}
 		evs, _ := b.Store.Events(r.ID)
 		var last []string
-		for _, e := range evs[max(0, len(evs)-5):] {
+		for _, e := range statusSteps(evs, r.State.Terminal(), 5) {
 			last = append(last, fmt.Sprintf("> %s %s", e.At.UTC().Format("15:04:05"), clip(strings.ReplaceAll(e.Text, "\n", " "), 200)))
 		}
 		head := fmt.Sprintf("*%s %s*: %s\n", title, r.ID, r.State)

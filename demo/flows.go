@@ -356,6 +356,25 @@ func (w *World) Mistakes(ctx context.Context, out io.Writer) error {
 			}
 		}
 	}
+
+	// Asking where things stand: a request waiting for a decision, the
+	// pending list as its requester and as an approver, the status of
+	// one request and of recent ones.
+	if _, err := w.request(ctx, out, Developer, "/osio-export", NativeTable); err != nil {
+		return err
+	}
+	for _, c := range []struct{ user, cmd, text string }{
+		{Developer, "/osio-pending", ""},
+		{Catcher, "/osio-pending", ""},
+		{Stranger, "/osio-pending", ""},
+		{Developer, "/osio-export", "status " + first},
+		{Developer, "/osio-export", "status"},
+		{Developer, "/osio-reset-password", "status"},
+	} {
+		if _, _, err := w.slash(ctx, out, c.user, c.cmd, c.text); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -109,6 +109,8 @@ var normalizers = []struct {
 	{regexp.MustCompile(`/p\d{16}\b`), "/p<ts>"},
 	{regexp.MustCompile(`\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC\b`), "<time>"},
 	{regexp.MustCompile(`\b\d{2}:\d{2}:\d{2} UTC\b`), "<time>"},
+	{regexp.MustCompile(`\b[A-Z][a-z]{2} \d{1,2} \d{2}:\d{2} UTC\b`), "<time>"},
+	{regexp.MustCompile(`(?m)^(\s*> )\d{2}:\d{2}:\d{2} `), "$1<time> "},
 	{regexp.MustCompile(`\b\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}\b`), "<folder time>"},
 	{regexp.MustCompile(`\b\d{4}-\d{2}-\d{2}\b`), "<date>"},
 	{regexp.MustCompile(`\bdf-[A-Z0-9]{8,}\b`), "df-<pipeline id>"},
