@@ -3,11 +3,9 @@ package demo
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"regexp"
 	"strings"
 	"time"
@@ -15,7 +13,6 @@ import (
 	"github.com/ProtonMail/gopenpgp/v2/crypto"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/iam"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	gitlabserver "github.com/osio/osio-bot/testservers/gitlab"
@@ -360,7 +357,13 @@ func (w *World) Mistakes(ctx context.Context, out io.Writer) error {
 	// Asking where things stand: a request waiting for a decision, the
 	// pending list as its requester and as an approver, the status of
 	// one request and of recent ones.
-	if _, err := w.request(ctx, out, Developer, "/osio-export", NativeTable); err != nil {
+	pid, err := w.request(ctx, out, Developer, "/osio-export", NativeTable)
+	if err != nil {
+		return err
+	}
+	// The lists link to its card: the card's first reply is posted after
+	// the card's link is stored.
+	if err := w.WaitThread(ctx, pid, "Requested by"); err != nil {
 		return err
 	}
 	for _, c := range []struct{ user, cmd, text string }{
@@ -665,45 +668,10 @@ func (w *World) IAMPassword(ctx context.Context, user string) (string, error) {
 	return pw, err
 }
 
-// iamUser is user's id in the dev account's IAM and the console password
-// moto holds for it. data.json also lists users deleted earlier under the
-// same name, so the live one is picked by the UserId GetUser reports.
+// iamUser is testenv's IAMUser: user's id in osio-dev and the password
+// moto holds for it.
 func (w *World) iamUser(ctx context.Context, user string) (id, password string, err error) {
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	live, err := iam.NewFromConfig(w.Dev).GetUser(cctx, &iam.GetUserInput{UserName: aws.String(user)})
-	if err != nil {
-		return "", "", fmt.Errorf("IAM in osio-dev: %s: %w", user, err)
-	}
-	id = aws.ToString(live.User.UserId)
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, w.Moto.URL+"/moto-api/data.json", nil)
-	if err != nil {
-		return "", "", err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", "", fmt.Errorf("reading moto's IAM state: %w", err)
-	}
-	defer resp.Body.Close()
-	var raw struct {
-		IAM struct {
-			User []struct {
-				ID        string `json:"id"`
-				Name      string `json:"name"`
-				AccountID string `json:"account_id"`
-				Password  string `json:"password"`
-			} `json:"User"`
-		} `json:"iam"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
-		return "", "", fmt.Errorf("reading moto's IAM state: %w", err)
-	}
-	for _, u := range raw.IAM.User {
-		if u.ID == id && u.Name == user && u.AccountID == testenv.DevAccount {
-			return id, u.Password, nil
-		}
-	}
-	return "", "", fmt.Errorf("moto's state has no user %s (%s) in osio-dev", user, id)
+	return w.IAMUser(ctx, user)
 }
 
 var armoredRe = regexp.MustCompile(`(?s)-----BEGIN PGP MESSAGE-----.*?-----END PGP MESSAGE-----`)

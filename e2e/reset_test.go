@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,28 +155,11 @@ func gpgDecrypt(t *testing.T, raw []byte, k *crypto.Key) string {
 // set last.
 func motoPassword(t *testing.T, w *world, user string) string {
 	t.Helper()
-	resp, err := http.Get(w.Moto.URL + "/moto-api/data.json")
+	_, pw, err := w.IAMUser(w.ctx, user)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var raw struct {
-		IAM struct {
-			User []map[string]any `json:"User"`
-		} `json:"iam"`
-	}
-	if err := json.Unmarshal(body, &raw); err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range raw.IAM.User {
-		if u["name"] == user && u["account_id"] == testenv.DevAccount {
-			s, _ := u["password"].(string)
-			return s
-		}
-	}
-	t.Fatalf("moto has no user %s in %s", user, testenv.DevAccount)
-	return ""
+	return pw
 }
 
 func strictPolicy() reset.Policy {
