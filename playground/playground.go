@@ -98,6 +98,9 @@ func Run(ctx context.Context, w *demo.World, addr string, out io.Writer) error {
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
+	if !loopback(addr) {
+		return fmt.Errorf("playground: %s is not a loopback address: the page acts as anyone and decrypts the developer's mail, so it is served on 127.0.0.1 (or ::1) only, e.g. --addr 127.0.0.1:8080", addr)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("playground: listening on %s: %w", addr, err)
@@ -121,6 +124,19 @@ func Run(ctx context.Context, w *demo.World, addr string, out io.Writer) error {
 		return fmt.Errorf("playground: %w", err)
 	}
 	return nil
+}
+
+// loopback says addr's host is a loopback IP or localhost.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (s *Server) index(w http.ResponseWriter, r *http.Request) {

@@ -2,34 +2,21 @@ package playground_test
 
 import (
 	"context"
-	"os"
-	"os/signal"
+	"io"
+	"strings"
 	"testing"
 
-	"github.com/osio/osio-bot/demo"
 	"github.com/osio/osio-bot/playground"
 )
 
-// TestServeByHand serves the playground for a person, until Ctrl-C:
-//
-//	PLAYGROUND_ADDR=127.0.0.1:8080 go test ./playground -run TestServeByHand -v -timeout 0
-//
-// It is what go run ./cmd/osio-demo --ui does; without PLAYGROUND_ADDR it
-// skips.
-func TestServeByHand(t *testing.T) {
-	addr := os.Getenv("PLAYGROUND_ADDR")
-	if addr == "" {
-		t.Skip("set PLAYGROUND_ADDR (e.g. 127.0.0.1:8080) to serve the playground by hand")
-	}
-	needs(t, false)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	w, err := demo.Start(ctx, demo.Options{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if err := playground.Run(ctx, w, addr, os.Stdout); err != nil {
-		t.Fatal(err)
+// The playground acts as anyone and decrypts the developer's mail: it is
+// served on the loopback interface only, and an address on another
+// interface is refused with a sentence (before any world is needed).
+func TestServesOnLoopbackOnly(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:0", ":0", "[::]:0", "192.0.2.1:8080"} {
+		err := playground.Run(context.Background(), nil, addr, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "127.0.0.1") {
+			t.Errorf("Run on %q: %v; want a refusal naming 127.0.0.1", addr, err)
+		}
 	}
 }
