@@ -64,10 +64,11 @@ func TestChecksYieldToAcks(t *testing.T) {
 	tq, gotq := turn(time.Second)
 	q.request(tq)
 	notYet("just after an ack", gotq)
-	if !gotWithin("quiet", gotq, yield) {
+	if !gotWithin("quiet", gotq, 2*time.Second) {
 		t.Fatal("refused")
 	}
-	if waited := time.Since(start); waited > quiet+50*time.Millisecond {
+	// Well before its yield (timers may fire late on a loaded machine).
+	if waited := time.Since(start); waited > yield-50*time.Millisecond {
 		t.Errorf("started %v after the last ack, want about %v", waited, quiet)
 	}
 	q.done()
@@ -77,7 +78,7 @@ func TestChecksYieldToAcks(t *testing.T) {
 	start = time.Now()
 	t3, got3 := turn(time.Second)
 	q.request(t3)
-	if !gotWithin("burst", got3, 2*yield) {
+	if !gotWithin("burst", got3, 2*time.Second) {
 		t.Fatal("refused")
 	}
 	if waited := time.Since(start); waited < yield {
@@ -87,7 +88,7 @@ func TestChecksYieldToAcks(t *testing.T) {
 	t4, got4 := turn(time.Second)
 	q.request(t4)
 	notYet("second in a burst", got4)
-	if !gotWithin("second in a burst", got4, 2*yield) {
+	if !gotWithin("second in a burst", got4, 2*time.Second) {
 		t.Fatal("refused")
 	}
 	q.done()
@@ -97,10 +98,10 @@ func TestChecksYieldToAcks(t *testing.T) {
 	t5, got5 := turn(100 * time.Millisecond)
 	start = time.Now()
 	q.request(t5)
-	if gotWithin("deadline while yielding", got5, yield) {
+	if gotWithin("deadline while yielding", got5, 2*time.Second) {
 		t.Error("got a turn; want its deadline")
 	}
-	if waited := time.Since(start); waited < 90*time.Millisecond || waited > yield {
+	if waited := time.Since(start); waited < 90*time.Millisecond {
 		t.Errorf("refused after %v, want at its deadline (100ms)", waited)
 	}
 	q.ackEnds()
