@@ -208,9 +208,6 @@ type Cursor struct {
 	// not edited again; a request run again (an approver's retry) gets a
 	// new one, below the retry.
 	StatusClosed bool `json:"status_closed,omitempty"`
-	// StatusAfter is the ts of the reply a later run's status message
-	// follows: a lost post of it is looked for after that one only.
-	StatusAfter string `json:"status_after,omitempty"`
 	// LastTS is the ts of the last reply posted to the thread.
 	LastTS string `json:"last_ts,omitempty"`
 	// ToldExpired and ToldUnreachable record that the requester was told

@@ -428,14 +428,7 @@ func (a *App) retain(ctx context.Context, retention time.Duration) {
 		a.log.Warn("store.retention is set but this store cannot prune; nothing is removed")
 		return
 	}
-	t := time.NewTimer(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, time.Minute, time.Hour, func() {
 		var may func(*actions.Request) bool
 		if a.archiver != nil {
 			// Only a request whose record is in S3 may go.
@@ -447,14 +440,23 @@ func (a *App) retain(ctx context.Context, retention time.Duration) {
 		} else if n > 0 {
 			a.log.Info("removed requests past store.retention", zap.Int("requests", n), zap.Duration("retention", retention))
 		}
-		t.Reset(time.Hour)
-	}
+	})
 }
 
 // archive writes ended requests' audit records to S3 (audit.s3_uri) every
 // audit.interval until ctx ends.
 func (a *App) archive(ctx context.Context) {
-	t := time.NewTimer(time.Second)
+	every(ctx, time.Second, a.cfg.Audit.Interval.D(), func() {
+		if n, err := a.archiver.Archive(ctx); err != nil && ctx.Err() == nil {
+			a.log.Error("writing audit records to S3; trying again", zap.Error(err), zap.Int("written", n))
+		}
+	})
+}
+
+// every runs f first after first, then every interval after the end of
+// the last run, until ctx ends.
+func every(ctx context.Context, first, interval time.Duration, f func()) {
+	t := time.NewTimer(first)
 	defer t.Stop()
 	for {
 		select {
@@ -462,9 +464,7 @@ func (a *App) archive(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if n, err := a.archiver.Archive(ctx); err != nil && ctx.Err() == nil {
-			a.log.Error("writing audit records to S3; trying again", zap.Error(err), zap.Int("written", n))
-		}
-		t.Reset(a.cfg.Audit.Interval.D())
+		f()
+		t.Reset(interval)
 	}
 }

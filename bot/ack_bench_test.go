@@ -40,6 +40,18 @@ type latencies struct {
 
 func (l *latencies) add(_ string, d time.Duration) { l.mu.Lock(); l.d = append(l.d, d); l.mu.Unlock() }
 
+// waitAcks waits for the ack of each envelope and adds its round trip.
+func (l *latencies) waitAcks(ctx context.Context, b *testing.B, srv *slackserver.Server, envelopes []string) {
+	b.Helper()
+	for _, e := range envelopes {
+		ack, err := srv.WaitAck(ctx, e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.add("", ack.Latency)
+	}
+}
+
 func (l *latencies) pct(p float64) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -110,13 +122,7 @@ func slashAck(b *testing.B, st bot.Store, conc int) {
 				b.Fatal(err)
 			}
 		}
-		for _, id := range ids {
-			ack, err := srv.WaitAck(ctx, id)
-			if err != nil {
-				b.Fatal(err)
-			}
-			rtt.add("", ack.Latency)
-		}
+		rtt.waitAcks(ctx, b, srv, ids)
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(lat.pct(0.50).Microseconds())/1000, "p50-ms")
@@ -199,13 +205,7 @@ func BenchmarkClickAck(b *testing.B) {
 							b.Fatal(err)
 						}
 					}
-					for _, e := range ids {
-						ack, err := srv.WaitAck(ctx, e)
-						if err != nil {
-							b.Fatal(err)
-						}
-						rtt.add("", ack.Latency)
-					}
+					rtt.waitAcks(ctx, b, srv, ids)
 				}
 				b.StopTimer()
 				b.ReportMetric(float64(rtt.pct(0.50).Microseconds())/1000, "rtt-p50-ms")

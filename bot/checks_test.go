@@ -40,14 +40,7 @@ func TestChecksAreBounded(t *testing.T) {
 		Unchecked: "I could not check k",
 	}}
 	b, st := unitBot(t, kinds, Settings{MaxChecks: 2, CheckTimeout: 300 * time.Millisecond})
-	received := func() *actions.Request {
-		res, err := st.Create(&actions.Request{Kind: "k", State: actions.Received, Requester: "UDEV", Origin: "CDEV",
-			Thread: actions.Thread{Channel: "CAPPROVALS"}, ExpiresAt: time.Now().Add(time.Hour)}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.Request
-	}
+	received := func() *actions.Request { return receivedK(t, st) }
 
 	// Six at once, none answering: two run, and all six are refused by
 	// their deadline, those that never had a turn included.
@@ -110,14 +103,7 @@ func TestWaitingChecksHoldNoGoroutine(t *testing.T) {
 	}}
 	b, st := unitBot(t, kinds, Settings{MaxChecks: 2, CheckTimeout: 500 * time.Millisecond})
 	api := b.API.(*fakeAPI)
-	received := func() *actions.Request {
-		res, err := st.Create(&actions.Request{Kind: "k", State: actions.Received, Requester: "UDEV", Origin: "CDEV",
-			Thread: actions.Thread{Channel: "CAPPROVALS"}, ExpiresAt: time.Now().Add(time.Hour)}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.Request
-	}
+	received := func() *actions.Request { return receivedK(t, st) }
 	ctx := context.Background()
 	before := runtime.NumGoroutine()
 	var rs []*actions.Request
@@ -221,14 +207,7 @@ func TestShutdownReleasesWaitingChecks(t *testing.T) {
 		},
 	}}
 	b, st := unitBot(t, kinds, Settings{MaxChecks: 1, CheckTimeout: time.Hour})
-	received := func() *actions.Request {
-		res, err := st.Create(&actions.Request{Kind: "k", State: actions.Received, Requester: "UDEV", Origin: "CDEV",
-			Thread: actions.Thread{Channel: "CAPPROVALS"}, ExpiresAt: time.Now().Add(time.Hour)}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.Request
-	}
+	received := func() *actions.Request { return receivedK(t, st) }
 	ctx, cancel := context.WithCancel(context.Background())
 	first, second := received(), received()
 	out := make(chan *actions.Request, 2)
@@ -263,4 +242,15 @@ func TestShutdownReleasesWaitingChecks(t *testing.T) {
 			t.Errorf("%s is %s, want received (checked again at the next start)", id, r.State)
 		}
 	}
+}
+
+// receivedK stores a command of kind "k" taken in and not yet checked.
+func receivedK(t *testing.T, st Store) *actions.Request {
+	t.Helper()
+	res, err := st.Create(&actions.Request{Kind: "k", State: actions.Received, Requester: "UDEV", Origin: "CDEV",
+		Thread: actions.Thread{Channel: "CAPPROVALS"}, ExpiresAt: time.Now().Add(time.Hour)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Request
 }

@@ -879,13 +879,16 @@ func endedAt(evs []actions.Event) time.Time {
 // status posts or edits the thread's one status message.
 func (r *Reporter) status(ctx context.Context, req *actions.Request, cur *actions.Cursor, text string) error {
 	text = statusPrefix + text
+	after := ""
 	if cur.StatusClosed {
 		// An earlier run's, finished: this run gets its own, below the
-		// last reply (a post of it whose answer was lost is looked for
-		// there).
-		cur.StatusTS, cur.StatusClosed, cur.StatusAfter = "", false, cur.LastTS
+		// last reply, where a post of it whose answer was lost is looked
+		// for. Until that post is recorded the cursor still says closed,
+		// so a lost answer brings the next round back here.
+		after = cur.LastTS
+		cur.StatusTS, cur.StatusClosed = "", false
 	}
-	if err := r.adoptStatus(ctx, req, cur); err != nil {
+	if err := r.adoptStatus(ctx, req, cur, after); err != nil {
 		return err
 	}
 	if cur.StatusTS != "" {
@@ -922,7 +925,7 @@ func (r *Reporter) closeStatus(ctx context.Context, req *actions.Request, cur *a
 	if cur.StatusClosed {
 		return nil // closed by an earlier progress event of this end
 	}
-	if err := r.adoptStatus(ctx, req, cur); err != nil {
+	if err := r.adoptStatus(ctx, req, cur, ""); err != nil {
 		return err
 	}
 	if cur.StatusTS != "" {
@@ -943,12 +946,13 @@ func (r *Reporter) closeStatus(ctx context.Context, req *actions.Request, cur *a
 }
 
 // adoptStatus looks for a status message whose post's answer was lost
-// (the request is unsure) and records its ts.
-func (r *Reporter) adoptStatus(ctx context.Context, req *actions.Request, cur *actions.Cursor) error {
+// (the request is unsure), after the reply at ts after ("" from the
+// thread's start), and records its ts.
+func (r *Reporter) adoptStatus(ctx context.Context, req *actions.Request, cur *actions.Cursor, after string) error {
 	if cur.StatusTS != "" || !r.isUnsure(req.ID) {
 		return nil
 	}
-	ts, err := r.findStatus(ctx, req, cur.StatusAfter)
+	ts, err := r.findStatus(ctx, req, after)
 	if err != nil {
 		return err
 	}

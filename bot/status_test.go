@@ -249,3 +249,34 @@ func TestRetriedStatusPostLost(t *testing.T) {
 		t.Errorf("status messages %q; want the first run's failed one and the second run's succeeded one", got)
 	}
 }
+
+// A second run's status post that never reached Slack is not mistaken for
+// the first run's, finished status above the resend: findStatus looks
+// only after the reply it is given.
+func TestFindStatusLooksAfterTheResend(t *testing.T) {
+	w := newSlackWorld(t)
+	id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card},
+		actions.Event{Kind: actions.Progress, Text: "mailing the password"})
+	rep := w.reporter(ReporterOptions{ProgressInterval: time.Millisecond})
+	ctx := context.Background()
+	if _, err := rep.deliver(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	w.finish(id, actions.Failed, ":x: the mail failed.")
+	time.Sleep(5 * time.Millisecond)
+	if _, err := rep.deliver(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	req, err := w.st.Get(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	th := w.thread(id)
+	last := th[len(th)-1].TS // the failure reply
+	if ts, err := rep.findStatus(ctx, req, ""); err != nil || ts == "" {
+		t.Fatalf("findStatus from the start: %q, %v; want the first run's status", ts, err)
+	}
+	if ts, err := rep.findStatus(ctx, req, last); err != nil || ts != "" {
+		t.Errorf("findStatus after the last reply: %q, %v; want none (the first run's is above it)", ts, err)
+	}
+}

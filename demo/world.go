@@ -87,10 +87,12 @@ type World struct {
 	merges  []error // what the reconciler could not do
 }
 
-// Start brings up the world and the bot.
+// Start brings up the world and the bot. ctx bounds the world's life as
+// well as its start: when it ends the bot and the reconciler stop; Close
+// ends it sooner.
 func Start(ctx context.Context, o Options) (w *World, err error) {
 	w = &World{}
-	w.ctx, w.cancel = context.WithCancel(context.Background())
+	w.ctx, w.cancel = context.WithCancel(ctx)
 	defer func() {
 		if err != nil {
 			w.Close()

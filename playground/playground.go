@@ -115,7 +115,9 @@ func Run(ctx context.Context, w *demo.World, addr string, out io.Writer) error {
 		return fmt.Errorf("playground: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	// ctx has ended: the shutdown gets its own few seconds to finish
+	// the requests in flight.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
 		return fmt.Errorf("playground: shutting down: %w", err)

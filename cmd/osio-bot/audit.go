@@ -29,21 +29,7 @@ const auditUsage = `usage:
 
 // auditCmd serves "audit ...".
 func auditCmd(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, auditUsage)
-		return 2
-	}
-	switch args[0] {
-	case "export":
-		return auditExport(args[1:], stdout, stderr)
-	case "verify":
-		return auditVerify(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprint(stdout, auditUsage)
-		return 0
-	}
-	fmt.Fprintf(stderr, "unknown audit command %q\n%s", args[0], auditUsage)
-	return 2
+	return dispatch("audit", auditUsage, map[string]subcommand{"export": auditExport, "verify": auditVerify}, args, stdout, stderr)
 }
 
 func auditExport(args []string, stdout, stderr io.Writer) int {

@@ -39,24 +39,30 @@ const initTimeout = 3 * time.Minute
 
 // storeCmd serves the store subcommands.
 func storeCmd(args []string, stdout, stderr io.Writer) int {
+	return dispatch("store", storeUsage, map[string]subcommand{
+		"check": storeCheck, "init": storeInit, "migrate": storeMigrate, "compact": storeCompact,
+	}, args, stdout, stderr)
+}
+
+// subcommand serves one "osio-bot GROUP NAME ..." with its arguments.
+type subcommand func(args []string, stdout, stderr io.Writer) int
+
+// dispatch runs group's subcommand named by args[0]; no name or an
+// unknown one prints usage and exits 2, help prints it and exits 0.
+func dispatch(group, usage string, subs map[string]subcommand, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, storeUsage)
+		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	if sub, ok := subs[args[0]]; ok {
+		return sub(args[1:], stdout, stderr)
+	}
 	switch args[0] {
-	case "check":
-		return storeCheck(args[1:], stdout, stderr)
-	case "init":
-		return storeInit(args[1:], stdout, stderr)
-	case "migrate":
-		return storeMigrate(args[1:], stdout, stderr)
-	case "compact":
-		return storeCompact(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
-		fmt.Fprint(stdout, storeUsage)
+		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	fmt.Fprintf(stderr, "unknown store command %q\n%s", args[0], storeUsage)
+	fmt.Fprintf(stderr, "unknown %s command %q\n%s", group, args[0], usage)
 	return 2
 }
 

@@ -48,7 +48,11 @@ func main() {
 	if *ui {
 		o.ui = *addr
 	}
-	os.Exit(run(os.Stdout, os.Stderr, o))
+	// Ctrl-C ends the flows, or the playground, and cleans up.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := run(ctx, os.Stdout, os.Stderr, o)
+	stop()
+	os.Exit(code)
 }
 
 // options are the command's flags.
@@ -63,7 +67,7 @@ type options struct {
 // run runs the chosen flows (or serves the playground) and returns the
 // exit code: 0 when every flow did what it should, 1 when one did not or
 // the world did not start, 2 for a flow name it does not know.
-func run(stdout, stderr io.Writer, o options) int {
+func run(ctx context.Context, stdout, stderr io.Writer, o options) int {
 	name, items, keep := o.flow, o.items, o.keep
 	flows, ok := choose(name)
 	if o.ui != "" {
@@ -83,12 +87,12 @@ func run(stdout, stderr io.Writer, o options) int {
 		fmt.Fprint(stderr, "osio-demo: moto_server is not on PATH. The demo runs AWS locally in moto_server\n(moto 5.2.1); install it with\n    pip install 'moto[server]==5.2.1'\nand make sure the directory pip puts moto_server in is on PATH.\n")
 		return 1
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	if o.ui != "" {
-		// The playground runs until Ctrl-C.
-		ctx, cancel = signal.NotifyContext(context.Background(), os.Interrupt)
+	if o.ui == "" {
+		// The flows take seconds; the playground runs until Ctrl-C.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
 	}
-	defer cancel()
 
 	dir, err := os.MkdirTemp("", "osio-demo-")
 	if err != nil {

@@ -3,13 +3,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +24,7 @@ func TestFlowList(t *testing.T) {
 		code int
 	}{{"list", 0}, {"nosuchflow", 2}} {
 		var out, errOut bytes.Buffer
-		if code := run(&out, &errOut, options{flow: c.name, items: 1}); code != c.code {
+		if code := run(context.Background(), &out, &errOut, options{flow: c.name, items: 1}); code != c.code {
 			t.Errorf("--flow %s: exit %d, want %d", c.name, code, c.code)
 		}
 		listed := out.String()
@@ -62,7 +62,7 @@ func TestChoose(t *testing.T) {
 func TestMotoMissing(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
 	var out, errOut bytes.Buffer
-	if code := run(&out, &errOut, options{items: 1}); code != 1 {
+	if code := run(context.Background(), &out, &errOut, options{items: 1}); code != 1 {
 		t.Errorf("exit %d, want 1", code)
 	}
 	if !strings.Contains(errOut.String(), "pip install 'moto[server]==5.2.1'") {
@@ -79,11 +79,14 @@ func TestUI(t *testing.T) {
 		}
 		t.Skip("moto_server is not installed")
 	}
+	// main's Ctrl-C context, here one the test ends.
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	pr, pw := io.Pipe()
 	var errOut bytes.Buffer
 	code := make(chan int, 1)
 	go func() {
-		code <- run(pw, &errOut, options{items: 1, ui: "127.0.0.1:0"})
+		code <- run(ctx, pw, &errOut, options{items: 1, ui: "127.0.0.1:0"})
 		pw.Close()
 	}()
 	urlRe := regexp.MustCompile(`The playground is at (http://127\.0\.0\.1:[0-9]+/)`)
@@ -108,10 +111,8 @@ func TestUI(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "osio-bot playground") {
 		t.Errorf("GET %s: %d\n%s", url, resp.StatusCode, page)
 	}
-	// Ctrl-C: the command's signal context takes it, not the test process.
-	if err := syscall.Kill(os.Getpid(), syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
+	stop() // Ctrl-C
+
 	select {
 	case c := <-code:
 		if c != 0 {
