@@ -168,29 +168,12 @@ func TestStatusReadsFinished(t *testing.T) {
 // to a new status message below the resend, so that the thread reads in
 // order, not "Succeeded" above the earlier failure.
 func TestRetriedRequestGetsANewStatus(t *testing.T) {
-	w := newSlackWorld(t)
-	id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card},
-		actions.Event{Kind: actions.Progress, Text: "mailing the password"})
-	rep := w.reporter(ReporterOptions{ProgressInterval: time.Millisecond})
-	ctx := context.Background()
-	deliver := func() {
-		t.Helper()
-		time.Sleep(5 * time.Millisecond)
-		if _, err := rep.deliver(ctx, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	deliver()
-	w.finish(id, actions.Failed, ":x: the mail failed.")
-	deliver()
-	// The approver's Resend, as bot.retry records it; then the job runs.
-	if _, err := w.st.Transition(id, nil, actions.Approved, nil, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: "Resend by <@UCATCHER>."}); err != nil {
-		t.Fatal(err)
-	}
+	w, _, id, deliver := failedRun(t)
+	w.resend(id)
 	w.add(id, actions.Event{Kind: actions.Progress, Text: "mailing the password again"})
-	deliver()
+	deliver(false)
 	w.finish(id, actions.Succeeded, "mailed.")
-	deliver()
+	deliver(false)
 
 	var order []string
 	for _, m := range w.thread(id) {
@@ -215,24 +198,8 @@ func TestRetriedRequestGetsANewStatus(t *testing.T) {
 // reporter finds the one it posted (after the resend), not the first
 // run's, and posts no third.
 func TestRetriedStatusPostLost(t *testing.T) {
-	w := newSlackWorld(t)
-	id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card},
-		actions.Event{Kind: actions.Progress, Text: "mailing the password"})
-	rep := w.reporter(ReporterOptions{ProgressInterval: time.Millisecond})
-	ctx := context.Background()
-	deliver := func(wantErr bool) {
-		t.Helper()
-		time.Sleep(5 * time.Millisecond)
-		if _, err := rep.deliver(ctx, id); (err != nil) != wantErr {
-			t.Fatalf("deliver: %v (want an error: %v)", err, wantErr)
-		}
-	}
-	deliver(false)
-	w.finish(id, actions.Failed, ":x: the mail failed.")
-	deliver(false)
-	if _, err := w.st.Transition(id, nil, actions.Approved, nil, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: "Resend by <@UCATCHER>."}); err != nil {
-		t.Fatal(err)
-	}
+	w, _, id, deliver := failedRun(t)
+	w.resend(id)
 	deliver(false)
 	w.add(id, actions.Event{Kind: actions.Progress, Text: "mailing the password again"})
 	w.srv.LoseNext("chat.postMessage", 1)
@@ -254,19 +221,8 @@ func TestRetriedStatusPostLost(t *testing.T) {
 // the first run's, finished status above the resend: findStatus looks
 // only after the reply it is given.
 func TestFindStatusLooksAfterTheResend(t *testing.T) {
-	w := newSlackWorld(t)
-	id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card},
-		actions.Event{Kind: actions.Progress, Text: "mailing the password"})
-	rep := w.reporter(ReporterOptions{ProgressInterval: time.Millisecond})
+	w, rep, id, _ := failedRun(t)
 	ctx := context.Background()
-	if _, err := rep.deliver(ctx, id); err != nil {
-		t.Fatal(err)
-	}
-	w.finish(id, actions.Failed, ":x: the mail failed.")
-	time.Sleep(5 * time.Millisecond)
-	if _, err := rep.deliver(ctx, id); err != nil {
-		t.Fatal(err)
-	}
 	req, err := w.st.Get(id)
 	if err != nil {
 		t.Fatal(err)
@@ -278,5 +234,35 @@ func TestFindStatusLooksAfterTheResend(t *testing.T) {
 	}
 	if ts, err := rep.findStatus(ctx, req, last); err != nil || ts != "" {
 		t.Errorf("findStatus after the last reply: %q, %v; want none (the first run's is above it)", ts, err)
+	}
+}
+
+// failedRun is a request whose job reported progress and failed, its
+// thread delivered: the status message closed as failed, then the
+// failure reply. deliver runs a delivery round, which must fail or not.
+func failedRun(t *testing.T) (w *slackWorld, rep *Reporter, id string, deliver func(wantErr bool)) {
+	t.Helper()
+	w = newSlackWorld(t)
+	id = w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card},
+		actions.Event{Kind: actions.Progress, Text: "mailing the password"})
+	rep = w.reporter(ReporterOptions{ProgressInterval: time.Millisecond})
+	deliver = func(wantErr bool) {
+		t.Helper()
+		time.Sleep(5 * time.Millisecond) // past the progress interval
+		if _, err := rep.deliver(context.Background(), id); (err != nil) != wantErr {
+			t.Fatalf("deliver: %v (want an error: %v)", err, wantErr)
+		}
+	}
+	deliver(false)
+	w.finish(id, actions.Failed, ":x: the mail failed.")
+	deliver(false)
+	return w, rep, id, deliver
+}
+
+// resend records an approver's Resend of id as bot.retry does.
+func (w *slackWorld) resend(id string) {
+	w.t.Helper()
+	if _, err := w.st.Transition(id, nil, actions.Approved, nil, actions.Event{Kind: actions.Card}, actions.Event{Kind: actions.Message, Text: "Resend by <@UCATCHER>."}); err != nil {
+		w.t.Fatal(err)
 	}
 }
