@@ -186,8 +186,8 @@ func benchHealthy(b *testing.B, o benchOptions) {
 		botBin = prof.bin
 	}
 	bot := startChild(b, env, "bot", botBin, []string{"run", "--config", env.ConfigPath}, append(botEnv(), prof.environ()...)...)
-	prof.snapshot("idle")
 	prof.watch(bot.cmd.Process.Pid)
+	prof.snapshot("idle")
 	receipt := regexp.MustCompile(`Request \*R-[0-9]{6}\* received`)
 	ids := newIDSet()
 	res := load("bot", bot.cmd.Process.Pid, func(a slackserver.Ack) error {

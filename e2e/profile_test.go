@@ -27,6 +27,7 @@ type profiler struct {
 	dir  string
 	addr string
 	bin  string
+	pid  int // the bot's, once watched
 	wg   sync.WaitGroup
 }
 
@@ -64,7 +65,7 @@ func (p *profiler) watch(pid int) {
 	if err != nil {
 		p.b.Fatal(err)
 	}
-	p.rss, p.t0 = f, time.Now()
+	p.rss, p.t0, p.pid = f, time.Now(), pid
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -126,7 +127,11 @@ func (p *profiler) at50() {
 	p.mark("c=50 starts")
 	s := p.seconds()
 	p.fetch(fmt.Sprintf("profile?seconds=%d", s), "cpu.pprof")
-	p.fetch(fmt.Sprintf("trace?seconds=%d", s), "trace.out")
+	if os.Getenv("OSIO_BENCH_PPROF_TRACE") != "0" {
+		// The trace costs the bot CPU of its own (tracebacks); =0 leaves
+		// it out, for a CPU profile closer to the bot's own work.
+		p.fetch(fmt.Sprintf("trace?seconds=%d", s), "trace.out")
+	}
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
@@ -147,6 +152,13 @@ func (p *profiler) snapshot(name string) {
 	p.vars(name + "-vars.json")
 	p.get("heap", name+"-heap.pprof")
 	p.get("allocs", name+"-allocs.pprof")
+	if p.pid != 0 {
+		// Which mappings the resident memory is in (the binary, the
+		// store's file, the heap).
+		if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", p.pid)); err == nil {
+			_ = os.WriteFile(filepath.Join(p.dir, name+"-smaps.txt"), data, 0o644)
+		}
+	}
 }
 
 func (p *profiler) fetch(path, file string) {

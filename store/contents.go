@@ -107,16 +107,19 @@ func (s *Store) Export() (*Contents, error) {
 			c.Locks[string(k)] = string(v)
 			return nil
 		})
-		times := tx.Bucket(bMeta).Bucket([]byte("envelope_times"))
+		at := map[string]time.Time{}
+		if times := tx.Bucket(bMeta).Bucket(bEnvelopeTimes); times != nil {
+			_ = times.ForEach(func(k, _ []byte) error {
+				if t, key, ok := splitTimeKey(k); ok {
+					at[string(key)] = t
+				}
+				return nil
+			})
+		}
 		_ = tx.Bucket(bEnvelopes).ForEach(func(k, v []byte) error {
-			var claim EnvelopeClaim
+			claim := EnvelopeClaim{At: at[string(k)]}
 			if len(k) > 6 && string(k[:6]) == "slash:" {
 				claim.Request = string(v)
-			}
-			if times != nil {
-				if t := times.Get(k); t != nil {
-					_ = claim.At.UnmarshalBinary(t)
-				}
 			}
 			c.Envelopes[string(k)] = claim
 			return nil

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
 
@@ -231,5 +232,98 @@ func TestCheckWhileInUse(t *testing.T) {
 	_, err := Check(s.Path())
 	if err == nil || !strings.Contains(err.Error(), "in use by another process") {
 		t.Errorf("Check of a file held by a running bot: %v, want 'in use by another process'", err)
+	}
+}
+
+// TestOpenMigratesEnvelopeTimes: a schema 2 file's claim times, keyed by
+// envelope id, move to the time index: the claims still refuse a
+// redelivery, are pruned by their times (a time that does not decode, at
+// once), and the old bucket is gone.
+func TestOpenMigratesEnvelopeTimes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "v2.db")
+	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	c := &clock{t: t0}
+	s := openAt(t, path, c.Now)
+	mustCreate(t, s, newReq(), "e-slash")
+	s.Close()
+	// Back to schema 2's layout.
+	db, err := bbolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bMeta)
+		if err := meta.DeleteBucket(bEnvelopeTimes); err != nil {
+			return err
+		}
+		old, err := meta.CreateBucket(bOldEnvelopeTimes)
+		if err != nil {
+			return err
+		}
+		put := func(key string, at time.Time, claimed []byte) error {
+			v, _ := at.MarshalBinary()
+			if err := tx.Bucket(bEnvelopes).Put([]byte(key), claimed); err != nil {
+				return err
+			}
+			return old.Put([]byte(key), v)
+		}
+		for _, e := range []struct {
+			key string
+			at  time.Time
+		}{{"slash:e-slash", t0}, {"click:e-old", t0.Add(-2 * time.Hour)}, {"click:e-new", t0.Add(time.Hour)}} {
+			if err := put(e.key, e.at, []byte("R-000001")); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bEnvelopes).Put([]byte("click:e-bad"), []byte{1}); err != nil {
+			return err
+		}
+		if err := old.Put([]byte("click:e-bad"), []byte("not a time")); err != nil {
+			return err
+		}
+		return meta.Put(metaSchema, []byte{2})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+
+	c.Set(t0.Add(3 * time.Hour))
+	s = openAt(t, path, c.Now)
+	defer s.Close()
+	if first, err := s.ClaimEnvelope("e-new"); first || err != nil {
+		t.Errorf("ClaimEnvelope(e-new) after migration = %v, %v; want claimed before", first, err)
+	}
+	if res, err := s.Create(newReq(), "e-slash"); err != nil || !res.Duplicate {
+		t.Errorf("Create(e-slash) after migration = %+v, %v; want the duplicate", res, err)
+	}
+	cont, err := s.Export()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cont.Envelopes["click:e-old"].At; !got.Equal(t0.Add(-2 * time.Hour)) {
+		t.Errorf("e-old's time after migration = %v", got)
+	}
+	// Before t0: e-old and e-bad (no time).
+	if n, err := s.PruneEnvelopes(t0); n != 2 || err != nil {
+		t.Errorf("PruneEnvelopes(t0) = %d, %v; want 2 (e-old, e-bad)", n, err)
+	}
+	if n, err := s.PruneEnvelopes(t0.Add(2 * time.Hour)); n != 2 || err != nil {
+		t.Errorf("PruneEnvelopes(t0+2h) = %d, %v; want 2 (e-slash, e-new)", n, err)
+	}
+	if first, err := s.ClaimEnvelope("e-old"); !first || err != nil {
+		t.Errorf("ClaimEnvelope(e-old) after its prune = %v, %v; want first", first, err)
+	}
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bMeta).Bucket(bOldEnvelopeTimes) != nil {
+			t.Error("the old envelope_times bucket is still there")
+		}
+		if v := tx.Bucket(bMeta).Get(metaSchema); len(v) != 1 || v[0] != schemaVersion {
+			t.Errorf("schema after migration = %v, want %d", v, schemaVersion)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -490,26 +490,30 @@ func (s *Store) ClaimEnvelope(envelopeID string) (bool, error) {
 }
 
 // PruneEnvelopes forgets envelope ids claimed before t (Slack retries
-// within minutes, so a day is plenty).
+// within minutes, so a day is plenty). The claims are read in time order
+// from the index, up to the first one at or after t.
 func (s *Store) PruneEnvelopes(t time.Time) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		n = 0
-		times := tx.Bucket(bMeta).Bucket([]byte("envelope_times"))
+		times := tx.Bucket(bMeta).Bucket(bEnvelopeTimes)
 		if times == nil {
 			return nil
 		}
 		var old [][]byte
-		_ = times.ForEach(func(k, v []byte) error {
-			var at time.Time
-			if at.UnmarshalBinary(v) == nil && at.Before(t) {
-				old = append(old, slices.Clone(k))
+		c := times.Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			at, _, ok := splitTimeKey(k)
+			if ok && !at.Before(t) {
+				break
 			}
-			return nil
-		})
+			old = append(old, slices.Clone(k))
+		}
 		for _, k := range old {
-			if err := tx.Bucket(bEnvelopes).Delete(k); err != nil {
-				return err
+			if _, key, ok := splitTimeKey(k); ok {
+				if err := tx.Bucket(bEnvelopes).Delete(key); err != nil {
+					return err
+				}
 			}
 			if err := times.Delete(k); err != nil {
 				return err
@@ -521,13 +525,49 @@ func (s *Store) PruneEnvelopes(t time.Time) (int, error) {
 	return n, err
 }
 
+// bEnvelopeTimes (in bMeta) is the envelope claims in time order, for
+// PruneEnvelopes: each key is the claim's time (timeKey) and then the
+// claim's key in bEnvelopes; the values are empty. Keyed by time, a new
+// claim's entry goes at the end, on one page for a whole commit; keyed
+// by the envelope id, as schema 2's bOldEnvelopeTimes was, each went to
+// a page of its own, as in bEnvelopes itself: half the pages a commit of
+// intakes wrote, and a third of the store's time per intake
+// (BenchmarkIntakeWrite: 2,000 intakes at 50 in flight, 140 ms -> 103 ms).
+var (
+	bEnvelopeTimes    = []byte("envelopes_by_time")
+	bOldEnvelopeTimes = []byte("envelope_times")
+)
+
 func putEnvelopeTime(tx *bbolt.Tx, key string, at time.Time) error {
-	times, err := tx.Bucket(bMeta).CreateBucketIfNotExists([]byte("envelope_times"))
+	times, err := tx.Bucket(bMeta).CreateBucketIfNotExists(bEnvelopeTimes)
 	if err != nil {
 		return err
 	}
-	v, _ := at.MarshalBinary()
-	return times.Put([]byte(key), v)
+	times.FillPercent = 0.95 // appended to: full pages, not half ones
+	return times.Put(timeKey(at, key), nil)
+}
+
+// timeKey is at (Unix nanoseconds, 8 bytes big-endian: they sort as the
+// times do; a time before 1970, or the zero time, as 0) followed by key.
+func timeKey(at time.Time, key string) []byte {
+	var ns uint64
+	if at.After(time.Unix(0, 0)) {
+		ns = uint64(at.UnixNano())
+	}
+	k := make([]byte, 8, 8+len(key))
+	binary.BigEndian.PutUint64(k, ns)
+	return append(k, key...)
+}
+
+func splitTimeKey(k []byte) (time.Time, []byte, bool) {
+	if len(k) < 8 {
+		return time.Time{}, nil, false
+	}
+	ns := binary.BigEndian.Uint64(k)
+	if ns == 0 {
+		return time.Time{}, k[8:], true // not known
+	}
+	return time.Unix(0, int64(ns)).UTC(), k[8:], true
 }
 
 func getReq(tx *bbolt.Tx, id string) (*actions.Request, error) {
