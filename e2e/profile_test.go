@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +29,9 @@ type profiler struct {
 	addr string
 	bin  string
 	pid  int // the bot's, once watched
-	wg   sync.WaitGroup
+	// benchCPU is this process's CPU profile of the c=50 phase.
+	benchCPU *os.File
+	wg       sync.WaitGroup
 }
 
 func newProfiler(b *testing.B) *profiler {
@@ -91,6 +94,20 @@ func (p *profiler) watch(pid int) {
 	}()
 }
 
+// phaseEnds marks the end of the c=50 phase and ends this process's
+// profile of it.
+func (p *profiler) phaseEnds() {
+	if p == nil {
+		return
+	}
+	p.mark("c=50 ends")
+	if p.benchCPU != nil {
+		pprof.StopCPUProfile()
+		p.benchCPU.Close()
+		p.benchCPU = nil
+	}
+}
+
 // mark writes what happens now into rss.txt.
 func (p *profiler) mark(what string) {
 	if p == nil || p.rss == nil {
@@ -125,6 +142,15 @@ func (p *profiler) at50() {
 		return
 	}
 	p.mark("c=50 starts")
+	// This process too (the Slack server and the load), for the phase
+	// only: ended by phaseEnds.
+	if f, err := os.Create(filepath.Join(p.dir, "bench-cpu.pprof")); err == nil {
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+		} else {
+			p.benchCPU = f
+		}
+	}
 	s := p.seconds()
 	p.fetch(fmt.Sprintf("profile?seconds=%d", s), "cpu.pprof")
 	if os.Getenv("OSIO_BENCH_PPROF_TRACE") != "0" {

@@ -257,6 +257,8 @@ type envelope struct {
 	// user and channel of a slash command: where its ack's ephemeral
 	// receipt appears.
 	user, channel string
+	// respID is a slash command's response_url id (responseID).
+	respID string
 }
 
 type responseTarget struct {
@@ -299,7 +301,9 @@ type Server struct {
 	pending    []*envelope
 	acks       []Ack
 	responses  map[string]responseTarget
-	text       strings.Builder
+	// text is every payload the app sent, for AllText: kept as pieces,
+	// joined when asked, not copied into one growing buffer on each.
+	text       []string
 	pings      int
 	pongs      int
 	faults     faults
@@ -584,14 +588,10 @@ func (s *Server) receiptLocked(e *envelope, payload json.RawMessage, now time.Ti
 
 // responseID is the id of a slash command envelope's response_url.
 func responseID(e *envelope) string {
-	var env struct {
-		ResponseURL string `json:"response_url"`
-	}
-	if e == nil || e.typ != "slash_commands" || json.Unmarshal(e.payload, &env) != nil {
+	if e == nil || e.typ != "slash_commands" {
 		return ""
 	}
-	_, id, _ := strings.Cut(env.ResponseURL, "/response/")
-	return id
+	return e.respID
 }
 
 // markAckedLocked notes that slash command e was acked, for its
@@ -720,6 +720,8 @@ func (s *Server) send(typ string, payload obj) (string, error) {
 	if typ == "slash_commands" {
 		e.user, _ = payload["user_id"].(string)
 		e.channel, _ = payload["channel_id"].(string)
+		u, _ := payload["response_url"].(string)
+		_, e.respID, _ = strings.Cut(u, "/response/")
 	}
 	s.envs[e.id] = e
 	s.mu.Unlock()
@@ -1169,8 +1171,7 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) noteLocked(text string) {
-	s.text.WriteString(text)
-	s.text.WriteByte('\n')
+	s.text = append(s.text, text)
 }
 
 // conversation answers conversations.history (newest first) and
@@ -1521,4 +1522,11 @@ func (s *Server) UnknownMethods() []string {
 // API parameter except the token (texts, blocks JSON, ephemerals, ...),
 // every response_url body and every ack payload, one per line. Use it to scan
 // for leaked secrets.
-func (s *Server) AllText() string { s.mu.Lock(); defer s.mu.Unlock(); return s.text.String() }
+func (s *Server) AllText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.text) == 0 {
+		return ""
+	}
+	return strings.Join(s.text, "\n") + "\n"
+}
