@@ -111,6 +111,7 @@ package slackserver
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -710,13 +711,25 @@ func (s *Server) nextIDLocked(prefix string) string {
 	return fmt.Sprintf("%s%d", prefix, s.seq)
 }
 
+// envelopeID is a new envelope id as Slack makes them: a random UUID
+// ("dbdd0ef3-1543-4f94-bfb4-133d0e6c1545"). Not a counter: an app that
+// keys a store by envelope id sees random keys, as it will in production,
+// not ones that sort in the order they came.
+func envelopeID() string {
+	var b [16]byte
+	_, _ = crand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
 func (s *Server) send(typ string, payload obj) (string, error) {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return "", err
 	}
 	s.mu.Lock()
-	e := &envelope{id: s.nextIDLocked("env-"), typ: typ, payload: b}
+	e := &envelope{id: envelopeID(), typ: typ, payload: b}
 	if typ == "slash_commands" {
 		e.user, _ = payload["user_id"].(string)
 		e.channel, _ = payload["channel_id"].(string)
