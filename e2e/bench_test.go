@@ -40,6 +40,7 @@ import (
 // the Slack server: envelope written -> ack read. Peak RSS is each
 // process's VmHWM, read at the end.
 //
+// OSIO_BENCH_HELP=1 sends "/osio-export help" instead (no request made).
 // OSIO_BENCH_LOGS=DIR keeps the bot's and the floor's logs there.
 // OSIO_BENCH_BOT_ENV="K=V ..." adds to the bot's environment (e.g.
 // GOMEMLIMIT). OSIO_BENCH_PPROF=DIR profiles the bot (e2e/profile_test.go).
@@ -58,6 +59,7 @@ func BenchmarkExportAck(b *testing.B) {
 		conc:   envInt(b, "OSIO_BENCH_CONC", 50),
 		clicks: envInt(b, "OSIO_BENCH_CLICKS", 1000),
 		stall:  5 * time.Second,
+		help:   os.Getenv("OSIO_BENCH_HELP") == "1",
 	}
 	if v := os.Getenv("OSIO_BENCH_STALL_DELAY"); v != "" {
 		d, err := time.ParseDuration(v)
@@ -78,6 +80,10 @@ func BenchmarkExportAck(b *testing.B) {
 type benchOptions struct {
 	tables, c1, conc, clicks int
 	stall                    time.Duration
+	// help sends "/osio-export help" instead of the tables
+	// (OSIO_BENCH_HELP=1): the bot's ack path without a request, the
+	// issue's own reference row.
+	help bool
 }
 
 // botEnv is OSIO_BENCH_BOT_ENV ("K=V K=V"), added to the bot's
@@ -156,7 +162,11 @@ func benchHealthy(b *testing.B, o benchOptions) {
 			b.Fatalf("%s warm-up: %v", name, err)
 		}
 		table := func(i int) (string, error) {
-			return env.Slack.SendSlashCommand(slackserver.SlashCommand{Command: "/osio-export", Text: benchTable(i), UserID: testenv.Requester, ChannelID: testenv.DevChannel})
+			text := benchTable(i)
+			if o.help {
+				text = "help"
+			}
+			return env.Slack.SendSlashCommand(slackserver.SlashCommand{Command: "/osio-export", Text: text, UserID: testenv.Requester, ChannelID: testenv.DevChannel})
 		}
 		var err error
 		if r.c1, err = d.run(ctx, 1, o.c1, table, check); err != nil {
@@ -192,6 +202,12 @@ func benchHealthy(b *testing.B, o benchOptions) {
 	ids := newIDSet()
 	res := load("bot", bot.cmd.Process.Pid, func(a slackserver.Ack) error {
 		t := testenv.AckText(a)
+		if o.help {
+			if !strings.Contains(t, "/osio-export") {
+				return fmt.Errorf("the ack of %s is not the help: %q", a.EnvelopeID, t)
+			}
+			return nil
+		}
 		if !receipt.MatchString(t) {
 			return fmt.Errorf("the ack of %s is not a receipt: %q", a.EnvelopeID, t)
 		}
