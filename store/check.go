@@ -51,8 +51,8 @@ const maxProblems = 20
 // schemaVersion 2: request keys are the id's number, 8 bytes big-endian,
 // so that they sort whatever the id's width. Version 1 keyed them by the
 // id's text ("R-000001"), which put R-1000000 before R-999999.
-// schemaVersion 3: the envelope claims' times are indexed by time
-// (bEnvelopeTimes), not by envelope id (bOldEnvelopeTimes).
+// schemaVersion 3: the envelope claims are kept in time order (bClaims,
+// claims.go), not by envelope id (bEnvelopes, with bOldEnvelopeTimes).
 const schemaVersion = 3
 
 var metaSchema = []byte("schema")
@@ -110,10 +110,9 @@ func cmpUint(a, b uint64) int {
 // migrate brings the file's layout to schemaVersion inside tx.
 func migrate(tx *bbolt.Tx) error {
 	meta := tx.Bucket(bMeta)
-	// Claims' times by envelope id are moved to the time index whatever
-	// the file's version says: a binary from before schema 3 run on a
-	// newer file adds to the old index, and they are not lost.
-	if err := migrateEnvelopeTimes(meta); err != nil {
+	// Schema 2's claims are moved whatever the file's version says (see
+	// migrateClaims).
+	if err := migrateClaims(tx); err != nil {
 		return err
 	}
 	if v := meta.Get(metaSchema); len(v) == 1 && v[0] >= schemaVersion {
@@ -147,30 +146,6 @@ func migrate(tx *bbolt.Tx) error {
 		}
 	}
 	return meta.Put(metaSchema, []byte{schemaVersion})
-}
-
-// migrateEnvelopeTimes moves schema 2's claim times (key: the claim's
-// key, value: time.MarshalBinary) into the time index, and drops the old
-// bucket. A time that does not decode is the zero time: the claim is
-// pruned at the next pass, as a day-old one would be.
-func migrateEnvelopeTimes(meta *bbolt.Bucket) error {
-	old := meta.Bucket(bOldEnvelopeTimes)
-	if old == nil {
-		return nil
-	}
-	times, err := meta.CreateBucketIfNotExists(bEnvelopeTimes)
-	if err != nil {
-		return err
-	}
-	err = old.ForEach(func(k, v []byte) error {
-		var at time.Time
-		_ = at.UnmarshalBinary(v)
-		return times.Put(timeKey(at, string(k)), nil)
-	})
-	if err != nil {
-		return fmt.Errorf("migrating envelope times: %w", err)
-	}
-	return meta.DeleteBucket(bOldEnvelopeTimes)
 }
 
 // openBolt opens the file and turns bbolt's panics and memory faults on a

@@ -29,6 +29,11 @@ const maxGroup = 1000
 // transaction of its own, for its error.
 type committer struct {
 	db *bbolt.DB
+	// begin is called before each transaction's writes run, and
+	// committed once it is on disk (not after a rollback nor a failed
+	// commit): state kept beside the file (Store.claims) follows them.
+	// Either may be nil.
+	begin, committed func()
 
 	mu      sync.Mutex
 	queue   []*write
@@ -80,7 +85,7 @@ func (c *committer) loop() {
 func (c *committer) run(group []*write) {
 	for len(group) > 0 {
 		failed := -1
-		err := c.db.Update(func(tx *bbolt.Tx) error {
+		err := c.update(func(tx *bbolt.Tx) error {
 			for i, w := range group {
 				if err := call(w.fn, tx); err != nil {
 					failed = i
@@ -99,8 +104,20 @@ func (c *committer) run(group []*write) {
 		bad := group[failed]
 		group = append(group[:failed:failed], group[failed+1:]...)
 		c.commits.Add(1)
-		bad.err <- c.db.Update(func(tx *bbolt.Tx) error { return call(bad.fn, tx) })
+		bad.err <- c.update(func(tx *bbolt.Tx) error { return call(bad.fn, tx) })
 	}
+}
+
+// update is db.Update between the begin and committed hooks.
+func (c *committer) update(fn func(*bbolt.Tx) error) error {
+	if c.begin != nil {
+		c.begin()
+	}
+	err := c.db.Update(fn)
+	if err == nil && c.committed != nil {
+		c.committed()
+	}
+	return err
 }
 
 // call runs fn, turning a panic into an error, so that one write cannot

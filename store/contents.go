@@ -107,21 +107,16 @@ func (s *Store) Export() (*Contents, error) {
 			c.Locks[string(k)] = string(v)
 			return nil
 		})
-		at := map[string]time.Time{}
-		if times := tx.Bucket(bMeta).Bucket(bEnvelopeTimes); times != nil {
-			_ = times.ForEach(func(k, _ []byte) error {
-				if t, key, ok := splitTimeKey(k); ok {
-					at[string(key)] = t
-				}
+		_ = tx.Bucket(bMeta).Bucket(bClaims).ForEach(func(k, v []byte) error {
+			at, key, ok := splitTimeKey(k)
+			if !ok {
 				return nil
-			})
-		}
-		_ = tx.Bucket(bEnvelopes).ForEach(func(k, v []byte) error {
-			claim := EnvelopeClaim{At: at[string(k)]}
-			if len(k) > 6 && string(k[:6]) == "slash:" {
+			}
+			claim := EnvelopeClaim{At: at}
+			if len(key) > 6 && string(key[:6]) == "slash:" {
 				claim.Request = string(v)
 			}
-			c.Envelopes[string(k)] = claim
+			c.Envelopes[string(key)] = claim
 			return nil
 		})
 		return tx.Bucket(bLeases).ForEach(func(k, _ []byte) error {

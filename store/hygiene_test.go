@@ -235,11 +235,13 @@ func TestCheckWhileInUse(t *testing.T) {
 	}
 }
 
-// TestOpenMigratesEnvelopeTimes: a schema 2 file's claim times, keyed by
-// envelope id, move to the time index: the claims still refuse a
-// redelivery, are pruned by their times (a time that does not decode, at
-// once), and the old bucket is gone.
-func TestOpenMigratesEnvelopeTimes(t *testing.T) {
+// TestOpenMigratesEnvelopeClaims: a schema 2 file's claims (a bucket by
+// envelope id, their times in another) move to the time-ordered claims:
+// they still refuse a redelivery, are pruned by their times (one with no
+// time that decodes, at once), the old buckets are emptied, and a claim a
+// binary from before schema 3 adds to them later is moved at the next
+// open.
+func TestOpenMigratesEnvelopeClaims(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "v2.db")
 	t0 := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	c := &clock{t: t0}
@@ -247,55 +249,62 @@ func TestOpenMigratesEnvelopeTimes(t *testing.T) {
 	mustCreate(t, s, newReq(), "e-slash")
 	s.Close()
 	// Back to schema 2's layout.
-	db, err := bbolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		meta := tx.Bucket(bMeta)
-		if err := meta.DeleteBucket(bEnvelopeTimes); err != nil {
-			return err
-		}
-		old, err := meta.CreateBucket(bOldEnvelopeTimes)
+	// fresh: the file is as schema 2 wrote it (no claims bucket); else
+	// an older binary claims into the old buckets of a newer file.
+	toV2 := func(fresh bool, claims map[string]time.Time, bad ...string) {
+		t.Helper()
+		db, err := bbolt.Open(path, 0o600, nil)
 		if err != nil {
-			return err
+			t.Fatal(err)
 		}
-		put := func(key string, at time.Time, claimed []byte) error {
-			v, _ := at.MarshalBinary()
-			if err := tx.Bucket(bEnvelopes).Put([]byte(key), claimed); err != nil {
+		defer db.Close()
+		err = db.Update(func(tx *bbolt.Tx) error {
+			meta := tx.Bucket(bMeta)
+			if fresh {
+				if err := meta.DeleteBucket(bClaims); err != nil {
+					return err
+				}
+			}
+			old, err := meta.CreateBucketIfNotExists(bOldEnvelopeTimes)
+			if err != nil {
 				return err
 			}
-			return old.Put([]byte(key), v)
-		}
-		for _, e := range []struct {
-			key string
-			at  time.Time
-		}{{"slash:e-slash", t0}, {"click:e-old", t0.Add(-2 * time.Hour)}, {"click:e-new", t0.Add(time.Hour)}} {
-			if err := put(e.key, e.at, []byte("R-000001")); err != nil {
-				return err
+			for key, at := range claims {
+				v, _ := at.MarshalBinary()
+				value := []byte{1}
+				if key == "slash:e-slash" {
+					value = []byte("R-000001")
+				}
+				if err := tx.Bucket(bEnvelopes).Put([]byte(key), value); err != nil {
+					return err
+				}
+				if err := old.Put([]byte(key), v); err != nil {
+					return err
+				}
 			}
+			for _, key := range bad {
+				if err := tx.Bucket(bEnvelopes).Put([]byte(key), []byte{1}); err != nil {
+					return err
+				}
+				if err := old.Put([]byte(key), []byte("not a time")); err != nil {
+					return err
+				}
+			}
+			return meta.Put(metaSchema, []byte{2})
+		})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if err := tx.Bucket(bEnvelopes).Put([]byte("click:e-bad"), []byte{1}); err != nil {
-			return err
-		}
-		if err := old.Put([]byte("click:e-bad"), []byte("not a time")); err != nil {
-			return err
-		}
-		return meta.Put(metaSchema, []byte{2})
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
-	db.Close()
+	toV2(true, map[string]time.Time{"slash:e-slash": t0, "click:e-old": t0.Add(-2 * time.Hour), "click:e-new": t0.Add(time.Hour)}, "click:e-bad")
 
 	c.Set(t0.Add(3 * time.Hour))
 	s = openAt(t, path, c.Now)
-	defer s.Close()
 	if first, err := s.ClaimEnvelope("e-new"); first || err != nil {
 		t.Errorf("ClaimEnvelope(e-new) after migration = %v, %v; want claimed before", first, err)
 	}
-	if res, err := s.Create(newReq(), "e-slash"); err != nil || !res.Duplicate {
-		t.Errorf("Create(e-slash) after migration = %+v, %v; want the duplicate", res, err)
+	if res, err := s.Create(newReq(), "e-slash"); err != nil || !res.Duplicate || res.Request.ID != "R-000001" {
+		t.Errorf("Create(e-slash) after migration = %+v, %v; want the duplicate of R-000001", res, err)
 	}
 	cont, err := s.Export()
 	if err != nil {
@@ -304,12 +313,12 @@ func TestOpenMigratesEnvelopeTimes(t *testing.T) {
 	if got := cont.Envelopes["click:e-old"].At; !got.Equal(t0.Add(-2 * time.Hour)) {
 		t.Errorf("e-old's time after migration = %v", got)
 	}
+	if got := cont.Envelopes["slash:e-slash"]; got.Request != "R-000001" || !got.At.Equal(t0) {
+		t.Errorf("e-slash after migration = %+v", got)
+	}
 	// Before t0: e-old and e-bad (no time).
 	if n, err := s.PruneEnvelopes(t0); n != 2 || err != nil {
 		t.Errorf("PruneEnvelopes(t0) = %d, %v; want 2 (e-old, e-bad)", n, err)
-	}
-	if n, err := s.PruneEnvelopes(t0.Add(2 * time.Hour)); n != 2 || err != nil {
-		t.Errorf("PruneEnvelopes(t0+2h) = %d, %v; want 2 (e-slash, e-new)", n, err)
 	}
 	if first, err := s.ClaimEnvelope("e-old"); !first || err != nil {
 		t.Errorf("ClaimEnvelope(e-old) after its prune = %v, %v; want first", first, err)
@@ -318,6 +327,9 @@ func TestOpenMigratesEnvelopeTimes(t *testing.T) {
 		if tx.Bucket(bMeta).Bucket(bOldEnvelopeTimes) != nil {
 			t.Error("the old envelope_times bucket is still there")
 		}
+		if k, _ := tx.Bucket(bEnvelopes).Cursor().First(); k != nil {
+			t.Errorf("the old envelopes bucket still holds %q", k)
+		}
 		if v := tx.Bucket(bMeta).Get(metaSchema); len(v) != 1 || v[0] != schemaVersion {
 			t.Errorf("schema after migration = %v, want %d", v, schemaVersion)
 		}
@@ -325,5 +337,17 @@ func TestOpenMigratesEnvelopeTimes(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	s.Close()
+
+	// An older binary claims into the old buckets again; the next open
+	// takes its claim.
+	toV2(false, map[string]time.Time{"click:e-downgrade": t0.Add(2 * time.Hour)})
+	s = openAt(t, path, c.Now)
+	defer s.Close()
+	for _, e := range []string{"e-downgrade", "e-new", "e-old"} {
+		if first, err := s.ClaimEnvelope(e); first || err != nil {
+			t.Errorf("ClaimEnvelope(%s) after the second open = %v, %v; want claimed before", e, first, err)
+		}
 	}
 }

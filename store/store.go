@@ -25,7 +25,6 @@ var (
 	bOutbox      = []byte("outbox")
 	bCheckpoints = []byte("checkpoints")
 	bLocks       = []byte("locks")
-	bEnvelopes   = []byte("envelopes")
 	bMeta        = []byte("meta")
 	bLeases      = []byte("leases")
 )
@@ -35,6 +34,9 @@ type Store struct {
 	db  *bbolt.DB
 	w   *committer
 	now func() time.Time
+	// claims are the envelope claims (claims.go), used in the committer's
+	// transactions only.
+	claims *claimSet
 }
 
 // Options tune Open.
@@ -69,7 +71,9 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialising store %s: %w", path, err)
 	}
-	s := &Store{db: db, w: &committer{db: db}, now: o.Now}
+	var claims *claimSet
+	_ = db.View(func(tx *bbolt.Tx) error { claims = loadClaims(tx); return nil })
+	s := &Store{db: db, w: &committer{db: db, begin: claims.begin, committed: claims.commit}, now: o.Now, claims: claims}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -91,7 +95,7 @@ func (s *Store) Create(r *actions.Request, envelopeID string, events ...actions.
 	err := s.w.do(func(tx *bbolt.Tx) error {
 		res = actions.Created{}
 		if envelopeID != "" {
-			if id := tx.Bucket(bEnvelopes).Get([]byte("slash:" + envelopeID)); id != nil {
+			if id, ok := s.claims.get("slash:" + envelopeID); ok {
 				prev, err := getReq(tx, string(id))
 				if err != nil {
 					return err
@@ -135,10 +139,7 @@ func (s *Store) Create(r *actions.Request, envelopeID string, events ...actions.
 			}
 		}
 		if envelopeID != "" {
-			if err := tx.Bucket(bEnvelopes).Put([]byte("slash:"+envelopeID), []byte(nr.ID)); err != nil {
-				return err
-			}
-			if err := putEnvelopeTime(tx, "slash:"+envelopeID, now); err != nil {
+			if err := s.claims.put(tx, "slash:"+envelopeID, []byte(nr.ID), now); err != nil {
 				return err
 			}
 		}
@@ -468,106 +469,6 @@ func (s *Store) LoadCheckpoint(id, key string, v any) (bool, error) {
 		return false, fmt.Errorf("decoding checkpoint %s/%s: %w", id, key, err)
 	}
 	return true, nil
-}
-
-// ClaimEnvelope records a Slack envelope id; it returns false when the id
-// was claimed before, so a redelivered envelope is acted on once.
-func (s *Store) ClaimEnvelope(envelopeID string) (bool, error) {
-	var first bool
-	err := s.w.do(func(tx *bbolt.Tx) error {
-		first = false
-		k := []byte("click:" + envelopeID)
-		if tx.Bucket(bEnvelopes).Get(k) != nil {
-			return nil
-		}
-		first = true
-		if err := tx.Bucket(bEnvelopes).Put(k, []byte{1}); err != nil {
-			return err
-		}
-		return putEnvelopeTime(tx, string(k), s.now().UTC())
-	})
-	return first, err
-}
-
-// PruneEnvelopes forgets envelope ids claimed before t (Slack retries
-// within minutes, so a day is plenty). The claims are read in time order
-// from the index, up to the first one at or after t.
-func (s *Store) PruneEnvelopes(t time.Time) (int, error) {
-	n := 0
-	err := s.db.Update(func(tx *bbolt.Tx) error {
-		n = 0
-		times := tx.Bucket(bMeta).Bucket(bEnvelopeTimes)
-		if times == nil {
-			return nil
-		}
-		var old [][]byte
-		c := times.Cursor()
-		for k, _ := c.First(); k != nil; k, _ = c.Next() {
-			at, _, ok := splitTimeKey(k)
-			if ok && !at.Before(t) {
-				break
-			}
-			old = append(old, slices.Clone(k))
-		}
-		for _, k := range old {
-			if _, key, ok := splitTimeKey(k); ok {
-				if err := tx.Bucket(bEnvelopes).Delete(key); err != nil {
-					return err
-				}
-			}
-			if err := times.Delete(k); err != nil {
-				return err
-			}
-			n++
-		}
-		return nil
-	})
-	return n, err
-}
-
-// bEnvelopeTimes (in bMeta) is the envelope claims in time order, for
-// PruneEnvelopes: each key is the claim's time (timeKey) and then the
-// claim's key in bEnvelopes; the values are empty. Keyed by time, a new
-// claim's entry goes at the end, on one page for a whole commit; keyed
-// by the envelope id, as schema 2's bOldEnvelopeTimes was, each went to
-// a page of its own, as in bEnvelopes itself: half the pages a commit of
-// intakes wrote, and a third of the store's time per intake
-// (BenchmarkIntakeWrite: 2,000 intakes at 50 in flight, 140 ms -> 103 ms).
-var (
-	bEnvelopeTimes    = []byte("envelopes_by_time")
-	bOldEnvelopeTimes = []byte("envelope_times")
-)
-
-func putEnvelopeTime(tx *bbolt.Tx, key string, at time.Time) error {
-	times, err := tx.Bucket(bMeta).CreateBucketIfNotExists(bEnvelopeTimes)
-	if err != nil {
-		return err
-	}
-	times.FillPercent = 0.95 // appended to: full pages, not half ones
-	return times.Put(timeKey(at, key), nil)
-}
-
-// timeKey is at (Unix nanoseconds, 8 bytes big-endian: they sort as the
-// times do; a time before 1970, or the zero time, as 0) followed by key.
-func timeKey(at time.Time, key string) []byte {
-	var ns uint64
-	if at.After(time.Unix(0, 0)) {
-		ns = uint64(at.UnixNano())
-	}
-	k := make([]byte, 8, 8+len(key))
-	binary.BigEndian.PutUint64(k, ns)
-	return append(k, key...)
-}
-
-func splitTimeKey(k []byte) (time.Time, []byte, bool) {
-	if len(k) < 8 {
-		return time.Time{}, nil, false
-	}
-	ns := binary.BigEndian.Uint64(k)
-	if ns == 0 {
-		return time.Time{}, k[8:], true // not known
-	}
-	return time.Unix(0, int64(ns)).UTC(), k[8:], true
 }
 
 func getReq(tx *bbolt.Tx, id string) (*actions.Request, error) {
