@@ -139,6 +139,7 @@ type Bot struct {
 	checkq   *checkQueue // turns to check (Settings.MaxChecks)
 	refusals *workPool   // checks refused by their deadline while waiting
 	clicks   *workPool   // acked clicks being handled (maxClicking)
+	handlers *handlers   // the goroutines that run them, and each envelope's handler
 }
 
 // New builds the bot. Commands are added with AddCommand.
@@ -162,14 +163,15 @@ func New(d Deps) *Bot {
 		d.Settings.CheckYield = time.Second
 	}
 	b := &Bot{Deps: d, checkq: newCheckQueue(d.Settings.MaxChecks, max(d.Settings.CheckYield, 0))}
-	spawn := func(f func()) {
-		b.wg.Add(1)
-		go func() { defer b.wg.Done(); f() }()
-	}
-	b.refusals = &workPool{max: maxRefusing, spawn: spawn}
-	b.clicks = &workPool{max: maxClicking, spawn: spawn}
+	b.handlers = newHandlers(&b.wg, handlerIdle)
+	b.refusals = &workPool{max: maxRefusing, spawn: b.handlers.run}
+	b.clicks = &workPool{max: maxClicking, spawn: b.handlers.run}
 	return b
 }
+
+// handlerIdle is how long a goroutine of handlers waits for more work
+// before it ends.
+const handlerIdle = 10 * time.Second
 
 // maxRefusing bounds the goroutines storing and telling the refusals of
 // checks whose deadline passed while they waited for a turn. They come
@@ -211,12 +213,12 @@ func (b *Bot) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			b.checkq.close()
+			b.stopping()
 			b.wg.Wait()
 			return nil
 		case err := <-errc:
 			if ctx.Err() != nil {
-				b.checkq.close()
+				b.stopping()
 				b.wg.Wait()
 				return nil
 			}
@@ -224,7 +226,7 @@ func (b *Bot) Run(ctx context.Context) error {
 			b.conn.die(err)
 			b.Log.Error("fatal Slack Socket Mode error: no more events will arrive; stopping", zap.Error(err))
 			cancel()
-			b.checkq.close()
+			b.stopping()
 			if !waitTimeout(&b.wg, 10*time.Second) {
 				// A handler stuck (e.g. on an ack nobody will send) must
 				// not keep the process up: it exits and Slack redelivers.
@@ -240,6 +242,14 @@ func (b *Bot) Run(ctx context.Context) error {
 			b.handle(ctx, evt)
 		}
 	}
+}
+
+// stopping drops the checks waiting for a turn (checked again at the next
+// start) and lets the idle handler goroutines end, before Run waits for
+// the rest.
+func (b *Bot) stopping() {
+	b.checkq.close()
+	b.handlers.close()
 }
 
 func (b *Bot) background(ctx context.Context, f func(context.Context)) {
@@ -273,10 +283,10 @@ func (b *Bot) handle(ctx context.Context, evt socketmode.Event) {
 	case socketmode.EventTypeSlashCommand:
 		start := time.Now()
 		b.checkq.ackBegins()
-		b.background(ctx, func(ctx context.Context) { b.onSlash(ctx, evt, start) })
+		b.handlers.run(func() { b.onSlash(ctx, evt, start) })
 	case socketmode.EventTypeInteractive:
 		b.checkq.ackBegins()
-		b.background(ctx, func(ctx context.Context) { b.onInteractive(ctx, evt) })
+		b.handlers.run(func() { b.onInteractive(ctx, evt) })
 	default:
 		if evt.Request != nil {
 			b.ack(ctx, evt.Request, nil)

@@ -159,8 +159,8 @@ func (b *Bot) check(ctx context.Context, id, url string) {
 // checkLater is check for a command just acked (r as its intake stored
 // it): the same steps, but nothing waits for a turn to check (see
 // checkQueue). The check, once it
-// has a turn or its deadline has passed, runs in a goroutine of its own;
-// the caller returns at once.
+// has a turn or its deadline has passed, runs on one of b.handlers; the
+// caller returns at once.
 func (b *Bot) checkLater(ctx context.Context, r *actions.Request, url string) {
 	if r.State != actions.Received {
 		b.afterCheck(ctx, r, url)
@@ -182,9 +182,7 @@ func (b *Bot) checkLater(ctx context.Context, r *actions.Request, url string) {
 			})
 			return
 		}
-		b.wg.Add(1)
-		go func() {
-			defer b.wg.Done()
+		b.handlers.run(func() {
 			cctx, cancel := context.WithDeadline(ctx, t.deadline)
 			c, err := b.Kinds[r.Kind].Check(cctx, r)
 			timedOut := cctx.Err() != nil
@@ -194,7 +192,7 @@ func (b *Bot) checkLater(ctx context.Context, r *actions.Request, url string) {
 			if r != nil {
 				b.afterCheck(ctx, r, url)
 			}
-		}()
+		})
 	}
 	b.checkq.request(t) // false: shutting down; checked again at the next start
 }
