@@ -46,13 +46,7 @@ func TestHandlersReuseIdleGoroutines(t *testing.T) {
 	for range together {
 		h.run(func() { started.Done(); <-release })
 	}
-	ok := make(chan struct{})
-	go func() { started.Wait(); close(ok) }()
-	select {
-	case <-ok:
-	case <-time.After(5 * time.Second):
-		t.Fatal("10 pieces of work given together did not all start: one waited for another")
-	}
+	within(t, 5*time.Second, "10 pieces of work given together did not all start: one waited for another", started.Wait)
 	close(release)
 }
 
@@ -70,13 +64,7 @@ func TestHandlersEndOnClose(t *testing.T) {
 	h.run(func() { close(ran) })
 	<-ran
 	close(busy)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the handlers' goroutines did not end after close (idle wait is an hour)")
-	}
+	within(t, 5*time.Second, "the handlers' goroutines did not end after close (idle wait is an hour)", wg.Wait)
 }
 
 // TestHandlersIdleEnd: an idle goroutine ends after its idle time.
@@ -84,12 +72,18 @@ func TestHandlersIdleEnd(t *testing.T) {
 	var wg sync.WaitGroup
 	h := newHandlers(&wg, 20*time.Millisecond)
 	h.run(func() {})
+	within(t, 5*time.Second, "an idle goroutine did not end after its idle time", wg.Wait)
+	h.close()
+}
+
+// within fails t with msg unless f returns within d.
+func within(t *testing.T, d time.Duration, msg string, f func()) {
+	t.Helper()
 	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() { f(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("an idle goroutine did not end after its idle time")
+	case <-time.After(d):
+		t.Fatal(msg)
 	}
-	h.close()
 }
