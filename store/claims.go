@@ -183,7 +183,9 @@ func splitTimeKey(k []byte) (time.Time, []byte, bool) {
 // decode, gets the zero time: it is pruned at the next pass, as a
 // day-old one would be. It runs whatever the file's version says: a
 // binary from before schema 3, run on a newer file, claims into the old
-// buckets, and those claims are not lost.
+// buckets, and those claims are not lost. (Such a binary does not see the
+// claims in bClaims: for the day they last, it would act on an envelope
+// Slack redelivers again. Downgrading is that risk.)
 func migrateClaims(tx *bbolt.Tx) error {
 	meta := tx.Bucket(bMeta)
 	claims, err := meta.CreateBucketIfNotExists(bClaims)
