@@ -48,3 +48,23 @@ func TestEditsRefuseMixedLineBreaks(t *testing.T) {
 		t.Errorf("LF only: %v", err)
 	}
 }
+
+// A file without a final newline whose last item is removed, with a blank
+// line above it: the blank line stays, and restoring the item gives the
+// file back byte for byte. (The blank line, left last, lost its newline
+// and so was gone: found by FuzzRemoveRoleRefs in CI.)
+func TestRemovingTheLastItemKeepsTheBlankLineAbove(t *testing.T) {
+	for _, f := range []string{"roles:\n- a\n\n- $ref: /r/one.yml", "roles:\n- \n\n\n- $ref: /r/one.yml", "roles:\r\n- a\r\n  \r\n- $ref: /r/one.yml"} {
+		out, removed, err := RemoveRoleRefs([]byte(f), []string{"/r/one.yml"})
+		if err != nil {
+			t.Fatalf("remove from %q: %v", f, err)
+		}
+		if want := strings.TrimSuffix(f, "- $ref: /r/one.yml"); string(out) != want {
+			t.Errorf("remove from %q = %q, want %q", f, out, want)
+		}
+		back, skipped, err := RestoreRoleRefs(out, removed)
+		if err != nil || len(skipped) != 0 || string(back) != f {
+			t.Errorf("restore into %q = %q (skipped %v, %v), want %q", out, back, skipped, err, f)
+		}
+	}
+}

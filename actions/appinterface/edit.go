@@ -185,9 +185,12 @@ func RemoveRoleRefs(file []byte, refs []string) (out []byte, removed []Removed, 
 		}
 	}
 	out = b.Bytes()
-	if !t.endsWithNewline() && dropLine[t.n()-1] {
+	if !t.endsWithNewline() && dropLine[t.n()-1] && !blankLast(out) {
 		// The file had no final newline and its last line went: the line
 		// now last loses the newline it had before, as the file had none.
+		// A blank line keeps it: without it the line would be gone, and
+		// restoring the item would not bring it back (FuzzRemoveRoleRefs
+		// in CI: "roles:\n- a\n\n- $ref: x" lost its blank line).
 		out = bytes.TrimSuffix(out, []byte("\n"))
 		out = bytes.TrimSuffix(out, []byte("\r"))
 	}
@@ -703,3 +706,14 @@ func valuesBesides(file []byte, key string, drop func(*yaml.Node) bool) ([]byte,
 }
 
 func never(*yaml.Node) bool { return false }
+
+// blankLast says whether the last line of b (ending in a newline) holds
+// only spaces and tabs.
+func blankLast(b []byte) bool {
+	b = bytes.TrimSuffix(bytes.TrimSuffix(b, []byte("\n")), []byte("\r"))
+	if len(b) == 0 {
+		return false // no line: nothing to keep
+	}
+	i := bytes.LastIndexByte(b, '\n')
+	return len(bytes.Trim(b[i+1:], " \t")) == 0
+}
