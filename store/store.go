@@ -59,20 +59,23 @@ func Open(path string, o Options) (*Store, error) {
 		db.Close()
 		return nil, &CorruptError{Path: path, Problems: problems}
 	}
+	var claims *claimSet
 	err = db.Update(func(tx *bbolt.Tx) error {
 		for _, b := range [][]byte{bRequests, bEvents, bCursors, bOutbox, bCheckpoints, bLocks, bEnvelopes, bMeta, bLeases} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
 		}
-		return migrate(tx)
+		if err := migrate(tx); err != nil {
+			return err
+		}
+		claims = loadClaims(tx)
+		return nil
 	})
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("initialising store %s: %w", path, err)
 	}
-	var claims *claimSet
-	_ = db.View(func(tx *bbolt.Tx) error { claims = loadClaims(tx); return nil })
 	s := &Store{db: db, w: &committer{db: db, begin: claims.begin, committed: claims.commit}, now: o.Now, claims: claims}
 	if s.now == nil {
 		s.now = time.Now

@@ -723,29 +723,31 @@ func envelopeID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-func (s *Server) send(typ string, payload obj) (string, error) {
+// send delivers an envelope of typ with payload; respID is a slash
+// command's response_url id.
+func (s *Server) send(typ string, payload obj, respID string) (string, error) {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return "", err
 	}
 	s.mu.Lock()
-	e := &envelope{id: envelopeID(), typ: typ, payload: b}
+	e := &envelope{id: envelopeID(), typ: typ, payload: b, respID: respID}
 	if typ == "slash_commands" {
 		e.user, _ = payload["user_id"].(string)
 		e.channel, _ = payload["channel_id"].(string)
-		u, _ := payload["response_url"].(string)
-		_, e.respID, _ = strings.Cut(u, "/response/")
 	}
 	s.envs[e.id] = e
 	s.mu.Unlock()
 	return e.id, s.deliver(e)
 }
 
-func (s *Server) newResponseURLLocked(user, channel string) (string, string) {
+// newResponseURLLocked makes a response_url for user in channel; it
+// returns the URL, its id and a trigger id.
+func (s *Server) newResponseURLLocked(user, channel string) (string, string, string) {
 	id := s.nextIDLocked("r")
 	s.responses[id] = responseTarget{user: user, channel: channel}
 	trigger := fmt.Sprintf("%d.%d.trigger", time.Now().Unix(), s.seq)
-	return s.URL() + "/response/" + id, trigger
+	return s.URL() + "/response/" + id, id, trigger
 }
 
 // SendSlashCommand delivers a slash_commands envelope without waiting for the ack.
@@ -754,18 +756,16 @@ func (s *Server) SendSlashCommand(c SlashCommand) (envelopeID string, err error)
 	if c.UserName == "" {
 		c.UserName = s.users[c.UserID].Name
 	}
-	respURL, trigger := s.newResponseURLLocked(c.UserID, c.ChannelID)
-	if _, id, ok := strings.Cut(respURL, "/response/"); ok {
-		t := s.responses[id]
-		t.slash = true
-		s.responses[id] = t
-	}
+	respURL, respID, trigger := s.newResponseURLLocked(c.UserID, c.ChannelID)
+	t := s.responses[respID]
+	t.slash = true
+	s.responses[respID] = t
 	p := obj{"command": c.Command, "text": c.Text, "user_id": c.UserID, "user_name": c.UserName,
 		"channel_id": c.ChannelID, "channel_name": s.channels[c.ChannelID], "team_id": TeamID,
 		"team_domain": "test", "is_enterprise_install": false, "response_url": respURL,
 		"trigger_id": trigger, "api_app_id": AppID}
 	s.mu.Unlock()
-	return s.send("slash_commands", p)
+	return s.send("slash_commands", p, respID)
 }
 
 // SlashCommand delivers a slash command and waits for its ack.
@@ -786,7 +786,7 @@ func (s *Server) SlashCommand(ctx context.Context, c SlashCommand) (Ack, error) 
 // server does not know is delivered as a channel message with only its ts.
 func (s *Server) SendClick(c Click) (envelopeID string, err error) {
 	s.mu.Lock()
-	respURL, trigger := s.newResponseURLLocked(c.UserID, c.ChannelID)
+	respURL, _, trigger := s.newResponseURLLocked(c.UserID, c.ChannelID)
 	now := time.Now()
 	actionTS := fmt.Sprintf("%d.%06d", now.Unix(), now.Nanosecond()/1000)
 	action := obj{"action_id": c.ActionID, "block_id": c.BlockID, "value": c.Value, "type": "button", "action_ts": actionTS}
@@ -828,7 +828,7 @@ func (s *Server) SendClick(c Click) (envelopeID string, err error) {
 		p["message"] = message
 	}
 	s.mu.Unlock()
-	return s.send("interactive", p)
+	return s.send("interactive", p, "")
 }
 
 // ClickButton delivers a button click and waits for its ack.
@@ -847,7 +847,7 @@ func (s *Server) SendEvent(event any) (envelopeID string, err error) {
 	evID := s.nextIDLocked("Ev")
 	s.mu.Unlock()
 	return s.send("events_api", obj{"token": "", "team_id": TeamID, "api_app_id": AppID, "event": event,
-		"type": "event_callback", "event_id": evID, "event_time": time.Now().Unix()})
+		"type": "event_callback", "event_id": evID, "event_time": time.Now().Unix()}, "")
 }
 
 // Redeliver sends the same envelope again with retry_attempt+1 and
