@@ -14,9 +14,12 @@ function say(text, bad) {
 }
 
 // refresher fetches a pane, one fetch at a time; a change during a fetch
-// fetches again once it is done.
+// fetches again once it is done. The pane is redrawn only when its markup
+// changed: most Slack events are about what another person sees, and a
+// redraw swaps every button for a copy, so a click pressed on the old one
+// would be lost. dataset.loaded marks every fetch, redrawn or not.
 function refresher(pane, url) {
-  let busy = false, again = false;
+  let busy = false, again = false, shown = "";
   return async function refresh() {
     if (busy) { again = true; return; }
     busy = true;
@@ -27,9 +30,12 @@ function refresher(pane, url) {
         const r = await fetch(u);
         if (!r.ok) { say(await r.text(), true); break; }
         const html = await r.text();
-        const scroll = pane.scrollTop;
-        pane.innerHTML = html;
-        pane.scrollTop = scroll;
+        if (u + "\n" + html !== shown) {
+          const scroll = pane.scrollTop;
+          pane.innerHTML = html;
+          pane.scrollTop = scroll;
+          shown = u + "\n" + html;
+        }
         pane.dataset.loaded = String(Date.now());
         pane.dataset.src = u; // whose view it is (a fetch begun before a switch renders the old one first)
       } while (again);
@@ -88,7 +94,11 @@ worldPane.addEventListener("click", async (ev) => {
   const b = ev.target.closest("button[data-op]");
   if (!b) return;
   b.disabled = true;
-  await post("/api/world", Object.assign({}, b.dataset));
+  try {
+    await post("/api/world", Object.assign({}, b.dataset));
+  } finally {
+    b.disabled = false; // the pane may come back the same, and not be redrawn
+  }
   refreshWorld();
 });
 
