@@ -30,18 +30,20 @@ func ExpireDue(s Store, now time.Time) ([]string, error) {
 	return ids, nil
 }
 
-// activeLister is a store that reads the requests still going without
-// reading every request ever made (the DynamoDB store keeps an index).
+// activeLister is a store that reads the active requests (Request.Active)
+// without reading every request ever made (the DynamoDB store keeps an
+// index).
 type activeLister interface {
 	ListActive(keep func(*Request) bool) ([]*Request, error)
 }
 
-// ListActive lists the non-terminal requests keep accepts, newest first:
-// through the store's own index when it has one, else with List. Periodic
-// scans (the expiry sweep, the resumer) use it.
+// ListActive lists the active requests (Request.Active: still going, or
+// not yet told to their requester) keep accepts, newest first: through the
+// store's own index when it has one, else with List. Periodic scans (the
+// expiry sweep, the resumer, the recheck of untold outcomes) use it.
 func ListActive(s Store, keep func(*Request) bool) ([]*Request, error) {
 	if a, ok := s.(activeLister); ok {
 		return a.ListActive(keep)
 	}
-	return s.List(func(r *Request) bool { return !r.State.Terminal() && keep(r) })
+	return s.List(func(r *Request) bool { return r.Active() && keep(r) })
 }

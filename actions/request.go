@@ -95,6 +95,10 @@ type Request struct {
 	// Told records that the requester was told the outcome of the
 	// request's checks (refused, or waiting for approval).
 	Told bool `json:"told,omitempty"`
+	// Untellable is the Slack error that no retry fixes (is_archived,
+	// user_not_found, ...) met telling the requester the outcome of the
+	// request's checks: it is not tried again.
+	Untellable string `json:"untellable,omitempty"`
 	// Runner is the replica whose job last started the request's job, on a
 	// store shared by several replicas (empty otherwise): another replica
 	// that takes the job over says so in the thread.
@@ -104,6 +108,18 @@ type Request struct {
 	Archived string `json:"archived,omitempty"`
 	Version  int64  `json:"version"`
 }
+
+// Untold reports whether r was taken in by a slash command and its
+// requester has not been told the outcome of its checks yet (a refusal,
+// or "waiting for approval"): the tell failed, or its process died first;
+// unless Slack said it never can be (Untellable).
+func (r *Request) Untold() bool { return r.Input != "" && !r.Told && r.Untellable == "" }
+
+// Active reports whether a periodic scan still has something to do with
+// r: it is still going (not terminal), or it has ended (refused, say) but
+// its requester has not heard of it (Untold). Stores that index active
+// requests (ListActive) keep r there while this holds.
+func (r *Request) Active() bool { return !r.State.Terminal() || r.Untold() }
 
 // DecodeArgs unmarshals the job arguments into v.
 func (r *Request) DecodeArgs(v any) error {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/slack-go/slack"
+	"go.uber.org/zap/zaptest"
 
 	slackserver "github.com/osio/osio-bot/testservers/slack"
 )
@@ -70,5 +71,76 @@ func TestRequesterCancelIsAnswered(t *testing.T) {
 	}
 	if strings.Contains(string(told[0].Blocks), ActionCancel) {
 		t.Errorf("the replaced receipt keeps its Cancel button: %s", told[0].Blocks)
+	}
+}
+
+// gatedChecker is fakeChecker whose CheckTables waits for open, then
+// passes, or refuses the first table when refuse is set.
+type gatedChecker struct {
+	fakeChecker
+	open   chan struct{}
+	refuse bool
+}
+
+func (g gatedChecker) CheckTables(ctx context.Context, t []string) (string, error) {
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	if g.refuse {
+		return "`" + t[0] + "` does not exist in osio.", nil
+	}
+	return "", nil
+}
+
+// toldAfterExpiry types "/osio-export prod_txlog" as UDEV to a bot that
+// sweeps every 50 ms (abandon after 300 ms), and lets its check end (a
+// refusal when refuse is set) once the command's response_url has expired
+// and fail (if any) has been applied to Slack; it returns the world and
+// the request's id.
+func toldAfterExpiry(t *testing.T, refuse bool, fail func(*slackserver.Server)) (*socketWorld, string) {
+	t.Helper()
+	gate := gatedChecker{open: make(chan struct{}), refuse: refuse}
+	w := newSocketWorldChecked(t, gate, func(d *Deps) {
+		d.Responder = webhookResponder{}
+		d.Settings.SweepInterval, d.Settings.AbandonAfter = 50*time.Millisecond, 300*time.Millisecond
+		d.Log = zaptest.NewLogger(t)
+	})
+	ack := w.slash("UDEV", "prod_txlog")
+	id := requestIDInText.FindString(string(ack.Payload))
+	if id == "" {
+		t.Fatalf("no request id in the receipt %s", ack.Payload)
+	}
+	w.srv.ExpireResponseURLs()
+	if fail != nil {
+		fail(w.srv)
+	}
+	close(gate.open)
+	return w, id
+}
+
+// A check that ends after the command's response_url expired (Slack: 30
+// minutes, then HTTP 404 expired_url) still tells its requester, once,
+// by chat.postEphemeral in the command's channel, and the request records
+// that they were told.
+func TestOutcomeToldWhenResponseURLExpired(t *testing.T) {
+	w, id := toldAfterExpiry(t, false, nil)
+	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+	defer cancel()
+	if err := w.srv.WaitFor(ctx, func() bool { return len(w.srv.Ephemerals("UDEV")) > 0 }); err != nil {
+		t.Fatalf("%s: the requester was never told the outcome: %v", id, err)
+	}
+	if err := w.srv.WaitFor(ctx, func() bool { r, err := w.st.Get(id); return err == nil && r.Told }); err != nil {
+		t.Errorf("%s: not recorded as told: %v", id, err)
+	}
+	time.Sleep(200 * time.Millisecond) // room for a second message
+	told := w.srv.Ephemerals("UDEV")
+	if len(told) != 1 || told[0].Source != "chat.postEphemeral" || told[0].Channel != "CDEV" ||
+		!strings.Contains(told[0].Text, id) || !strings.Contains(told[0].Text, "approval") {
+		t.Fatalf("the requester was told %d messages %+v; want one chat.postEphemeral in CDEV sending %s for approval", len(told), told, id)
+	}
+	if r := w.srv.Receipts("UDEV"); len(r) != 1 || r[0].Replaced != 0 {
+		t.Errorf("the expired receipt changed: %+v", r)
 	}
 }

@@ -32,8 +32,11 @@ import (
 //     and posted.
 //
 // A crash between the two leaves a "received" request, checked again when
-// the bot starts; an outcome stored but not yet told (Request.Told false)
-// is told then. The response_url is never stored (it is a credential to
+// the bot starts; an outcome stored but not yet told (Request.Told false:
+// the process died first, or Slack failed) is told then, or by a sweep
+// once the request is abandoned (Bot.recheck), refused or not. One that
+// Slack says can never be told there (an archived channel, a user gone:
+// Request.Untellable) is not tried again. The response_url is never stored (it is a credential to
 // post as the app), so an outcome told after a restart goes by
 // chat.postEphemeral.
 
@@ -354,14 +357,36 @@ func (b *Bot) tellOutcome(ctx context.Context, r *actions.Request, url string) {
 		}
 		_, err := b.API.PostEphemeralContext(cctx, r.Origin, r.Requester, opts...)
 		cancel()
+		if code := untellable(err); code != "" {
+			log.Error("the requester cannot be told a check's outcome; not trying again", zap.Error(err))
+			if _, err := b.Store.Update(r.ID, nil, func(q *actions.Request) error { q.Untellable = code; return nil }); err != nil {
+				log.Error("recording that the requester cannot be told", zap.Error(err))
+			}
+			return
+		}
 		if err != nil {
 			log.Error("telling the requester a check's outcome", zap.Error(err))
-			return // told at the next start
+			return // told by a later sweep (recheck), or at the next start
 		}
 	}
 	if _, err := b.Store.Update(r.ID, nil, func(q *actions.Request) error { q.Told = true; return nil }); err != nil {
 		log.Error("recording that the requester was told", zap.Error(err))
 	}
+}
+
+// untellable is the Slack error code of err when no retry of the same
+// chat.postEphemeral can succeed: the channel cannot be posted to, the
+// message is refused, or the user is gone from it. "" otherwise (a
+// timeout, a 5xx, a rate limit, or a token problem that is fixed for every
+// call at once).
+func untellable(err error) string {
+	switch class, code := classify(err); {
+	case class == errChannel, class == errContent:
+		return code
+	case code == "user_not_found", code == "user_not_in_channel":
+		return code
+	}
+	return ""
 }
 
 // abandoned is how long after its last change a request still being
@@ -384,7 +409,7 @@ func (b *Bot) abandoned() time.Duration {
 // in the store first, so that only one tells its outcome.
 func (b *Bot) recheck(ctx context.Context, cutoff time.Time, all bool) {
 	keep := func(r *actions.Request) bool {
-		return r.Input != "" && r.UpdatedAt.Before(cutoff) && (r.State == actions.Received || !r.Told)
+		return r.Input != "" && r.UpdatedAt.Before(cutoff) && (r.State == actions.Received || r.Untold())
 	}
 	list := b.Store.List
 	if !all {

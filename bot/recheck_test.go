@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,5 +89,56 @@ func TestAbandonedIntakeIsCheckedByOneReplica(t *testing.T) {
 	}
 	if cards != 1 {
 		t.Errorf("%d cards, want 1", cards)
+	}
+}
+
+// A refusal whose telling failed (the response_url past its 30 minutes,
+// chat.postEphemeral answering internal_error) is told by a later sweep,
+// once, and recorded as told: a refused request has ended, but its
+// requester has not heard of it yet.
+func TestUntoldRefusalIsToldBySweep(t *testing.T) {
+	w, id := toldAfterExpiry(t, true, func(srv *slackserver.Server) { srv.FailNext("chat.postEphemeral", "internal_error", 1) })
+	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+	defer cancel()
+	if err := w.srv.WaitFor(ctx, func() bool { r, err := w.st.Get(id); return err == nil && r.State == actions.Refused }); err != nil {
+		t.Fatalf("%s was never refused: %v", id, err)
+	}
+	start := time.Now()
+	if err := w.srv.WaitFor(ctx, func() bool { return len(w.srv.Ephemerals("UDEV")) > 0 }); err != nil {
+		r, _ := w.st.Get(id)
+		t.Fatalf("%s (%s, told %v): the requester never heard of the refusal: %v", id, r.State, r.Told, err)
+	}
+	t.Logf("told %v after the refusal was stored", time.Since(start).Round(time.Millisecond))
+	if err := w.srv.WaitFor(ctx, func() bool { r, err := w.st.Get(id); return err == nil && r.Told }); err != nil {
+		t.Errorf("%s: not recorded as told: %v", id, err)
+	}
+	time.Sleep(500 * time.Millisecond) // later sweeps: no second message
+	if told := w.srv.Ephemerals("UDEV"); len(told) != 1 || !strings.Contains(told[0].Text, "does not exist") {
+		t.Errorf("the requester was told %d messages %+v; want the refusal once", len(told), told)
+	}
+}
+
+// A refusal that cannot be told (the command's channel archived, so
+// chat.postEphemeral answers is_archived, and the response_url expired)
+// is recorded as untellable with Slack's code, and the sweeps do not try
+// it again and again.
+func TestUntellableRefusalIsNotRetried(t *testing.T) {
+	w, id := toldAfterExpiry(t, true, func(srv *slackserver.Server) { srv.SetChannelError("CDEV", "is_archived") })
+	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+	defer cancel()
+	if err := w.srv.WaitFor(ctx, func() bool { r, err := w.st.Get(id); return err == nil && r.Untellable != "" }); err != nil {
+		r, _ := w.st.Get(id)
+		t.Fatalf("%s (%s, told %v): not recorded as untellable: %v", id, r.State, r.Told, err)
+	}
+	time.Sleep(time.Second) // several abandon periods and sweeps
+	r, _ := w.st.Get(id)
+	if r.State != actions.Refused || r.Told || r.Untellable != "is_archived" {
+		t.Errorf("%s is %s, told %v, untellable %q; want refused, not told, untellable is_archived", id, r.State, r.Told, r.Untellable)
+	}
+	if n := w.srv.Calls("chat.postEphemeral"); n != 1 {
+		t.Errorf("chat.postEphemeral was tried %d times for an archived channel; want once", n)
+	}
+	if active, _ := actions.ListActive(w.st, func(q *actions.Request) bool { return q.ID == id }); len(active) != 0 {
+		t.Errorf("%s is still listed active", id)
 	}
 }

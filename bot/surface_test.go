@@ -58,6 +58,17 @@ func newSocketWorld(t *testing.T) *socketWorld { return newSocketWorldWith(t, ni
 // Deps before it starts.
 func newSocketWorldWith(t *testing.T, tweak func(*Deps)) *socketWorld {
 	t.Helper()
+	return newSocketWorldChecked(t, fakeChecker{}, tweak)
+}
+
+// newSocketWorldChecked is newSocketWorldWith with chk checking the
+// export commands.
+func newSocketWorldChecked(t *testing.T, chk interface {
+	ExportChecker
+	Plan(context.Context, string, []string) []string
+	Method() string
+}, tweak func(*Deps)) *socketWorld {
+	t.Helper()
 	srv, err := slackserver.New(slackserver.Options{PingInterval: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -66,13 +77,15 @@ func newSocketWorldWith(t *testing.T, tweak func(*Deps)) *socketWorld {
 	srv.AddChannel("CAPPROVALS", "approvals")
 	srv.AddChannel("CDEV", "dev")
 	srv.AddUserGroup("SCATCHERS", "UCATCHER")
+	srv.AddUser(slackserver.User{ID: "UDEV", Name: "dev"})
+	srv.AddUser(slackserver.User{ID: "UCATCHER", Name: "catcher"})
 	st, err := store.Open(filepath.Join(t.TempDir(), "bot.db"), store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	api := slack.New("xoxb-test", slack.OptionAPIURL(srv.APIURL()), slack.OptionAppLevelToken("xapp-test"))
-	kinds := map[string]Kind{export.Kind: ExportKind(fakeChecker{})}
+	kinds := map[string]Kind{export.Kind: ExportKind(chk)}
 	rep := NewReporter(api, st, ReporterOptions{MinInterval: time.Millisecond, ProgressInterval: time.Second,
 		Render: RenderCard(kinds, []string{"SCATCHERS"}), Log: zap.NewNop()})
 	d := Deps{
@@ -85,7 +98,7 @@ func newSocketWorldWith(t *testing.T, tweak func(*Deps)) *socketWorld {
 		tweak(&d)
 	}
 	b := New(d)
-	b.AddCommand(b.ExportCommand(fakeChecker{}, "osio", "osio-dev"))
+	b.AddCommand(b.ExportCommand(chk, "osio", "osio-dev"))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	done := make(chan struct{})
 	go func() { _ = b.Run(ctx); close(done) }()

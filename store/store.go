@@ -320,12 +320,13 @@ func (s *Store) List(keep func(*actions.Request) bool) ([]*actions.Request, erro
 	return out, err
 }
 
-// ListActive returns the requests still going (not in a terminal state)
-// that keep accepts, newest first: what the expiry sweeper and the
-// runner's resume scan look at. (The DynamoDB store reads only those; here
+// ListActive returns the active requests (actions.Request.Active: still
+// going, or not yet told to their requester) that keep accepts, newest
+// first: what the expiry sweeper, the runner's resume scan and the recheck
+// of untold outcomes look at. (The DynamoDB store reads only those; here
 // it is List.)
 func (s *Store) ListActive(keep func(*actions.Request) bool) ([]*actions.Request, error) {
-	return s.List(func(r *actions.Request) bool { return !r.State.Terminal() && (keep == nil || keep(r)) })
+	return s.List(func(r *actions.Request) bool { return r.Active() && (keep == nil || keep(r)) })
 }
 
 // AppendEvents stores events for request id, to be delivered in order.

@@ -86,6 +86,10 @@ func TestCostPerRequest(t *testing.T) {
 	must(err)
 	got = append(got, usageOf("checks passed: pending, card event", rec))
 
+	_, err = s.Update(id, nil, func(r *actions.Request) error { r.Told = true; return nil })
+	must(err)
+	got = append(got, usageOf("requester told: told flag", rec))
+
 	deliver(id)
 	got = append(got, usageOf("deliver the card", rec))
 
@@ -212,8 +216,8 @@ func TestCostPerRequest(t *testing.T) {
 // The figures of deploy/dynamodb/README.md: one request's life without
 // its polls, and one job poll with the delivery of its progress.
 const (
-	wantRequestReads  = 22
-	wantRequestWrites = 96
+	wantRequestReads  = 23
+	wantRequestWrites = 98
 	wantPollReads     = 4
 	wantPollWrites    = 15
 )

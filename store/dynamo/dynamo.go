@@ -534,7 +534,7 @@ func (s *Store) create(r *actions.Request, envelopeID string, events []actions.E
 				ConditionExpression: aws.String("attribute_not_exists(PK)"),
 			}})
 		}
-		if !nr.State.Terminal() {
+		if nr.Active() {
 			items = append(items, activeItem(nr.ID, true))
 		}
 		items = append(items, evItems...)
@@ -647,7 +647,7 @@ func (s *Store) update(fence *actions.Lease, id string, from []actions.State, mu
 			}
 			return nil, &actions.StateConflict{ID: id, Current: r}
 		}
-		wasTerminal := r.State.Terminal()
+		wasTerminal, wasActive := r.State.Terminal(), r.Active()
 		oldLocks := slices.Clone(r.Locks)
 		if mutate != nil {
 			if err := mutate(r); err != nil {
@@ -707,8 +707,8 @@ func (s *Store) update(fence *actions.Lease, id string, from []actions.State, mu
 				lockItems = append(lockItems, it...)
 			}
 		}
-		if wasTerminal != r.State.Terminal() {
-			lockItems = append(lockItems, activeItem(r.ID, wasTerminal))
+		if wasActive != r.Active() {
+			lockItems = append(lockItems, activeItem(r.ID, r.Active()))
 		}
 		r.UpdatedAt = now
 		r.Version++
@@ -778,9 +778,10 @@ func (s *Store) List(keep func(*actions.Request) bool) ([]*actions.Request, erro
 	return out, nil
 }
 
-// ListActive returns the requests still going (not in a terminal state)
-// that keep accepts, newest first. It reads only those: the ACTIVE
-// partition's ids, then each request.
+// ListActive returns the active requests (actions.Request.Active: still
+// going, or ended but not yet told to their requester) that keep accepts,
+// newest first. It reads only those: the ACTIVE partition's ids, then
+// each request.
 func (s *Store) ListActive(keep func(*actions.Request) bool) ([]*actions.Request, error) {
 	items, err := s.query(pkActive, nil, true)
 	if err != nil {
@@ -795,7 +796,7 @@ func (s *Store) ListActive(keep func(*actions.Request) bool) ([]*actions.Request
 		if err != nil {
 			return nil, fmt.Errorf("listing active requests: %w", err)
 		}
-		if !r.State.Terminal() && (keep == nil || keep(r)) {
+		if r.Active() && (keep == nil || keep(r)) {
 			out = append(out, r)
 		}
 	}

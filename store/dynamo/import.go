@@ -109,7 +109,7 @@ func (s *Store) Import(c *store.Contents) error {
 		if err := put("request "+r.ID, it); err != nil {
 			return err
 		}
-		if !r.State.Terminal() {
+		if r.Active() {
 			if err := put("request "+r.ID, activeItem(r.ID, true).Put.Item); err != nil {
 				return err
 			}

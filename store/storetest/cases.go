@@ -630,8 +630,8 @@ func testListActive(t *testing.T, e *env) {
 		}
 		var out []string
 		for _, r := range rs {
-			if r.State.Terminal() {
-				t.Errorf("ListActive returned %s, which is %s", r.ID, r.State)
+			if !r.Active() {
+				t.Errorf("ListActive returned %s, which is %s and told", r.ID, r.State)
 			}
 			out = append(out, r.ID)
 		}
@@ -671,6 +671,31 @@ func testListActive(t *testing.T, e *env) {
 	if got := ids(t, e.b, nil); len(got) != len(states) {
 		t.Errorf("List = %v, want all %d", got, len(states))
 	}
+
+	// An intake refused before its requester was told stays until told
+	// (the sweep tells it); one refused and told at once never shows.
+	untold := NewRequest("export:untold")
+	untold.Input, untold.State = "/osio-export prod_txlog", actions.Received
+	u := mustCreate(t, e.a, untold, "")
+	told := NewRequest()
+	told.Input, told.State, told.Told = "/osio-export nope", actions.Refused, true
+	mustCreate(t, e.b, told, "")
+	check(u.ID)
+	mustTransition(t, e.b, u.ID, []actions.State{actions.Received}, actions.Refused)
+	check(u.ID)
+	if _, err := e.a.Update(u.ID, nil, func(r *actions.Request) error { r.Told = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	check()
+	// So does one Slack says cannot be told (untellable).
+	gone := NewRequest()
+	gone.Input, gone.State = "/osio-export gone", actions.Refused
+	g := mustCreate(t, e.b, gone, "")
+	check(g.ID)
+	if _, err := e.b.Update(g.ID, nil, func(r *actions.Request) error { r.Untellable = "is_archived"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	check()
 }
 
 func testEvents(t *testing.T, e *env) {

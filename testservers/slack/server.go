@@ -34,7 +34,11 @@
 //     except that replace_original on a slash command's URL replaces the
 //     command's receipt instead (a post that arrives before the server has
 //     read the command's ack waits for it, up to 2 s, since the app wrote
-//     the ack first).
+//     the ack first). As on Slack, a URL takes 5 posts within 30 minutes:
+//     the sixth is answered HTTP 404 {"ok":false,"error":"used_url"}, and
+//     one past 30 minutes (or after ExpireResponseURLs) HTTP 404
+//     {"ok":false,"error":"expired_url"} (the error strings are those
+//     Slack developers report; Slack documents only the limits).
 //   - Watch (watch.go): a view subscribes to the recorded messages and is
 //     told (coalesced) after each post, update, ephemeral or receipt.
 //   - Delays (delay.go): SetDelay makes Web API methods answer late;
@@ -89,8 +93,7 @@
 //   - replace_original on a slash command's response_url replaces its
 //     receipt in place (Message.Replaced counts it); on a click's
 //     response_url, and delete_original anywhere, they are only recorded
-//     on a new ephemeral and change nothing. Response URLs never expire and
-//     have no use limit (Slack: five uses within 30 minutes).
+//     on a new ephemeral and change nothing.
 //   - Message ts values are synthetic (1764180000.000100, .000200, ...) and
 //     unrelated to wall-clock time; Message.Posted holds the real time.
 //   - Rate limits are only what RateLimitNext injects; there are no per-tier
@@ -268,7 +271,18 @@ type responseTarget struct {
 	slash, acked bool
 	// original is the slash command's receipt, once its ack showed one.
 	original *Message
+	// made is when the URL was handed out, uses how many posts it took.
+	made time.Time
+	uses int
+	// expired: ExpireResponseURLs was called after it was made.
+	expired bool
 }
+
+// Slack's limits on a response_url: "up to 5 responses within 30 minutes".
+const (
+	responseURLUses     = 5
+	responseURLLifetime = 30 * time.Minute
+)
 
 type rateLimit struct{ n, secs int }
 
@@ -745,7 +759,7 @@ func (s *Server) send(typ string, payload obj, respID string) (string, error) {
 // returns the URL, its id and a trigger id.
 func (s *Server) newResponseURLLocked(user, channel string) (string, string, string) {
 	id := s.nextIDLocked("r")
-	s.responses[id] = responseTarget{user: user, channel: channel}
+	s.responses[id] = responseTarget{user: user, channel: channel, made: time.Now()}
 	trigger := fmt.Sprintf("%d.%d.trigger", time.Now().Unix(), s.seq)
 	return s.URL() + "/response/" + id, id, trigger
 }
@@ -908,6 +922,18 @@ func (s *Server) waitAck(ctx context.Context, id string, index int) (Ack, error)
 // it is recorded (nil: none). f runs on the connection's read loop, so it
 // must not block; a load driver uses it instead of polling WaitAck.
 func (s *Server) SetOnAck(f func(Ack)) { s.mu.Lock(); s.onAck = f; s.mu.Unlock() }
+
+// ExpireResponseURLs makes every response_url handed out so far answer as
+// one past Slack's 30 minutes does (HTTP 404, expired_url), as if that
+// long had passed; URLs of later envelopes are fresh.
+func (s *Server) ExpireResponseURLs() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, t := range s.responses {
+		t.expired = true
+		s.responses[id] = t
+	}
+}
 
 // Acks returns every ack received so far, in arrival order.
 func (s *Server) Acks() []Ack { s.mu.Lock(); defer s.mu.Unlock(); return slices.Clone(s.acks) }
@@ -1406,10 +1432,16 @@ func (s *Server) handleResponse(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.responses[id]
-	if !ok {
+	if !ok || t.expired || time.Since(t.made) > responseURLLifetime {
 		writeJSON(w, http.StatusNotFound, errObj("expired_url"))
 		return
 	}
+	if t.uses >= responseURLUses {
+		writeJSON(w, http.StatusNotFound, errObj("used_url"))
+		return
+	}
+	t.uses++
+	s.responses[id] = t
 	if t.original != nil && msg.ReplaceOriginal && msg.ResponseType != "in_channel" {
 		// The receipt (the command's ephemeral ack) is replaced in place,
 		// as Slack does: same ts, new text and blocks, no new message.

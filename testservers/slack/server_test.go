@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -577,5 +579,55 @@ func TestResponseURLReplacesTheReceipt(t *testing.T) {
 	}
 	if e := srv.Ephemerals("U1"); len(e) != 0 {
 		t.Errorf("a replacement was also shown as a new message: %+v", e)
+	}
+}
+
+// A response_url takes five posts within 30 minutes, as on Slack: the
+// sixth is refused (404, used_url), and so is any post once the URL is
+// past its 30 minutes (404, expired_url); a later command's URL is fresh.
+func TestResponseURLLimits(t *testing.T) {
+	srv := newTestServer(t)
+	ctx := testCtx(t)
+	b := startBot(t, srv, time.Second)
+	if err := srv.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	urlOf := func(text string) string {
+		t.Helper()
+		if _, err := srv.SlashCommand(ctx, SlashCommand{Command: "/osio", Text: text, UserID: "U1", ChannelID: "C1"}); err != nil {
+			t.Fatal(err)
+		}
+		return b.next(t, socketmode.EventTypeSlashCommand).Data.(slack.SlashCommand).ResponseURL
+	}
+	post := func(u, text string) (int, string) {
+		t.Helper()
+		resp, err := http.Post(u, "application/json", strings.NewReader(`{"text":"`+text+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	u := urlOf("first")
+	for i := 1; i <= 5; i++ {
+		if code, body := post(u, fmt.Sprintf("post %d", i)); code != http.StatusOK {
+			t.Fatalf("post %d of 5: %d %s", i, code, body)
+		}
+	}
+	if code, body := post(u, "post 6"); code != http.StatusNotFound || !strings.Contains(body, `"error":"used_url"`) {
+		t.Errorf("the sixth post: %d %s; want 404 used_url", code, body)
+	}
+	if n := len(srv.Ephemerals("U1")); n != 5 {
+		t.Errorf("%d ephemerals shown; want the five accepted posts", n)
+	}
+
+	u2 := urlOf("second")
+	srv.ExpireResponseURLs()
+	if code, body := post(u2, "late"); code != http.StatusNotFound || !strings.Contains(body, `"error":"expired_url"`) {
+		t.Errorf("a post past 30 minutes: %d %s; want 404 expired_url", code, body)
+	}
+	if code, body := post(urlOf("third"), "fresh"); code != http.StatusOK {
+		t.Errorf("a later command's response_url: %d %s", code, body)
 	}
 }
