@@ -1042,36 +1042,71 @@ func (r *Reporter) postedCard(ctx context.Context, req *actions.Request) (string
 	if !r.isUnsure(req.ID) {
 		return "", nil
 	}
-	// The newest 200 top-level messages: a card lost this way was posted
-	// moments before.
-	var h *slack.GetConversationHistoryResponse
-	err := r.read(ctx, func(ctx context.Context) error {
-		var err error
-		h, err = r.api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: req.Thread.Channel, Limit: 200, IncludeAllMetadata: true})
-		return err
-	})
-	if err != nil {
-		return "", r.lookFailed(req, "the channel", err)
+	// The newest cardLookback top-level messages, a page at a time (Slack
+	// answers fewer than asked, 15 to some apps): a card lost this way was
+	// posted moments before, but a busy channel may have had others since.
+	cursor := ""
+	for seen := 0; seen < cardLookback; {
+		var h *slack.GetConversationHistoryResponse
+		err := r.read(ctx, func(ctx context.Context) error {
+			var err error
+			h, err = r.api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{
+				ChannelID: req.Thread.Channel, Limit: cardLookback - seen, Cursor: cursor, IncludeAllMetadata: true})
+			return err
+		})
+		if err != nil {
+			return "", r.lookFailed(req, "the channel", err)
+		}
+		for _, m := range h.Messages {
+			if m.BotID != "" && (metaIs(m, req.ID, "card", 0) || strings.Contains(m.Text, " "+req.ID+" by ")) {
+				r.setUnsure(req.ID, false)
+				r.log.Info("card was posted before; adopting it", zap.String("request_id", req.ID), zap.String("ts", m.Timestamp))
+				return m.Timestamp, nil
+			}
+		}
+		seen += len(h.Messages)
+		if !h.HasMore || h.ResponseMetaData.NextCursor == "" || len(h.Messages) == 0 {
+			break
+		}
+		cursor = h.ResponseMetaData.NextCursor
 	}
 	r.setUnsure(req.ID, false)
-	for _, m := range h.Messages {
-		if m.BotID != "" && (metaIs(m, req.ID, "card", 0) || strings.Contains(m.Text, " "+req.ID+" by ")) {
-			r.log.Info("card was posted before; adopting it", zap.String("request_id", req.ID), zap.String("ts", m.Timestamp))
-			return m.Timestamp, nil
-		}
-	}
 	return "", nil
 }
 
+// cardLookback is how many of a channel's newest top-level messages are
+// read for a card whose post's answer was lost.
+const cardLookback = 200
+
+// maxReplyPages bounds the pages of a thread read to find a reply whose
+// post's answer was lost (after the last reply recorded, so a page or two
+// in practice).
+const maxReplyPages = 20
+
+// replies reads req's thread after oldest, following Slack's pages (at
+// most maxReplyPages of them).
 func (r *Reporter) replies(ctx context.Context, req *actions.Request, oldest string) ([]slack.Message, error) {
-	var msgs []slack.Message
-	err := r.read(ctx, func(ctx context.Context) error {
-		var err error
-		msgs, _, _, err = r.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
-			ChannelID: req.Thread.Channel, Timestamp: req.Thread.TS, Oldest: oldest, Limit: 200, IncludeAllMetadata: true})
-		return err
-	})
-	return msgs, err
+	var all []slack.Message
+	cursor := ""
+	for range maxReplyPages {
+		var msgs []slack.Message
+		var more bool
+		err := r.read(ctx, func(ctx context.Context) error {
+			var err error
+			msgs, more, cursor, err = r.api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
+				ChannelID: req.Thread.Channel, Timestamp: req.Thread.TS, Oldest: oldest, Limit: 200, Cursor: cursor, IncludeAllMetadata: true})
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, msgs...)
+		if !more || cursor == "" || len(msgs) == 0 {
+			return all, nil
+		}
+	}
+	r.log.Warn("thread longer than the pages read; looking at the first ones only", zap.String("request_id", req.ID), zap.Int("messages", len(all)))
+	return all, nil
 }
 
 // findReply looks in the thread, after the last reply recorded, for e.

@@ -160,6 +160,21 @@ func TestReporterOutageBackoffIgnoresNotify(t *testing.T) {
 	}
 }
 
+// deliverLost delivers id's next post with Slack's answer to it lost,
+// then delivers again (up to three times) until a round succeeds.
+func (w *slackWorld) deliverLost(rep *Reporter, id string) {
+	w.t.Helper()
+	w.srv.LoseNext("chat.postMessage", 1)
+	if _, err := rep.deliver(context.Background(), id); err == nil {
+		w.t.Fatal("deliver after a lost answer: want an error")
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := rep.deliver(context.Background(), id); err == nil {
+			break
+		}
+	}
+}
+
 // Item 15: Slack took the reply but its answer was lost. The thread must
 // hold the reply once, both when the same process retries and after a
 // restart; Slack's escaping (&amp;) must not defeat the check.
@@ -194,6 +209,71 @@ func TestReporterLostReplyAnswerPostsOnce(t *testing.T) {
 	}
 }
 
+// Slack took a card but its answer was lost, and by the retry twenty
+// other messages came into the channel: Slack answers conversations.history
+// a page at a time (15 here), so the card is on the second page. It must
+// be found there and adopted, not posted again.
+func TestReporterLostCardAnswerBusyChannel(t *testing.T) {
+	w := newSlackWorld(t)
+	id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card})
+	rep := w.reporter(ReporterOptions{})
+	ctx := context.Background()
+	w.srv.LoseNext("chat.postMessage", 1)
+	if _, err := rep.deliver(ctx, id); err == nil {
+		t.Fatal("deliver after a lost answer: want an error")
+	}
+	for i := range 20 {
+		if _, _, err := w.api.PostMessageContext(ctx, approvals, slack.MsgOptionText(fmt.Sprintf("other card %d", i), false)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := rep.deliver(ctx, id); err == nil {
+			break
+		}
+	}
+	cards := 0
+	for _, m := range w.srv.Messages(approvals) {
+		if m.ThreadTS == "" && strings.Contains(m.Text, id) {
+			cards++
+		}
+	}
+	if cards != 1 {
+		t.Errorf("%d cards of %s in the channel; want the lost one adopted", cards, id)
+	}
+}
+
+// People talked in the thread (twenty replies) before the bot's next
+// reply, whose answer was lost: the reply is on the second page of
+// conversations.replies, and must be found there, not posted again.
+func TestReporterLostReplyAnswerLongThread(t *testing.T) {
+	w := newSlackWorld(t)
+	id := w.request(approvals, time.Now().Add(time.Hour), actions.Event{Kind: actions.Card})
+	rep := w.reporter(ReporterOptions{})
+	ctx := context.Background()
+	if _, err := rep.deliver(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := w.st.Get(id)
+	people := slack.New("xoxb-people", slack.OptionAPIURL(w.srv.APIURL()))
+	for i := range 20 {
+		if _, _, err := people.PostMessageContext(ctx, approvals, slack.MsgOptionText(fmt.Sprintf("a question %d", i), false), slack.MsgOptionTS(r.Thread.TS)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.add(id, actions.Event{Kind: actions.Message, Text: "Approved by <@UCATCHER>."})
+	w.deliverLost(rep, id)
+	n := 0
+	for _, m := range w.thread(id) {
+		if strings.Contains(m.Text, "Approved by") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the thread holds the reply %d times; want once", n)
+	}
+}
+
 // Item 15: the status message's answer was lost; progress must still edit
 // one status message, not post a second.
 func TestReporterLostStatusAnswerPostsOnce(t *testing.T) {
@@ -205,15 +285,7 @@ func TestReporterLostStatusAnswerPostsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.add(id, actions.Event{Kind: actions.Progress, Text: "step 1 of 3 & counting"})
-	w.srv.LoseNext("chat.postMessage", 1)
-	if _, err := rep.deliver(ctx, id); err == nil {
-		t.Fatal("deliver after a lost answer: want an error")
-	}
-	for i := 0; i < 3; i++ {
-		if _, err := rep.deliver(ctx, id); err == nil {
-			break
-		}
-	}
+	w.deliverLost(rep, id)
 	w.add(id, actions.Event{Kind: actions.Progress, Text: "step 2 of 3"})
 	time.Sleep(5 * time.Millisecond)
 	if _, err := rep.deliver(ctx, id); err != nil {

@@ -73,7 +73,9 @@
 //     Slack does (&, <, > become &amp;, &lt;, &gt; outside <@U…>, <#C…>,
 //     <!…>, <http…> and <mailto:…> sequences), so conversations.history and
 //     .replies return escaped text; message metadata is kept and returned
-//     with include_all_metadata.
+//     with include_all_metadata. conversations.history and .replies answer
+//     a page at a time (at most Options.PageSize, default 15, whatever
+//     limit asks), with has_more and an opaque next_cursor.
 //
 // What it does NOT model (be careful what a passing test proves):
 //
@@ -115,6 +117,7 @@ import (
 	"bytes"
 	"context"
 	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -168,6 +171,10 @@ type Options struct {
 	// RedeliverAfter is the wait before such a second delivery (default
 	// 50ms).
 	RedeliverAfter time.Duration
+	// PageSize is the most messages one page of conversations.history or
+	// .replies holds, whatever limit asks (default 15: Slack may answer
+	// fewer than asked, and since 2025 answers at most 15 to many apps).
+	PageSize int
 }
 
 // Delivery is one write of an envelope to a Socket Mode connection.
@@ -353,6 +360,9 @@ func New(opts Options) (*Server, error) {
 	s.rnd = rand.New(rand.NewPCG(uint64(seed), 0x05105))
 	if opts.RedeliverAfter <= 0 {
 		s.opts.RedeliverAfter = 50 * time.Millisecond
+	}
+	if opts.PageSize <= 0 {
+		s.opts.PageSize = 15
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/", s.handleAPI)
@@ -1164,12 +1174,12 @@ func (s *Server) handleAPI(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	case "conversations.history":
 		ch, oldest := p.Get("channel"), p.Get("oldest")
-		resp = s.conversation(ch, true, truthy(p.Get("include_all_metadata")), func(m *Message) bool {
+		resp = s.conversation(ch, true, p, func(m *Message) bool {
 			return m.Channel == ch && m.ThreadTS == "" && (oldest == "" || m.TS > oldest)
 		})
 	case "conversations.replies":
 		ch, ts, oldest := p.Get("channel"), p.Get("ts"), p.Get("oldest")
-		resp = s.conversation(ch, false, truthy(p.Get("include_all_metadata")), func(m *Message) bool {
+		resp = s.conversation(ch, false, p, func(m *Message) bool {
 			return m.Channel == ch && (m.TS == ts || m.ThreadTS == ts) &&
 				(oldest == "" || m.TS > oldest || (truthy(p.Get("inclusive")) && m.TS == oldest))
 		})
@@ -1214,29 +1224,57 @@ func (s *Server) noteLocked(text string) {
 }
 
 // conversation answers conversations.history (newest first) and
-// conversations.replies (oldest first) with the messages keep accepts; one
-// page, no cursors.
-func (s *Server) conversation(ch string, newestFirst, metadata bool, keep func(*Message) bool) obj {
+// conversations.replies (oldest first) with the messages keep accepts, a
+// page at a time as Slack does: at most limit (default 100) and at most
+// Options.PageSize, with has_more and response_metadata.next_cursor when
+// more follow. The cursor is opaque to the client; here it names the last
+// message of the page, so messages posted between two pages neither
+// repeat nor push others out of the next one. A cursor not of this server
+// is invalid_cursor.
+func (s *Server) conversation(ch string, newestFirst bool, p url.Values, keep func(*Message) bool) obj {
+	metadata := truthy(p.Get("include_all_metadata"))
+	page := 100
+	if n, err := strconv.Atoi(p.Get("limit")); err == nil && n > 0 {
+		page = n
+	}
+	after := ""
+	if c := p.Get("cursor"); c != "" {
+		raw, err := base64.StdEncoding.DecodeString(c)
+		if err != nil || !strings.HasPrefix(string(raw), "ts:") {
+			return errObj("invalid_cursor")
+		}
+		after = strings.TrimPrefix(string(raw), "ts:")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.knownChannelLocked(ch) {
 		return errObj("channel_not_found")
 	}
-	msgs := []any{}
+	page = min(page, s.opts.PageSize)
+	msgs, last, more := []any{}, "", false
 	for i := range s.msgs {
 		m := s.msgs[i]
 		if newestFirst {
 			m = s.msgs[len(s.msgs)-1-i]
 		}
-		if keep(m) {
-			o := wireMessage(m)
-			if metadata && m.Metadata != nil {
-				o["metadata"] = m.Metadata
-			}
-			msgs = append(msgs, o)
+		if !keep(m) || after != "" && (newestFirst && m.TS >= after || !newestFirst && m.TS <= after) {
+			continue
 		}
+		if len(msgs) == page {
+			more = true
+			break
+		}
+		o := wireMessage(m)
+		if metadata && m.Metadata != nil {
+			o["metadata"] = m.Metadata
+		}
+		msgs, last = append(msgs, o), m.TS
 	}
-	return obj{"ok": true, "messages": msgs, "has_more": false, "response_metadata": obj{"next_cursor": ""}}
+	next := ""
+	if more {
+		next = base64.StdEncoding.EncodeToString([]byte("ts:" + last))
+	}
+	return obj{"ok": true, "messages": msgs, "has_more": more, "response_metadata": obj{"next_cursor": next}}
 }
 
 func (s *Server) nextTSLocked() string {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -629,5 +630,83 @@ func TestResponseURLLimits(t *testing.T) {
 	}
 	if code, body := post(urlOf("third"), "fresh"); code != http.StatusOK {
 		t.Errorf("a later command's response_url: %d %s", code, body)
+	}
+}
+
+// conversations.history and .replies answer a page at a time, as Slack
+// does: at most PageSize messages whatever limit asks, has_more and a
+// cursor to the next page; a message posted between two pages neither
+// repeats nor hides one.
+func TestConversationPages(t *testing.T) {
+	srv := newTestServer(t)
+	ctx := testCtx(t)
+	api := newAPI(srv)
+	post := func(opts ...slack.MsgOption) string {
+		t.Helper()
+		_, ts, err := api.PostMessageContext(ctx, "C1", opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ts
+	}
+	parent := post(slack.MsgOptionText("parent", false))
+	var top, replies []string
+	for i := range 20 {
+		top = append(top, post(slack.MsgOptionText(fmt.Sprintf("top %d", i), false)))
+		replies = append(replies, post(slack.MsgOptionText(fmt.Sprintf("reply %d", i), false), slack.MsgOptionTS(parent)))
+	}
+	var got []string
+	cursor, pages := "", 0
+	for {
+		h, err := api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: "C1", Limit: 200, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		if len(h.Messages) > 15 {
+			t.Errorf("page %d holds %d messages; want at most 15", pages, len(h.Messages))
+		}
+		for _, m := range h.Messages {
+			got = append(got, m.Timestamp)
+		}
+		if pages == 1 {
+			post(slack.MsgOptionText("posted between pages", false))
+		}
+		if !h.HasMore {
+			if h.ResponseMetaData.NextCursor != "" {
+				t.Errorf("the last page has a next_cursor %q", h.ResponseMetaData.NextCursor)
+			}
+			break
+		}
+		cursor = h.ResponseMetaData.NextCursor
+	}
+	want := append([]string{}, top...)
+	slices.Reverse(want)
+	want = append(want, parent)
+	if pages != 2 || !slices.Equal(got, want) {
+		t.Errorf("history in %d pages: %v; want 2 pages: %v", pages, got, want)
+	}
+
+	got, cursor, pages = nil, "", 0
+	for {
+		msgs, more, next, err := api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{ChannelID: "C1", Timestamp: parent, Limit: 200, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		for _, m := range msgs {
+			got = append(got, m.Timestamp)
+		}
+		if !more {
+			break
+		}
+		cursor = next
+	}
+	if want := append([]string{parent}, replies...); pages != 2 || !slices.Equal(got, want) {
+		t.Errorf("replies in %d pages: %v; want 2 pages: %v", pages, got, want)
+	}
+
+	if _, err := api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: "C1", Cursor: "bm90LWEtY3Vyc29y"}); err == nil || !strings.Contains(err.Error(), "invalid_cursor") {
+		t.Errorf("a cursor not from the server: %v; want invalid_cursor", err)
 	}
 }
