@@ -354,31 +354,43 @@ func (r *Resetter) facts(ctx context.Context, client IAM, a *Args) error {
 		}
 		return nil
 	})
+	// IAM's lists come a page at a time, and "might return fewer than the
+	// MaxItems number of results even when there are more results
+	// available": every page is read (the call timeout bounds them all).
 	run(1, func(ctx context.Context) error {
-		keys, err := client.ListAccessKeys(ctx, &iam.ListAccessKeysInput{UserName: user})
-		if err != nil {
-			return fmt.Errorf("listing access keys of %s: %w", a.User, err)
+		pages := iam.NewListAccessKeysPaginator(client, &iam.ListAccessKeysInput{UserName: user})
+		for pages.HasMorePages() {
+			keys, err := pages.NextPage(ctx)
+			if err != nil {
+				return fmt.Errorf("listing access keys of %s: %w", a.User, err)
+			}
+			a.AccessKeys += len(keys.AccessKeyMetadata)
 		}
-		a.AccessKeys = len(keys.AccessKeyMetadata)
 		return nil
 	})
 	run(2, func(ctx context.Context) error {
-		groups, err := client.ListGroupsForUser(ctx, &iam.ListGroupsForUserInput{UserName: user})
-		if err != nil {
-			return fmt.Errorf("listing groups of %s: %w", a.User, err)
-		}
-		for _, g := range groups.Groups {
-			a.Groups = append(a.Groups, aws.ToString(g.GroupName))
+		pages := iam.NewListGroupsForUserPaginator(client, &iam.ListGroupsForUserInput{UserName: user})
+		for pages.HasMorePages() {
+			groups, err := pages.NextPage(ctx)
+			if err != nil {
+				return fmt.Errorf("listing groups of %s: %w", a.User, err)
+			}
+			for _, g := range groups.Groups {
+				a.Groups = append(a.Groups, aws.ToString(g.GroupName))
+			}
 		}
 		return nil
 	})
 	run(3, func(ctx context.Context) error {
-		pols, err := client.ListAttachedUserPolicies(ctx, &iam.ListAttachedUserPoliciesInput{UserName: user})
-		if err != nil {
-			return fmt.Errorf("listing policies of %s: %w", a.User, err)
-		}
-		for _, p := range pols.AttachedPolicies {
-			a.Policies = append(a.Policies, aws.ToString(p.PolicyName))
+		pages := iam.NewListAttachedUserPoliciesPaginator(client, &iam.ListAttachedUserPoliciesInput{UserName: user})
+		for pages.HasMorePages() {
+			pols, err := pages.NextPage(ctx)
+			if err != nil {
+				return fmt.Errorf("listing policies of %s: %w", a.User, err)
+			}
+			for _, p := range pols.AttachedPolicies {
+				a.Policies = append(a.Policies, aws.ToString(p.PolicyName))
+			}
 		}
 		return nil
 	})

@@ -92,9 +92,9 @@ func (d oneperson) ForSlackUser(ctx context.Context, _, email string) (*Person, 
 	return d.Person(ctx, strings.TrimSuffix(email, "@example.com"))
 }
 
-// Each AWS call of a check is bounded by aws.call_timeout, even when the
-// check's own context has none, and the whole check by its context.
-func TestCheckAWSCallDeadlines(t *testing.T) {
+// danaKey is a new public key of dana@example.com, armored.
+func danaKey(t *testing.T) string {
+	t.Helper()
 	k, err := crypto.GenerateKey("dana", "dana@example.com", "x25519", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +103,13 @@ func TestCheckAWSCallDeadlines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pub
+}
+
+// Each AWS call of a check is bounded by aws.call_timeout, even when the
+// check's own context has none, and the whole check by its context.
+func TestCheckAWSCallDeadlines(t *testing.T) {
+	pub := danaKey(t)
 	calls := []string{"GetUser", "GetLoginProfile", "ListAccessKeys", "ListGroupsForUser", "ListAttachedUserPolicies"}
 	tests := []struct {
 		name        string
