@@ -676,7 +676,7 @@ func (b *Bot) tell(ctx context.Context, channel, user, text string) {
 func (b *Bot) replaceReceipt(ctx context.Context, log *zap.Logger, c click, text string) {
 	if c.ResponseURL != "" && b.Responder != nil {
 		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
-		err := b.Responder.Respond(cctx, c.ResponseURL, &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true})
+		err := b.respond(cctx, c.ResponseURL, &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true})
 		cancel()
 		if err == nil {
 			return

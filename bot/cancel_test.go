@@ -144,3 +144,32 @@ func TestOutcomeToldWhenResponseURLExpired(t *testing.T) {
 		t.Errorf("the expired receipt changed: %+v", r)
 	}
 }
+
+// Slack replaced the receipt with the outcome but its answer was lost (the
+// connection dropped): the bot cannot tell a lost answer from a lost post,
+// so it posts to the response_url again (replace_original is idempotent),
+// and the requester sees the outcome once, in the receipt, not also as a
+// second message.
+func TestOutcomeToldOnceWhenResponseURLAnswerLost(t *testing.T) {
+	gate := gatedChecker{open: make(chan struct{})}
+	w := newSocketWorldChecked(t, gate, func(d *Deps) { d.Responder = webhookResponder{}; d.Log = zaptest.NewLogger(t) })
+	ack := w.slash("UDEV", "prod_txlog")
+	id := requestIDInText.FindString(string(ack.Payload))
+	w.srv.LoseNext("response_url", 1)
+	close(gate.open)
+	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
+	defer cancel()
+	if err := w.srv.WaitFor(ctx, func() bool { r, err := w.st.Get(id); return err == nil && r.Told }); err != nil {
+		t.Fatalf("%s: not recorded as told: %v", id, err)
+	}
+	time.Sleep(200 * time.Millisecond) // room for a second message
+	if e := w.srv.Ephemerals("UDEV"); len(e) != 0 {
+		t.Errorf("the requester got %d more messages, the first by %s: %q; want the receipt replaced only", len(e), e[0].Source, e[0].Text)
+	}
+	if r := w.srv.Receipts("UDEV"); len(r) != 1 || r[0].Replaced == 0 || !strings.Contains(r[0].Text, "approval") {
+		t.Errorf("the receipt: %+v; want it replaced with the outcome", r)
+	}
+	if n := w.srv.Lost("response_url"); n != 1 {
+		t.Errorf("%d response_url answers lost; want 1", n)
+	}
+}

@@ -342,7 +342,7 @@ func (b *Bot) tellOutcome(ctx context.Context, r *actions.Request, url string) {
 		if len(blocks) > 0 {
 			msg.Blocks = &slack.Blocks{BlockSet: blocks}
 		}
-		err := b.Responder.Respond(cctx, url, msg)
+		err := b.respond(cctx, url, msg)
 		cancel()
 		if err != nil {
 			log.Warn("response_url failed; telling by chat.postEphemeral", zap.Error(err))
@@ -372,6 +372,28 @@ func (b *Bot) tellOutcome(ctx context.Context, r *actions.Request, url string) {
 	if _, err := b.Store.Update(r.ID, nil, func(q *actions.Request) error { q.Told = true; return nil }); err != nil {
 		log.Error("recording that the requester was told", zap.Error(err))
 	}
+}
+
+// respond posts msg to a response_url. A post whose answer did not come
+// (a dropped connection, a timeout, a 5xx) may have been carried out, so
+// it is posted once more rather than told another way: msg replaces the
+// message the URL came from, which is the same whether done once or
+// twice, where a chat.postEphemeral after a post that did land would show
+// the person the same news twice. Slack's definite refusals (404
+// expired_url or used_url, 4xx) are not tried again.
+func (b *Bot) respond(ctx context.Context, url string, msg *slack.WebhookMessage) error {
+	err := b.Responder.Respond(ctx, url, msg)
+	var sc slack.StatusCodeError
+	if err == nil || ctx.Err() != nil || errors.As(err, &sc) && sc.Code < 500 {
+		return err
+	}
+	if _, limited := errors.AsType[*slack.RateLimitedError](err); limited {
+		return err
+	}
+	if again := b.Responder.Respond(ctx, url, msg); again != nil {
+		return fmt.Errorf("%w; posting again: %w", err, again)
+	}
+	return nil
 }
 
 // untellable is the Slack error code of err when no retry of the same

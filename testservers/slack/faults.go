@@ -66,7 +66,8 @@ func (s *Server) SetChannelError(channel, code string) {
 // LoseNext makes the next n calls of method lost answers: the call is
 // carried out and recorded (a post is in the channel), and then the
 // connection is closed without an HTTP response, as when a proxy or the
-// network drops Slack's answer.
+// network drops Slack's answer. method "response_url" loses the answers
+// of posts to response URLs that were carried out.
 func (s *Server) LoseNext(method string, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -1467,35 +1467,42 @@ func (s *Server) handleResponse(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(time.Millisecond)
 		}
 	}
+	code, answer := s.respond(id, msg.Text, msg.Blocks, msg.ThreadTS, msg.ResponseType, msg.ReplaceOriginal, msg.DeleteOriginal)
+	if code == http.StatusOK && s.loseIfArmed(w, "response_url") {
+		return // carried out, answer dropped (LoseNext("response_url", n))
+	}
+	writeJSON(w, code, answer)
+}
+
+// respond carries out a post to response_url id, taking s.mu; it
+// returns the HTTP status and the answer.
+func (s *Server) respond(id, text string, blocks json.RawMessage, threadTS, responseType string, replace, del bool) (int, obj) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok := s.responses[id]
 	if !ok || t.expired || time.Since(t.made) > responseURLLifetime {
-		writeJSON(w, http.StatusNotFound, errObj("expired_url"))
-		return
+		return http.StatusNotFound, errObj("expired_url")
 	}
 	if t.uses >= responseURLUses {
-		writeJSON(w, http.StatusNotFound, errObj("used_url"))
-		return
+		return http.StatusNotFound, errObj("used_url")
 	}
 	t.uses++
 	s.responses[id] = t
-	if t.original != nil && msg.ReplaceOriginal && msg.ResponseType != "in_channel" {
+	if t.original != nil && replace && responseType != "in_channel" {
 		// The receipt (the command's ephemeral ack) is replaced in place,
 		// as Slack does: same ts, new text and blocks, no new message.
 		t.original.History = append(t.original.History, t.original.Text)
-		t.original.Text, t.original.Blocks, t.original.Replaced = msg.Text, msg.Blocks, t.original.Replaced+1
+		t.original.Text, t.original.Blocks, t.original.Replaced = text, blocks, t.original.Replaced+1
 		t.original.Updated = time.Now()
 		s.watchers.changed()
-		writeJSON(w, http.StatusOK, obj{"ok": true})
-		return
+		return http.StatusOK, obj{"ok": true}
 	}
-	m := &Message{Channel: t.channel, TS: s.nextTSLocked(), ThreadTS: msg.ThreadTS, User: t.user, Text: msg.Text,
-		Blocks: msg.Blocks, Posted: time.Now(), Source: "response_url", ResponseType: msg.ResponseType,
-		ReplaceOriginal: msg.ReplaceOriginal, DeleteOriginal: msg.DeleteOriginal}
+	m := &Message{Channel: t.channel, TS: s.nextTSLocked(), ThreadTS: threadTS, User: t.user, Text: text,
+		Blocks: blocks, Posted: time.Now(), Source: "response_url", ResponseType: responseType,
+		ReplaceOriginal: replace, DeleteOriginal: del}
 	s.ephemerals[t.user] = append(s.ephemerals[t.user], m)
 	s.watchers.changed()
-	writeJSON(w, http.StatusOK, obj{"ok": true})
+	return http.StatusOK, obj{"ok": true}
 }
 
 // findAction looks for the element with action_id in a blocks array and
