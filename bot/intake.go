@@ -36,9 +36,9 @@ import (
 // the process died first, or Slack failed) is told then, or by a sweep
 // once the request is abandoned (Bot.recheck), refused or not. One that
 // Slack says can never be told there (an archived channel, a user gone:
-// Request.Untellable) is not tried again. The response_url is never stored (it is a credential to
-// post as the app), so an outcome told after a restart goes by
-// chat.postEphemeral.
+// Request.Untellable) is not tried again. The response_url is never
+// stored (it is a credential to post as the app), so an outcome told
+// after a restart goes by chat.postEphemeral.
 
 // Parsed is what a kind reads from a command's words.
 type Parsed struct {

@@ -1045,8 +1045,8 @@ func (r *Reporter) postedCard(ctx context.Context, req *actions.Request) (string
 	// The newest cardLookback top-level messages, a page at a time (Slack
 	// answers fewer than asked, 15 to some apps): a card lost this way was
 	// posted moments before, but a busy channel may have had others since.
-	cursor := ""
-	for seen := 0; seen < cardLookback; {
+	cursor, seen := "", 0
+	for range maxPages {
 		var h *slack.GetConversationHistoryResponse
 		err := r.read(ctx, func(ctx context.Context) error {
 			var err error
@@ -1065,7 +1065,7 @@ func (r *Reporter) postedCard(ctx context.Context, req *actions.Request) (string
 			}
 		}
 		seen += len(h.Messages)
-		if !h.HasMore || h.ResponseMetaData.NextCursor == "" || len(h.Messages) == 0 {
+		if !h.HasMore || h.ResponseMetaData.NextCursor == "" || seen >= cardLookback {
 			break
 		}
 		cursor = h.ResponseMetaData.NextCursor
@@ -1078,17 +1078,18 @@ func (r *Reporter) postedCard(ctx context.Context, req *actions.Request) (string
 // read for a card whose post's answer was lost.
 const cardLookback = 200
 
-// maxReplyPages bounds the pages of a thread read to find a reply whose
-// post's answer was lost (after the last reply recorded, so a page or two
-// in practice).
-const maxReplyPages = 20
+// maxPages bounds the pages read for a card, or of a thread for a reply,
+// whose post's answer was lost (a thread is read after the last reply
+// recorded, so a page or two in practice). Slack may answer fewer messages
+// than asked, even none, with more to come.
+const maxPages = 20
 
 // replies reads req's thread after oldest, following Slack's pages (at
-// most maxReplyPages of them).
+// most maxPages of them).
 func (r *Reporter) replies(ctx context.Context, req *actions.Request, oldest string) ([]slack.Message, error) {
 	var all []slack.Message
 	cursor := ""
-	for range maxReplyPages {
+	for range maxPages {
 		var msgs []slack.Message
 		var more bool
 		err := r.read(ctx, func(ctx context.Context) error {
@@ -1101,7 +1102,7 @@ func (r *Reporter) replies(ctx context.Context, req *actions.Request, oldest str
 			return nil, err
 		}
 		all = append(all, msgs...)
-		if !more || cursor == "" || len(msgs) == 0 {
+		if !more || cursor == "" {
 			return all, nil
 		}
 	}
