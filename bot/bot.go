@@ -96,6 +96,12 @@ type Settings struct {
 	PlanTimeout time.Duration
 	// AckTimeout bounds handing an ack to the Socket Mode connection.
 	AckTimeout time.Duration
+	// AckBudget is how long a command's answer may take before it is
+	// acked anyway, saying it is still being worked on (default 2 s;
+	// Slack's deadline is 3 s): the answer then replaces that message
+	// through the command's response_url. Answers wait only on the store
+	// (a DynamoDB store can stall); see Bot.onSlash.
+	AckBudget time.Duration
 	// MaxChecks bounds the commands checked at once (default 16). A burst
 	// of commands waits for a turn within each one's CheckTimeout, instead
 	// of opening a connection to AWS per command at once: hundreds of
@@ -152,6 +158,9 @@ func New(d Deps) *Bot {
 	}
 	if d.Settings.PlanTimeout == 0 {
 		d.Settings.PlanTimeout = 20 * time.Second
+	}
+	if d.Settings.AckBudget <= 0 {
+		d.Settings.AckBudget = 2 * time.Second
 	}
 	if d.Settings.AckTimeout == 0 {
 		d.Settings.AckTimeout = 2 * time.Second
@@ -319,10 +328,19 @@ func (b *Bot) onSlash(ctx context.Context, evt socketmode.Event, start time.Time
 		return
 	}
 	var reply Reply
+	late := b.ackIfLate(ctx, evt.Request, cmd, start, acked)
 	if c, found := lookup(b.commands, cmd.Command); found {
 		reply = c.Dispatch(ctx, Invocation{Cmd: cmd, Args: strings.Fields(cmd.Text), EnvelopeID: evt.Request.EnvelopeID})
 	} else {
 		reply = Reply{Text: unknownCommandText(code(cmd.Command, 40), b.commandNames())}
+	}
+	if late.stop() {
+		// Acked as still being worked on: the answer replaces that.
+		b.replaceLateAck(ctx, cmd, reply)
+		if reply.After != nil {
+			reply.After(ctx)
+		}
+		return
 	}
 	b.ack(ctx, evt.Request, fitAck(reply))
 	acked()
@@ -335,6 +353,82 @@ func (b *Bot) onSlash(ctx context.Context, evt socketmode.Event, start time.Time
 		zap.String("envelope_id", evt.Request.EnvelopeID), zap.Duration("ack_latency", time.Since(start)))
 	if reply.After != nil {
 		reply.After(ctx)
+	}
+}
+
+// lateAck acks a command whose answer is not ready within
+// Settings.AckBudget (the store stalls), so that Slack does not show its
+// user a timeout: a timer, not a goroutine, on the ack's path.
+type lateAck struct {
+	mu    sync.Mutex
+	t     *time.Timer
+	fired bool // the timer acked, or is acking
+	done  bool // the answer came first
+	sent  chan struct{}
+}
+
+// ackIfLate arms the late ack of cmd's envelope req.
+func (b *Bot) ackIfLate(ctx context.Context, req *socketmode.Request, cmd slack.SlashCommand, start time.Time, acked func()) *lateAck {
+	l := &lateAck{sent: make(chan struct{})}
+	l.t = time.AfterFunc(b.Settings.AckBudget, func() {
+		l.mu.Lock()
+		if l.done {
+			l.mu.Unlock()
+			return
+		}
+		l.fired = true
+		l.mu.Unlock()
+		defer close(l.sent)
+		b.ack(ctx, req, fitAck(Reply{Text: stillWorkingText(cmd.Command, cmd.Text)}))
+		acked()
+		if b.AckObserved != nil {
+			b.AckObserved(cmd.Command, time.Since(start))
+		}
+		b.Log.Warn("slash command acked before its answer was ready", zap.String("command", cmd.Command),
+			zap.String("user", cmd.UserID), zap.String("envelope_id", req.EnvelopeID), zap.Duration("budget", b.Settings.AckBudget))
+	})
+	return l
+}
+
+// stop disarms the late ack; true when it went out (or is going out: stop
+// waits until it is handed to Slack), so the answer must replace it.
+func (l *lateAck) stop() bool {
+	l.mu.Lock()
+	l.done = true
+	l.t.Stop()
+	fired := l.fired
+	l.mu.Unlock()
+	if fired {
+		<-l.sent
+	}
+	return fired
+}
+
+// replaceLateAck puts reply in place of a command's late ack, through its
+// response_url, or as a new ephemeral message when that fails.
+func (b *Bot) replaceLateAck(ctx context.Context, cmd slack.SlashCommand, reply Reply) {
+	p := fitAck(reply)
+	msg := &slack.WebhookMessage{Text: p.Text, ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true}
+	if len(reply.Blocks) > 0 {
+		msg.Blocks = &slack.Blocks{BlockSet: reply.Blocks}
+	}
+	if cmd.ResponseURL != "" && b.Responder != nil {
+		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
+		err := b.respond(cctx, cmd.ResponseURL, msg)
+		cancel()
+		if err == nil {
+			return
+		}
+		b.Log.Warn("response_url failed; answering by chat.postEphemeral", zap.String("user", cmd.UserID), zap.Error(err))
+	}
+	cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
+	defer cancel()
+	opts := []slack.MsgOption{slack.MsgOptionText(p.Text, false)}
+	if len(reply.Blocks) > 0 {
+		opts = append(opts, slack.MsgOptionBlocks(reply.Blocks...))
+	}
+	if _, err := b.API.PostEphemeralContext(cctx, cmd.ChannelID, cmd.UserID, opts...); err != nil {
+		b.Log.Error("answering a command acked late", zap.String("user", cmd.UserID), zap.Error(err))
 	}
 }
 

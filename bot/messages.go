@@ -57,6 +57,12 @@ func failureText(doing, envelope string) string {
 	return fmt.Sprintf(":boom: Something broke while %s, so nothing was requested. The bot's on-call can find it in the logs under envelope `%s`.", doing, envelope)
 }
 
+// stillWorkingText is a command's ack when its answer is not ready in
+// time (the bot's store is slow): the answer replaces it.
+func stillWorkingText(command, text string) string {
+	return fmt.Sprintf(":hourglass_flowing_sand: Still working on %s: the bot's store is slow to answer. The answer will replace this message; nothing to do meanwhile.", code(strings.TrimSpace(command+" "+text), 100))
+}
+
 func receivedText(id, what string) string {
 	return fmt.Sprintf(":hourglass_flowing_sand: Request *%s* received: checking the %s. I will tell you here in a moment.", id, what)
 }
