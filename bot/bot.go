@@ -5,6 +5,7 @@ package bot
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -407,10 +408,13 @@ func (l *lateAck) stop() bool {
 // replaceLateAck puts reply in place of a command's late ack, through its
 // response_url, or as a new ephemeral message when that fails.
 func (b *Bot) replaceLateAck(ctx context.Context, cmd slack.SlashCommand, reply Reply) {
+	// Fitted as the ack would have been (Block Kit's limits), and read
+	// back into slack-go's blocks.
 	p := fitAck(reply)
 	msg := &slack.WebhookMessage{Text: p.Text, ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true}
-	if len(reply.Blocks) > 0 {
-		msg.Blocks = &slack.Blocks{BlockSet: reply.Blocks}
+	var fitted slack.Blocks
+	if raw, err := json.Marshal(p.Blocks); err == nil && len(p.Blocks) > 0 && json.Unmarshal(raw, &fitted) == nil {
+		msg.Blocks = &fitted
 	}
 	if cmd.ResponseURL != "" && b.Responder != nil {
 		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
@@ -424,8 +428,8 @@ func (b *Bot) replaceLateAck(ctx context.Context, cmd slack.SlashCommand, reply 
 	cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
 	defer cancel()
 	opts := []slack.MsgOption{slack.MsgOptionText(p.Text, false)}
-	if len(reply.Blocks) > 0 {
-		opts = append(opts, slack.MsgOptionBlocks(reply.Blocks...))
+	if msg.Blocks != nil {
+		opts = append(opts, slack.MsgOptionBlocks(fitted.BlockSet...))
 	}
 	if _, err := b.API.PostEphemeralContext(cctx, cmd.ChannelID, cmd.UserID, opts...); err != nil {
 		b.Log.Error("answering a command acked late", zap.String("user", cmd.UserID), zap.Error(err))

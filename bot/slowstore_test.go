@@ -29,11 +29,12 @@ func (s slowStore) Create(r *actions.Request, envelopeID string, events ...actio
 }
 
 // slowIntake types "/osio-export prod_txlog" as UDEV to a bot on slow (its
-// Store set to the world's) with a 300 ms ack budget, and checks that the
-// ack came within a second, saying it is still being worked on.
-func slowIntake(t *testing.T, slow slowStore) *socketWorld {
+// Store set to the world's) with a 300 ms ack budget, checking with gate,
+// and checks that the ack came within a second, saying it is still being
+// worked on.
+func slowIntake(t *testing.T, slow slowStore, gate gatedChecker) *socketWorld {
 	t.Helper()
-	w := newSocketWorldWith(t, func(d *Deps) {
+	w := newSocketWorldChecked(t, gate, func(d *Deps) {
 		slow.Store = d.Store
 		d.Store = slow
 		d.Responder = webhookResponder{}
@@ -52,9 +53,21 @@ func slowIntake(t *testing.T, slow slowStore) *socketWorld {
 // saying it is still being worked on; the receipt then replaces that
 // answer, and the check's outcome the receipt, as usual.
 func TestSlowStoreIsAckedWithinTheBudget(t *testing.T) {
-	w := slowIntake(t, slowStore{delay: 1500 * time.Millisecond})
+	gate := gatedChecker{open: make(chan struct{})}
+	w := slowIntake(t, slowStore{delay: 1500 * time.Millisecond}, gate)
 	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
 	defer cancel()
+	// The receipt, with its Cancel button, replaces the late ack.
+	if err := w.srv.WaitFor(ctx, func() bool {
+		r := w.srv.Receipts("UDEV")
+		return len(r) == 1 && strings.Contains(r[0].Text, "received")
+	}); err != nil {
+		t.Fatalf("the receipt never replaced the late ack: %+v", w.srv.Receipts("UDEV"))
+	}
+	if r := w.srv.Receipts("UDEV")[0]; !strings.Contains(string(r.Blocks), `"action_id":"`+ActionCancel+`"`) {
+		t.Errorf("the receipt lost its Cancel button: %s", r.Blocks)
+	}
+	close(gate.open)
 	if err := w.srv.WaitFor(ctx, func() bool {
 		r := w.srv.Receipts("UDEV")
 		return len(r) == 1 && strings.Contains(r[0].Text, "Sent for approval")
@@ -76,7 +89,7 @@ func TestSlowStoreIsAckedWithinTheBudget(t *testing.T) {
 // The store fails the intake write after the ack budget: the slow answer
 // is replaced by the failure, which says nothing was requested.
 func TestSlowStoreFailureIsTold(t *testing.T) {
-	w := slowIntake(t, slowStore{delay: 800 * time.Millisecond, fail: errors.New("dynamodb: request timeout")})
+	w := slowIntake(t, slowStore{delay: 800 * time.Millisecond, fail: errors.New("dynamodb: request timeout")}, gatedChecker{open: make(chan struct{})})
 	ctx, cancel := context.WithTimeout(w.ctx, 10*time.Second)
 	defer cancel()
 	if err := w.srv.WaitFor(ctx, func() bool {
