@@ -361,24 +361,14 @@ func (b *Bot) onSlash(ctx context.Context, evt socketmode.Event, start time.Time
 // Settings.AckBudget (the store stalls), so that Slack does not show its
 // user a timeout: a timer, not a goroutine, on the ack's path.
 type lateAck struct {
-	mu    sync.Mutex
-	t     *time.Timer
-	fired bool // the timer acked, or is acking
-	done  bool // the answer came first
-	sent  chan struct{}
+	t    *time.Timer
+	sent chan struct{} // closed once the late ack is handed to Slack
 }
 
 // ackIfLate arms the late ack of cmd's envelope req.
 func (b *Bot) ackIfLate(ctx context.Context, req *socketmode.Request, cmd slack.SlashCommand, start time.Time, acked func()) *lateAck {
 	l := &lateAck{sent: make(chan struct{})}
 	l.t = time.AfterFunc(b.Settings.AckBudget, func() {
-		l.mu.Lock()
-		if l.done {
-			l.mu.Unlock()
-			return
-		}
-		l.fired = true
-		l.mu.Unlock()
 		defer close(l.sent)
 		b.ack(ctx, req, fitAck(Reply{Text: stillWorkingText(cmd.Command, cmd.Text)}))
 		acked()
@@ -392,17 +382,14 @@ func (b *Bot) ackIfLate(ctx context.Context, req *socketmode.Request, cmd slack.
 }
 
 // stop disarms the late ack; true when it went out (or is going out: stop
-// waits until it is handed to Slack), so the answer must replace it.
+// waits until it is handed to Slack), so the answer must replace it. A
+// Stop that finds the timer already expired means its func has started.
 func (l *lateAck) stop() bool {
-	l.mu.Lock()
-	l.done = true
-	l.t.Stop()
-	fired := l.fired
-	l.mu.Unlock()
-	if fired {
-		<-l.sent
+	if l.t.Stop() {
+		return false
 	}
-	return fired
+	<-l.sent
+	return true
 }
 
 // replaceLateAck puts reply in place of a command's late ack, through its
@@ -411,28 +398,15 @@ func (b *Bot) replaceLateAck(ctx context.Context, cmd slack.SlashCommand, reply 
 	// Fitted as the ack would have been (Block Kit's limits), and read
 	// back into slack-go's blocks.
 	p := fitAck(reply)
-	msg := &slack.WebhookMessage{Text: p.Text, ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true}
 	var fitted slack.Blocks
-	if raw, err := json.Marshal(p.Blocks); err == nil && len(p.Blocks) > 0 && json.Unmarshal(raw, &fitted) == nil {
-		msg.Blocks = &fitted
-	}
-	if cmd.ResponseURL != "" && b.Responder != nil {
-		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
-		err := b.respond(cctx, cmd.ResponseURL, msg)
-		cancel()
-		if err == nil {
-			return
+	if len(p.Blocks) > 0 {
+		if raw, err := json.Marshal(p.Blocks); err == nil {
+			_ = json.Unmarshal(raw, &fitted) // on failure, the text alone
 		}
-		b.Log.Warn("response_url failed; answering by chat.postEphemeral", zap.String("user", cmd.UserID), zap.Error(err))
 	}
-	cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
-	defer cancel()
-	opts := []slack.MsgOption{slack.MsgOptionText(p.Text, false)}
-	if msg.Blocks != nil {
-		opts = append(opts, slack.MsgOptionBlocks(fitted.BlockSet...))
-	}
-	if _, err := b.API.PostEphemeralContext(cctx, cmd.ChannelID, cmd.UserID, opts...); err != nil {
-		b.Log.Error("answering a command acked late", zap.String("user", cmd.UserID), zap.Error(err))
+	log := b.Log.With(zap.String("user", cmd.UserID))
+	if err := b.replace(ctx, log, cmd.ResponseURL, cmd.ChannelID, cmd.UserID, p.Text, fitted.BlockSet); err != nil {
+		log.Error("answering a command acked late", zap.Error(err))
 	}
 }
 
@@ -772,16 +746,9 @@ func (b *Bot) tell(ctx context.Context, channel, user, text string) {
 // that receipt (through the click's response_url) with text, or, when
 // that fails, by a new ephemeral message.
 func (b *Bot) replaceReceipt(ctx context.Context, log *zap.Logger, c click, text string) {
-	if c.ResponseURL != "" && b.Responder != nil {
-		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
-		err := b.respond(cctx, c.ResponseURL, &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true})
-		cancel()
-		if err == nil {
-			return
-		}
-		log.Warn("response_url failed; telling by chat.postEphemeral", zap.Error(err))
+	if err := b.replace(ctx, log, c.ResponseURL, c.Channel, c.User, text, nil); err != nil {
+		log.Warn("ephemeral message failed", zap.String("user", c.User), zap.Error(err))
 	}
-	b.tell(ctx, c.Channel, c.User, text)
 }
 
 // slackCallTimeout bounds each Slack Web API call a handler makes (the

@@ -335,43 +335,49 @@ func (b *Bot) outcome(r *actions.Request) (string, []slack.Block) {
 func (b *Bot) tellOutcome(ctx context.Context, r *actions.Request, url string) {
 	text, blocks := b.outcome(r)
 	log := b.Log.With(zap.String("request_id", r.ID))
-	sent := false
-	if url != "" && b.Responder != nil {
-		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
-		msg := &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true}
-		if len(blocks) > 0 {
-			msg.Blocks = &slack.Blocks{BlockSet: blocks}
+	err := b.replace(ctx, log, url, r.Origin, r.Requester, text, blocks)
+	if code := untellable(err); code != "" {
+		log.Error("the requester cannot be told a check's outcome; not trying again", zap.Error(err))
+		if _, err := b.Store.Update(r.ID, nil, func(q *actions.Request) error { q.Untellable = code; return nil }); err != nil {
+			log.Error("recording that the requester cannot be told", zap.Error(err))
 		}
-		err := b.respond(cctx, url, msg)
-		cancel()
-		if err != nil {
-			log.Warn("response_url failed; telling by chat.postEphemeral", zap.Error(err))
-		}
-		sent = err == nil
+		return
 	}
-	if !sent {
-		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
-		opts := []slack.MsgOption{slack.MsgOptionText(text, false)}
-		if len(blocks) > 0 {
-			opts = append(opts, slack.MsgOptionBlocks(blocks...))
-		}
-		_, err := b.API.PostEphemeralContext(cctx, r.Origin, r.Requester, opts...)
-		cancel()
-		if code := untellable(err); code != "" {
-			log.Error("the requester cannot be told a check's outcome; not trying again", zap.Error(err))
-			if _, err := b.Store.Update(r.ID, nil, func(q *actions.Request) error { q.Untellable = code; return nil }); err != nil {
-				log.Error("recording that the requester cannot be told", zap.Error(err))
-			}
-			return
-		}
-		if err != nil {
-			log.Error("telling the requester a check's outcome", zap.Error(err))
-			return // told by a later sweep (recheck), or at the next start
-		}
+	if err != nil {
+		log.Error("telling the requester a check's outcome", zap.Error(err))
+		return // told by a later sweep (recheck), or at the next start
 	}
 	if _, err := b.Store.Update(r.ID, nil, func(q *actions.Request) error { q.Told = true; return nil }); err != nil {
 		log.Error("recording that the requester was told", zap.Error(err))
 	}
+}
+
+// replace puts text and blocks in place of the message url came from (a
+// command's receipt, a clicked ephemeral), or, when there is no url or
+// posting to it fails, shows them to user in channel by
+// chat.postEphemeral, whose error it returns.
+func (b *Bot) replace(ctx context.Context, log *zap.Logger, url, channel, user, text string, blocks []slack.Block) error {
+	if url != "" && b.Responder != nil {
+		msg := &slack.WebhookMessage{Text: text, ResponseType: slack.ResponseTypeEphemeral, ReplaceOriginal: true}
+		if len(blocks) > 0 {
+			msg.Blocks = &slack.Blocks{BlockSet: blocks}
+		}
+		cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
+		err := b.respond(cctx, url, msg)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		log.Warn("response_url failed; telling by chat.postEphemeral", zap.Error(err))
+	}
+	cctx, cancel := context.WithTimeout(ctx, slackCallTimeout)
+	defer cancel()
+	opts := []slack.MsgOption{slack.MsgOptionText(text, false)}
+	if len(blocks) > 0 {
+		opts = append(opts, slack.MsgOptionBlocks(blocks...))
+	}
+	_, err := b.API.PostEphemeralContext(cctx, channel, user, opts...)
+	return err
 }
 
 // respond posts msg to a response_url. A post whose answer did not come

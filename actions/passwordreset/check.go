@@ -358,44 +358,56 @@ func (r *Resetter) facts(ctx context.Context, client IAM, a *Args) error {
 	// MaxItems number of results even when there are more results
 	// available": every page is read (the call timeout bounds them all).
 	run(1, func(ctx context.Context) error {
-		pages := iam.NewListAccessKeysPaginator(client, &iam.ListAccessKeysInput{UserName: user})
-		for pages.HasMorePages() {
-			keys, err := pages.NextPage(ctx)
-			if err != nil {
-				return fmt.Errorf("listing access keys of %s: %w", a.User, err)
-			}
-			a.AccessKeys += len(keys.AccessKeyMetadata)
+		err := eachPage(ctx, iam.NewListAccessKeysPaginator(client, &iam.ListAccessKeysInput{UserName: user}), func(o *iam.ListAccessKeysOutput) {
+			a.AccessKeys += len(o.AccessKeyMetadata)
+		})
+		if err != nil {
+			return fmt.Errorf("listing access keys of %s: %w", a.User, err)
 		}
 		return nil
 	})
 	run(2, func(ctx context.Context) error {
-		pages := iam.NewListGroupsForUserPaginator(client, &iam.ListGroupsForUserInput{UserName: user})
-		for pages.HasMorePages() {
-			groups, err := pages.NextPage(ctx)
-			if err != nil {
-				return fmt.Errorf("listing groups of %s: %w", a.User, err)
-			}
-			for _, g := range groups.Groups {
+		err := eachPage(ctx, iam.NewListGroupsForUserPaginator(client, &iam.ListGroupsForUserInput{UserName: user}), func(o *iam.ListGroupsForUserOutput) {
+			for _, g := range o.Groups {
 				a.Groups = append(a.Groups, aws.ToString(g.GroupName))
 			}
+		})
+		if err != nil {
+			return fmt.Errorf("listing groups of %s: %w", a.User, err)
 		}
 		return nil
 	})
 	run(3, func(ctx context.Context) error {
-		pages := iam.NewListAttachedUserPoliciesPaginator(client, &iam.ListAttachedUserPoliciesInput{UserName: user})
-		for pages.HasMorePages() {
-			pols, err := pages.NextPage(ctx)
-			if err != nil {
-				return fmt.Errorf("listing policies of %s: %w", a.User, err)
-			}
-			for _, p := range pols.AttachedPolicies {
+		err := eachPage(ctx, iam.NewListAttachedUserPoliciesPaginator(client, &iam.ListAttachedUserPoliciesInput{UserName: user}), func(o *iam.ListAttachedUserPoliciesOutput) {
+			for _, p := range o.AttachedPolicies {
 				a.Policies = append(a.Policies, aws.ToString(p.PolicyName))
 			}
+		})
+		if err != nil {
+			return fmt.Errorf("listing policies of %s: %w", a.User, err)
 		}
 		return nil
 	})
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// iamPages is one of the IAM SDK's paginators.
+type iamPages[O any] interface {
+	HasMorePages() bool
+	NextPage(ctx context.Context, optFns ...func(*iam.Options)) (O, error)
+}
+
+// eachPage hands every page of p to f, in order.
+func eachPage[O any](ctx context.Context, p iamPages[O], f func(O)) error {
+	for p.HasMorePages() {
+		o, err := p.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		f(o)
+	}
+	return nil
 }
 
 func contains(xs []string, s string) bool {
